@@ -1,0 +1,74 @@
+//! The library's error type.
+//!
+//! A few variants callers match on (`NotFound`, `InvalidInput`, `Corrupt`), each with
+//! the context a person needs to act on it: the path, the index, the stage, the value.
+
+use std::path::PathBuf;
+
+/// Errors from tandem-core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value given by the user is not acceptable; the message names it and what
+    /// would be accepted.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// Something that should exist does not (a run, a child's file, an object).
+    #[error("{what} not found: {location}")]
+    NotFound { what: String, location: String },
+
+    /// A file exists but is not what it should be: truncated, foreign, half written,
+    /// or its contents disagree with its completion record.
+    #[error("{path}: {reason}")]
+    Corrupt { path: String, reason: String },
+
+    /// An operating-system error on a path.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A child failed in a way that is not one of the above (used by fault injection
+    /// and by stage runners outside this crate).
+    #[error("{stage} child {index}: {message}")]
+    Child {
+        stage: String,
+        index: u32,
+        message: String,
+    },
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error on `path` while doing `op` ("open", "write", ...).
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A file that is not what it should be.
+    pub fn corrupt(path: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True when the error means "it is not there" (a missing file or object).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::NotFound { .. } => true,
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+}

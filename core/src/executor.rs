@@ -1,0 +1,537 @@
+//! The local N_TO_N executor: AWS Batch's array semantics on one machine.
+//!
+//! - Child `i` of a stage becomes ready as soon as child `i` of the stage before has
+//!   succeeded, never waiting for the whole stage (`dependsOn` type N_TO_N).
+//! - A failed child is retried up to `attempts` times in all (Batch `retryStrategy`).
+//! - A child that fails for good fails child `i` of every later stage as a dependency
+//!   failure; every other index goes on.
+//! - Each stage can be capped to a number of concurrent children (a compute
+//!   environment's capacity); the worker pool is the machine's.
+//!
+//! Among ready children a worker takes the latest stage first: a child flows through
+//! its three stages while its files are still in the page cache, the first results
+//! reach the bucket early, and the number of half-finished children stays small.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+
+use serde::Serialize;
+
+use crate::exchange::Completion;
+use crate::stage::{RunContext, Stage};
+use crate::{Error, Result};
+
+/// Runs one child of one stage; the executor's only view of the work.
+pub trait ChildRunner: Send + Sync {
+    /// Runs `stage` for child `index`, attempt `attempt` (1-based).
+    fn run(&self, stage: Stage, index: u32, attempt: u32) -> Result<Completion>;
+}
+
+impl ChildRunner for RunContext {
+    fn run(&self, stage: Stage, index: u32, attempt: u32) -> Result<Completion> {
+        self.run_child(stage, index, attempt)
+    }
+}
+
+/// Executor settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutorConfig {
+    /// Worker threads.
+    pub workers: usize,
+    /// Tries per child and stage, including the first (Batch's `attempts`, 1..=10).
+    pub attempts: u32,
+    /// The most children of each stage running at once.
+    pub stage_concurrency: [usize; 3],
+}
+
+impl ExecutorConfig {
+    /// `workers` threads, `attempts` tries, no per-stage cap.
+    pub fn new(workers: usize, attempts: u32) -> Self {
+        Self {
+            workers: workers.max(1),
+            attempts: attempts.max(1),
+            stage_concurrency: [usize::MAX; 3],
+        }
+    }
+}
+
+/// Where a child's chain starts: `from` and every later stage run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Task {
+    /// Array index.
+    pub index: u32,
+    /// First stage to run.
+    pub from: Stage,
+}
+
+/// How one stage ended for one child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Finished; the completion record it wrote.
+    Succeeded {
+        /// Attempts it took.
+        attempts: u32,
+        /// Its completion record.
+        completion: Completion,
+    },
+    /// Failed on every attempt.
+    Failed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        error: String,
+    },
+    /// Not run because the same index failed in an earlier stage.
+    DependencyFailed {
+        /// The stage that failed.
+        failed_stage: Stage,
+    },
+}
+
+/// Something happened (for progress displays).
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// A child finished a stage (`ok` false: failed for good or dependency failure).
+    Finished {
+        /// The stage.
+        stage: Stage,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// An attempt failed and will be retried.
+    Retrying {
+        /// The stage.
+        stage: Stage,
+    },
+}
+
+/// What an execution did, per task and stage.
+#[derive(Debug, Clone, Default)]
+pub struct Execution {
+    /// `(index, [procure, process, egress])`, in task order; `None` for stages
+    /// before the task's `from` stage.
+    pub children: Vec<(u32, [Option<Outcome>; 3])>,
+    /// Wall time of the whole execution.
+    pub elapsed: std::time::Duration,
+}
+
+impl Execution {
+    /// Indices whose chain did not finish, with the stage that failed and its error.
+    pub fn failures(&self) -> Vec<(u32, Stage, String)> {
+        let mut v = Vec::new();
+        for (index, outcomes) in &self.children {
+            for (pos, o) in outcomes.iter().enumerate() {
+                if let Some(Outcome::Failed { error, .. }) = o {
+                    v.push((*index, Stage::ALL[pos], error.clone()));
+                }
+            }
+        }
+        v
+    }
+
+    /// Number of children with each outcome per stage: `[succeeded, failed, dependency_failed]`.
+    pub fn counts(&self) -> [[usize; 3]; 3] {
+        let mut c = [[0usize; 3]; 3];
+        for (_, outcomes) in &self.children {
+            for (pos, o) in outcomes.iter().enumerate() {
+                match o {
+                    Some(Outcome::Succeeded { .. }) => c[pos][0] += 1,
+                    Some(Outcome::Failed { .. }) => c[pos][1] += 1,
+                    Some(Outcome::DependencyFailed { .. }) => c[pos][2] += 1,
+                    None => {}
+                }
+            }
+        }
+        c
+    }
+
+    /// Total retries (attempts beyond the first) across all children.
+    pub fn retries(&self) -> u32 {
+        self.children
+            .iter()
+            .flat_map(|(_, o)| o.iter().flatten())
+            .map(|o| match o {
+                Outcome::Succeeded { attempts, .. } | Outcome::Failed { attempts, .. } => {
+                    attempts - 1
+                }
+                Outcome::DependencyFailed { .. } => 0,
+            })
+            .sum()
+    }
+}
+
+struct State {
+    /// Ready queues per stage: (slot in `results`, attempt).
+    ready: [VecDeque<(usize, u32)>; 3],
+    running: [usize; 3],
+    /// Chains not yet finished.
+    open: usize,
+    results: Vec<(u32, [Option<Outcome>; 3])>,
+}
+
+impl State {
+    fn take(&mut self, caps: &[usize; 3]) -> Option<(Stage, usize, u32)> {
+        for stage in [Stage::Egress, Stage::Process, Stage::Procure] {
+            let p = stage.position();
+            if self.running[p] < caps[p] {
+                if let Some((slot, attempt)) = self.ready[p].pop_front() {
+                    self.running[p] += 1;
+                    return Some((stage, slot, attempt));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Runs `tasks` with N_TO_N semantics on `config.workers` threads, calling
+/// `observer` after every child (from worker threads, outside any lock).
+pub fn execute(
+    runner: &dyn ChildRunner,
+    tasks: &[Task],
+    config: &ExecutorConfig,
+    observer: &(dyn Fn(Event) + Sync),
+) -> Execution {
+    let started = std::time::Instant::now();
+    let mut state = State {
+        ready: Default::default(),
+        running: [0; 3],
+        open: tasks.len(),
+        results: tasks
+            .iter()
+            .map(|t| (t.index, [None, None, None]))
+            .collect(),
+    };
+    for (slot, t) in tasks.iter().enumerate() {
+        state.ready[t.from.position()].push_back((slot, 1));
+    }
+    let shared = (Mutex::new(state), Condvar::new());
+    let workers = config.workers.min(tasks.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| worker(runner, config, &shared, observer));
+        }
+    });
+    let (state, _) = shared;
+    let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
+    Execution {
+        children: state.results,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn worker(
+    runner: &dyn ChildRunner,
+    config: &ExecutorConfig,
+    (lock, cvar): &(Mutex<State>, Condvar),
+    observer: &(dyn Fn(Event) + Sync),
+) {
+    let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let Some((stage, slot, attempt)) = guard.take(&config.stage_concurrency) else {
+            if guard.open == 0 {
+                cvar.notify_all();
+                return;
+            }
+            guard = cvar.wait(guard).unwrap_or_else(|p| p.into_inner());
+            continue;
+        };
+        let index = guard.results[slot].0;
+        drop(guard);
+        // A panic in a runner is a failed attempt, not a dead executor.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runner.run(stage, index, attempt)
+        }))
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(Error::Child {
+                stage: stage.to_string(),
+                index,
+                message: format!("panicked: {msg}"),
+            })
+        });
+        let mut events: Vec<Event> = Vec::with_capacity(3);
+        guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let p = stage.position();
+        guard.running[p] -= 1;
+        match result {
+            Ok(completion) => {
+                guard.results[slot].1[p] = Some(Outcome::Succeeded {
+                    attempts: attempt,
+                    completion,
+                });
+                events.push(Event::Finished { stage, ok: true });
+                match stage.next() {
+                    Some(next) => guard.ready[next.position()].push_back((slot, 1)),
+                    None => guard.open -= 1,
+                }
+            }
+            Err(e) if attempt < config.attempts => {
+                tracing::debug!(%stage, index, attempt, error = %e, "attempt failed, retrying");
+                guard.ready[p].push_back((slot, attempt + 1));
+                events.push(Event::Retrying { stage });
+            }
+            Err(e) => {
+                tracing::debug!(%stage, index, attempt, error = %e, "child failed for good");
+                guard.results[slot].1[p] = Some(Outcome::Failed {
+                    attempts: attempt,
+                    error: e.to_string(),
+                });
+                events.push(Event::Finished { stage, ok: false });
+                let mut later = stage.next();
+                while let Some(l) = later {
+                    guard.results[slot].1[l.position()] = Some(Outcome::DependencyFailed {
+                        failed_stage: stage,
+                    });
+                    events.push(Event::Finished {
+                        stage: l,
+                        ok: false,
+                    });
+                    later = l.next();
+                }
+                guard.open -= 1;
+            }
+        }
+        cvar.notify_all();
+        drop(guard);
+        for e in events {
+            observer(e);
+        }
+        guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// Every child of a run, from the first stage (a fresh run).
+pub fn all_tasks(array_size: u32) -> Vec<Task> {
+    (0..array_size)
+        .map(|index| Task {
+            index,
+            from: Stage::Procure,
+        })
+        .collect()
+}
+
+/// What rerun must do for each child whose result is not verified: the first stage
+/// whose output is missing or does not verify, looking backwards from egress. A
+/// child whose object verifies is skipped.
+pub fn rerun_tasks(ctx: &RunContext, workers: usize) -> Vec<Task> {
+    let n = ctx.manifest.plan.array_size;
+    let next = std::sync::atomic::AtomicU32::new(0);
+    let found = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(|| {
+                let mut local = Vec::new();
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if index >= n {
+                        break;
+                    }
+                    if ctx.check_output(Stage::Egress, index).is_ok() {
+                        continue;
+                    }
+                    let from = if ctx.check_output(Stage::Process, index).is_ok() {
+                        Stage::Egress
+                    } else if ctx.check_output(Stage::Procure, index).is_ok() {
+                        Stage::Process
+                    } else {
+                        Stage::Procure
+                    };
+                    local.push(Task { index, from });
+                }
+                found
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(local);
+            });
+        }
+    });
+    let mut v = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    v.sort_unstable_by_key(|t| t.index);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Digest;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Records the order in which (stage, index) ran and fails on demand.
+    struct Fake {
+        log: Mutex<Vec<(Stage, u32, u32)>>,
+        /// (stage, index) -> attempts that fail (1-based); u32::MAX: every attempt.
+        failing: HashMap<(Stage, u32), u32>,
+        running: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    impl Fake {
+        fn new(failing: &[((Stage, u32), u32)]) -> Self {
+            Self {
+                log: Mutex::new(Vec::new()),
+                failing: failing.iter().copied().collect(),
+                running: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl ChildRunner for Fake {
+        fn run(&self, stage: Stage, index: u32, attempt: u32) -> Result<Completion> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            self.log.lock().unwrap().push((stage, index, attempt));
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            if let Some(&fails) = self.failing.get(&(stage, index)) {
+                if attempt <= fails {
+                    return Err(Error::Child {
+                        stage: stage.to_string(),
+                        index,
+                        message: "injected".into(),
+                    });
+                }
+            }
+            Ok(Completion {
+                run_id: "r".into(),
+                index,
+                stage,
+                digest: Digest::default(),
+                history: vec![],
+            })
+        }
+    }
+
+    fn run(fake: &Fake, n: u32, workers: usize, attempts: u32) -> Execution {
+        execute(
+            fake,
+            &all_tasks(n),
+            &ExecutorConfig::new(workers, attempts),
+            &|_| {},
+        )
+    }
+
+    #[test]
+    fn child_i_of_a_stage_starts_after_child_i_of_the_previous_and_not_after_the_stage() {
+        let fake = Fake::new(&[]);
+        let ex = run(&fake, 50, 2, 1);
+        assert_eq!(ex.counts(), [[50, 0, 0]; 3]);
+        let log = fake.log.lock().unwrap();
+        let pos = |s: Stage, i: u32| {
+            log.iter()
+                .position(|&(st, ix, _)| st == s && ix == i)
+                .unwrap()
+        };
+        for i in 0..50 {
+            assert!(pos(Stage::Procure, i) < pos(Stage::Process, i));
+            assert!(pos(Stage::Process, i) < pos(Stage::Egress, i));
+        }
+        // N_TO_N: egress of child 0 happens before the last procure.
+        assert!(
+            pos(Stage::Egress, 0) < pos(Stage::Procure, 49),
+            "stage waited for the whole previous stage"
+        );
+    }
+
+    #[test]
+    fn retries_until_success_within_attempts() {
+        let fake = Fake::new(&[((Stage::Process, 3), 2)]);
+        let ex = run(&fake, 5, 2, 3);
+        assert!(ex.failures().is_empty());
+        assert_eq!(ex.retries(), 2);
+        let (_, o) = &ex.children[3];
+        assert!(matches!(o[1], Some(Outcome::Succeeded { attempts: 3, .. })));
+    }
+
+    #[test]
+    fn failed_child_fails_later_stages_of_that_index_only() {
+        let fake = Fake::new(&[((Stage::Procure, 2), u32::MAX)]);
+        let ex = run(&fake, 6, 2, 2);
+        assert_eq!(
+            ex.failures(),
+            vec![(2, Stage::Procure, "procure child 2: injected".to_string())]
+        );
+        let (_, o) = &ex.children[2];
+        assert!(matches!(o[0], Some(Outcome::Failed { attempts: 2, .. })));
+        assert_eq!(
+            o[1],
+            Some(Outcome::DependencyFailed {
+                failed_stage: Stage::Procure
+            })
+        );
+        assert_eq!(
+            o[2],
+            Some(Outcome::DependencyFailed {
+                failed_stage: Stage::Procure
+            })
+        );
+        assert_eq!(ex.counts()[2], [5, 0, 1]);
+        let log = fake.log.lock().unwrap();
+        assert!(!log.iter().any(|&(s, i, _)| i == 2 && s != Stage::Procure));
+        assert_eq!(
+            log.iter()
+                .filter(|&&(s, i, _)| i == 2 && s == Stage::Procure)
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn stage_concurrency_is_respected() {
+        let fake = Fake::new(&[]);
+        let mut cfg = ExecutorConfig::new(4, 1);
+        cfg.stage_concurrency = [1, 1, 1];
+        let ex = execute(&fake, &all_tasks(30), &cfg, &|_| {});
+        assert_eq!(ex.counts(), [[30, 0, 0]; 3]);
+        assert!(fake.peak.load(Ordering::SeqCst) <= 3);
+    }
+
+    #[test]
+    fn tasks_starting_later_skip_earlier_stages() {
+        let fake = Fake::new(&[]);
+        let tasks = [
+            Task {
+                index: 7,
+                from: Stage::Egress,
+            },
+            Task {
+                index: 9,
+                from: Stage::Process,
+            },
+        ];
+        let ex = execute(&fake, &tasks, &ExecutorConfig::new(2, 1), &|_| {});
+        let log = fake.log.lock().unwrap();
+        assert_eq!(log.len(), 3);
+        assert!(ex.children[0].1[0].is_none() && ex.children[0].1[1].is_none());
+    }
+
+    #[test]
+    fn a_panicking_runner_is_a_failed_child() {
+        struct Panics;
+        impl ChildRunner for Panics {
+            fn run(&self, _: Stage, index: u32, _: u32) -> Result<Completion> {
+                if index == 1 {
+                    panic!("boom");
+                }
+                Ok(Completion {
+                    run_id: "r".into(),
+                    index,
+                    stage: Stage::Procure,
+                    digest: Digest::default(),
+                    history: vec![],
+                })
+            }
+        }
+        let ex = execute(&Panics, &all_tasks(3), &ExecutorConfig::new(2, 1), &|_| {});
+        let f = ex.failures();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f.iter().any(|(i, _, e)| *i == 1 && e.contains("boom")));
+    }
+}

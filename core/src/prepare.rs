@@ -1,0 +1,110 @@
+//! Prepare: what the original init lambda did, with one file for all children.
+//!
+//! Creates the run directory, writes the ID file and then the manifest (the
+//! manifest last: a run with a manifest is complete). No per-child directories or
+//! files: children find their IDs by arithmetic on the plan.
+
+use std::path::{Path, PathBuf};
+
+use crate::layout::{RunLayout, check_run_id, new_run_id};
+use crate::manifest::{FORMAT, Manifest};
+use crate::plan::PartitionPlan;
+use crate::stage::{Stage, results_prefix};
+use crate::store::{ObjectStore, ObjectStoreExt};
+use crate::{Error, Result};
+
+/// What to prepare.
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    /// The shared volume.
+    pub root: PathBuf,
+    /// A run id to use instead of a generated one.
+    pub run_id: Option<String>,
+    /// `N`.
+    pub records: u64,
+    /// First ID of the range.
+    pub first_id: u64,
+    /// `K`.
+    pub ids_per_node: u64,
+    /// Workload seed.
+    pub seed: u64,
+    /// Bucket URL egress writes to.
+    pub bucket: String,
+}
+
+/// Prepares a run and returns its layout and manifest.
+pub fn prepare(opts: &PrepareOptions) -> Result<(RunLayout, Manifest)> {
+    let plan = PartitionPlan::new(opts.records, opts.ids_per_node)?;
+    if opts.first_id.checked_add(opts.records - 1).is_none() {
+        return Err(Error::InvalidInput(format!(
+            "--first-id {} with --records {} runs past the largest ID ({})",
+            opts.first_id,
+            opts.records,
+            u64::MAX
+        )));
+    }
+    let run_id = match &opts.run_id {
+        Some(r) => {
+            check_run_id(r)?;
+            r.clone()
+        }
+        None => new_run_id(),
+    };
+    std::fs::create_dir_all(&opts.root).map_err(|e| root_error(&opts.root, e))?;
+    let layout = RunLayout::new(&opts.root, &run_id)?;
+    match std::fs::create_dir(layout.dir()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::InvalidInput(format!(
+                "run {run_id:?} already exists at {}; choose another --run-id or remove it",
+                layout.dir().display()
+            )));
+        }
+        Err(e) => return Err(root_error(&opts.root, e)),
+    }
+    let manifest = Manifest {
+        format: FORMAT,
+        run_id: run_id.clone(),
+        created_at: crate::time::rfc3339_micros(crate::time::now_micros()),
+        first_id: opts.first_id,
+        seed: opts.seed,
+        plan,
+        id_file: "ids.arrow".into(),
+        bucket: opts.bucket.clone(),
+    };
+    let result = crate::ids::write_range(&layout.ids(), opts.first_id, opts.records)
+        .and_then(|()| manifest.write(&layout));
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(layout.dir());
+        return Err(e);
+    }
+    Ok((layout, manifest))
+}
+
+fn root_error(root: &Path, e: std::io::Error) -> Error {
+    Error::InvalidInput(format!("--root {} is not writable: {e}", root.display()))
+}
+
+/// Removes a run's intermediate stage files (procure and process), keeping the
+/// manifest, the ID file and the results.
+pub fn remove_stage_files(layout: &RunLayout) -> Result<()> {
+    for stage in [Stage::Procure, Stage::Process] {
+        let dir = layout.stage_dir(stage);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &dir, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes everything a run made: its directory on the volume and its results.
+pub fn remove_run(layout: &RunLayout, store: &dyn ObjectStore) -> Result<()> {
+    store.delete_prefix(&results_prefix(layout.run_id()))?;
+    match std::fs::remove_dir_all(layout.dir()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", layout.dir(), e)),
+    }
+}

@@ -1,0 +1,460 @@
+//! Timing statistics and the self-contained HTML report of a run.
+//!
+//! Every child's timings travel in the completion record of its latest output
+//! (each stage appends its own to the history it read), so the whole timeline of a
+//! run is read from one footer per child, and a loadtest hands over the records it
+//! already holds. The report is one HTML file with inline SVG: no scripts, no fonts,
+//! no network, so it opens anywhere, including from an S3 console download.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::exchange::{self, StageTiming};
+use crate::executor::{Execution, Outcome};
+use crate::stage::{RunContext, Stage, object_key};
+
+/// The stage timings known for one child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildTimes {
+    /// Array index.
+    pub index: u32,
+    /// Stages it completed, in order.
+    pub history: Vec<StageTiming>,
+}
+
+impl ChildTimes {
+    fn get(&self, stage: Stage) -> Option<&StageTiming> {
+        self.history.iter().find(|t| t.stage == stage)
+    }
+}
+
+/// Children's timings from an in-process execution.
+pub fn from_execution(ex: &Execution) -> Vec<ChildTimes> {
+    ex.children
+        .iter()
+        .filter_map(|(index, outcomes)| {
+            outcomes.iter().rev().flatten().find_map(|o| match o {
+                Outcome::Succeeded { completion, .. } => Some(ChildTimes {
+                    index: *index,
+                    history: completion.history.clone(),
+                }),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// Children's timings read from a run's files: the egressed object's footer, or
+/// for a child that did not get that far, its latest stage file.
+pub fn collect(ctx: &RunContext, threads: usize) -> Vec<ChildTimes> {
+    let n = ctx.manifest.plan.array_size;
+    let next = std::sync::atomic::AtomicU32::new(0);
+    let out = std::sync::Mutex::new(Vec::with_capacity(n as usize));
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                let mut local = Vec::new();
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if index >= n {
+                        break;
+                    }
+                    let run_id = ctx.layout.run_id();
+                    let from_object = ctx
+                        .store
+                        .get(&object_key(run_id, index))
+                        .ok()
+                        .and_then(|b| exchange::read_completion("object", &b).ok());
+                    let found = from_object.or_else(|| {
+                        [Stage::Process, Stage::Procure].into_iter().find_map(|st| {
+                            let p = ctx.layout.stage_file(st, index);
+                            let b = std::fs::read(&p).ok()?;
+                            exchange::read_completion("file", &bytes::Bytes::from(b)).ok()
+                        })
+                    });
+                    if let Some(c) = found.filter(|c| c.run_id == run_id && c.index == index) {
+                        local.push(ChildTimes {
+                            index,
+                            history: c.history,
+                        });
+                    }
+                }
+                out.lock().unwrap_or_else(|p| p.into_inner()).extend(local);
+            });
+        }
+    });
+    let mut v = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    v.sort_unstable_by_key(|c| c.index);
+    v
+}
+
+/// Duration statistics of one stage, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageStats {
+    /// The stage.
+    pub stage: Stage,
+    /// Children that completed it.
+    pub children: usize,
+    /// Mean.
+    pub mean_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+}
+
+fn ms(t: &StageTiming) -> f64 {
+    t.end_us.saturating_sub(t.start_us) as f64 / 1000.0
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Per-stage duration statistics.
+pub fn stage_stats(children: &[ChildTimes]) -> Vec<StageStats> {
+    Stage::ALL
+        .iter()
+        .map(|&stage| {
+            let mut d: Vec<f64> = children
+                .iter()
+                .filter_map(|c| c.get(stage))
+                .map(ms)
+                .collect();
+            d.sort_unstable_by(f64::total_cmp);
+            let mean = if d.is_empty() {
+                0.0
+            } else {
+                d.iter().sum::<f64>() / d.len() as f64
+            };
+            StageStats {
+                stage,
+                children: d.len(),
+                mean_ms: mean,
+                p50_ms: percentile(&d, 50.0),
+                p95_ms: percentile(&d, 95.0),
+                p99_ms: percentile(&d, 99.0),
+                max_ms: d.last().copied().unwrap_or(0.0),
+            }
+        })
+        .collect()
+}
+
+/// A slow child: its time from the start of its first stage to the end of its last.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowChild {
+    /// Array index.
+    pub index: u32,
+    /// First start to last end, in milliseconds (includes waiting between stages).
+    pub span_ms: f64,
+    /// Time in each stage, in milliseconds.
+    pub stage_ms: [f64; 3],
+}
+
+/// The `n` children with the longest span, slowest first.
+pub fn slowest(children: &[ChildTimes], n: usize) -> Vec<SlowChild> {
+    let mut v: Vec<SlowChild> = children
+        .iter()
+        .filter(|c| !c.history.is_empty())
+        .map(|c| {
+            let start = c.history.iter().map(|t| t.start_us).min().unwrap_or(0);
+            let end = c.history.iter().map(|t| t.end_us).max().unwrap_or(0);
+            let mut stage_ms = [0.0; 3];
+            for t in &c.history {
+                stage_ms[t.stage.position()] = ms(t);
+            }
+            SlowChild {
+                index: c.index,
+                span_ms: end.saturating_sub(start) as f64 / 1000.0,
+                stage_ms,
+            }
+        })
+        .collect();
+    v.sort_unstable_by(|a, b| b.span_ms.total_cmp(&a.span_ms).then(a.index.cmp(&b.index)));
+    v.truncate(n);
+    v
+}
+
+/// Earliest start and latest end over all children, in microseconds.
+fn bounds(children: &[ChildTimes]) -> Option<(u64, u64)> {
+    let all = children.iter().flat_map(|c| c.history.iter());
+    let t0 = all.clone().map(|t| t.start_us).min()?;
+    let t1 = all.map(|t| t.end_us).max()?;
+    Some((t0, t1.max(t0 + 1)))
+}
+
+/// Mean number of children running in each stage, over `bins` equal slices of the
+/// run's span.
+pub fn concurrency(children: &[ChildTimes], bins: usize) -> [Vec<f64>; 3] {
+    let mut out = [vec![0.0; bins], vec![0.0; bins], vec![0.0; bins]];
+    let Some((t0, t1)) = bounds(children) else {
+        return out;
+    };
+    let width = (t1 - t0) as f64 / bins as f64;
+    for t in children.iter().flat_map(|c| c.history.iter()) {
+        let (s, e) = (
+            (t.start_us - t0) as f64,
+            (t.end_us.max(t.start_us) - t0) as f64,
+        );
+        let (b0, b1) = ((s / width) as usize, ((e / width) as usize).min(bins - 1));
+        for (b, slot) in out[t.stage.position()]
+            .iter_mut()
+            .enumerate()
+            .take(b1 + 1)
+            .skip(b0.min(bins - 1))
+        {
+            let lo = s.max(b as f64 * width);
+            let hi = e.min((b + 1) as f64 * width);
+            if hi > lo {
+                *slot += (hi - lo) / width;
+            }
+        }
+    }
+    out
+}
+
+const COLORS: [&str; 3] = ["#4e79a7", "#f28e2b", "#59a14f"];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Renders the report. `title_rows` are (label, value) pairs shown at the top.
+pub fn render_html(
+    title: &str,
+    title_rows: &[(String, String)],
+    children: &[ChildTimes],
+) -> String {
+    let mut h = String::with_capacity(64 * 1024);
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><style>\
+         body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}}\
+         table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}}\
+         th:first-child,td:first-child{{text-align:left}}h2{{margin-top:28px;font-size:17px}}svg{{background:#fafafa;border:1px solid #eee}}\
+         .k{{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}}</style></head><body><h1>{}</h1><table>",
+        esc(title),
+        esc(title)
+    );
+    for (k, v) in title_rows {
+        let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
+    }
+    h.push_str("</table>");
+    h.push_str("<div>");
+    for s in Stage::ALL {
+        let _ = write!(
+            h,
+            "<span class=\"k\" style=\"background:{}\"></span>{}",
+            COLORS[s.position()],
+            s
+        );
+    }
+    h.push_str("</div><h2>Stage durations (ms)</h2><table><tr><th>stage</th><th>children</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>");
+    for st in stage_stats(children) {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+            st.stage, st.children, st.mean_ms, st.p50_ms, st.p95_ms, st.p99_ms, st.max_ms
+        );
+    }
+    h.push_str("</table>");
+    if let Some((t0, t1)) = bounds(children) {
+        timeline_svg(&mut h, children, t0, t1);
+        concurrency_svg(&mut h, children, t0, t1);
+    } else {
+        h.push_str("<p>No child has completed a stage yet: nothing to draw.</p>");
+    }
+    h.push_str("<h2>Slowest children</h2><table><tr><th>index</th><th>span ms</th><th>procure ms</th><th>process ms</th><th>egress ms</th></tr>");
+    for s in slowest(children, 15) {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+            s.index, s.span_ms, s.stage_ms[0], s.stage_ms[1], s.stage_ms[2]
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}
+
+const W: f64 = 1000.0;
+const LEFT: f64 = 60.0;
+
+fn axis(h: &mut String, t0: u64, t1: u64, y: f64) {
+    let span_s = (t1 - t0) as f64 / 1e6;
+    for k in 0..=5 {
+        let x = LEFT + (W - LEFT - 10.0) * k as f64 / 5.0;
+        let _ = write!(
+            h,
+            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{:.3}s</text>",
+            10.0,
+            y + 14.0,
+            span_s * k as f64 / 5.0
+        );
+    }
+}
+
+/// One row per band of indices (at most 200 bands); per stage a pale bar from the
+/// band's first start to its last end and a solid bar between the median start and
+/// the median end: the N_TO_N "fade" is the stages' bars sliding right together.
+fn timeline_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
+    let max_index = children.iter().map(|c| c.index).max().unwrap_or(0) as usize + 1;
+    let bands = max_index.min(200);
+    let per_band = max_index.div_ceil(bands);
+    let row_h = 3.0f64.max(400.0 / bands as f64).min(14.0);
+    let height = row_h * bands as f64 + 40.0;
+    let x = |t: u64| LEFT + (W - LEFT - 10.0) * (t.saturating_sub(t0)) as f64 / (t1 - t0) as f64;
+    let _ = write!(
+        h,
+        "<h2>Timeline: children by index ({per_band} per row), time since the first start</h2><svg width=\"{W}\" height=\"{height:.0}\" viewBox=\"0 0 {W} {height:.0}\">"
+    );
+    axis(h, t0, t1, height - 22.0);
+    let mut groups: Vec<[Vec<(u64, u64)>; 3]> = (0..bands).map(|_| Default::default()).collect();
+    for c in children {
+        let band = (c.index as usize / per_band).min(bands - 1);
+        for t in &c.history {
+            groups[band][t.stage.position()].push((t.start_us, t.end_us));
+        }
+    }
+    for (b, g) in groups.iter_mut().enumerate() {
+        let y = 10.0 + b as f64 * row_h;
+        for (p, v) in g.iter_mut().enumerate() {
+            if v.is_empty() {
+                continue;
+            }
+            let lo = v.iter().map(|t| t.0).min().unwrap_or(t0);
+            let hi = v.iter().map(|t| t.1).max().unwrap_or(t0);
+            let mut starts: Vec<u64> = v.iter().map(|t| t.0).collect();
+            let mut ends: Vec<u64> = v.iter().map(|t| t.1).collect();
+            starts.sort_unstable();
+            ends.sort_unstable();
+            let (ms, me) = (starts[starts.len() / 2], ends[ends.len() / 2]);
+            let _ = write!(
+                h,
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\" opacity=\"0.25\"/><rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"/>",
+                x(lo),
+                (x(hi) - x(lo)).max(0.5),
+                row_h * 0.9,
+                COLORS[p],
+                x(ms),
+                (x(me) - x(ms)).max(0.8),
+                row_h * 0.9,
+                COLORS[p]
+            );
+        }
+        if b % (bands / 10).max(1) == 0 {
+            let _ = write!(
+                h,
+                "<text x=\"4\" y=\"{:.1}\" font-size=\"10\">{}</text>",
+                y + row_h,
+                b * per_band
+            );
+        }
+    }
+    h.push_str("</svg>");
+}
+
+fn concurrency_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
+    let bins = 300;
+    let series = concurrency(children, bins);
+    let peak = series.iter().flatten().copied().fold(1.0f64, f64::max);
+    let height = 240.0;
+    let plot_h = height - 40.0;
+    let _ = write!(
+        h,
+        "<h2>Concurrency over time (children running per stage, peak {peak:.1})</h2><svg width=\"{W}\" height=\"{height:.0}\" viewBox=\"0 0 {W} {height:.0}\">"
+    );
+    axis(h, t0, t1, height - 22.0);
+    for (p, s) in series.iter().enumerate() {
+        let mut pts = String::new();
+        for (b, v) in s.iter().enumerate() {
+            let x = LEFT + (W - LEFT - 10.0) * (b as f64 + 0.5) / bins as f64;
+            let y = 10.0 + plot_h - plot_h * v / peak;
+            let _ = write!(pts, "{x:.1},{y:.1} ");
+        }
+        let _ = write!(
+            h,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>",
+            COLORS[p],
+            pts.trim_end()
+        );
+    }
+    let _ = write!(
+        h,
+        "<text x=\"4\" y=\"16\" font-size=\"10\">{peak:.1}</text><text x=\"4\" y=\"{:.1}\" font-size=\"10\">0</text></svg>",
+        10.0 + plot_h
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(index: u32, base: u64) -> ChildTimes {
+        ChildTimes {
+            index,
+            history: Stage::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, &stage)| StageTiming {
+                    stage,
+                    attempt: 1,
+                    start_us: base + i as u64 * 1000,
+                    end_us: base + i as u64 * 1000 + 1000,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 95.0), 95.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn stats_and_slowest_reflect_the_timings() {
+        let mut cs: Vec<ChildTimes> = (0..10).map(|i| child(i, u64::from(i) * 500)).collect();
+        cs[4].history[1].end_us += 9000; // child 4's process took 10 ms
+        let st = stage_stats(&cs);
+        assert_eq!(st[0].children, 10);
+        assert_eq!(st[1].max_ms, 10.0);
+        assert_eq!(st[0].p50_ms, 1.0);
+        assert_eq!(slowest(&cs, 1)[0].index, 4);
+    }
+
+    #[test]
+    fn concurrency_integrates_to_busy_time() {
+        let cs: Vec<ChildTimes> = (0..4).map(|i| child(i, 0)).collect();
+        let c = concurrency(&cs, 30);
+        // 4 children, each 1 ms per stage; span 3 ms over 30 bins of 0.1 ms.
+        let busy: f64 = c[0].iter().sum::<f64>() * 0.1;
+        assert!((busy - 4.0).abs() < 1e-6, "{busy}");
+    }
+
+    #[test]
+    fn html_is_self_contained() {
+        let cs: Vec<ChildTimes> = (0..10_000).map(|i| child(i, u64::from(i) * 10)).collect();
+        let html = render_html("run <x>", &[("records".into(), "400000".into())], &cs);
+        assert!(html.contains("<svg") && html.contains("run &lt;x&gt;"));
+        assert!(
+            !html.contains("http://") && !html.contains("https://") && !html.contains("<script")
+        );
+        assert!(html.len() < 2_000_000, "{} bytes", html.len());
+    }
+}

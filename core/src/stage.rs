@@ -1,0 +1,298 @@
+//! One child of one stage: the unit AWS Batch runs (`tandem worker`) and the local
+//! executor schedules. Both call [`RunContext::run_child`], so what is tested
+//! locally is exactly what runs in Batch.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::exchange::{self, Completion, StageTiming};
+use crate::ids::IdFile;
+use crate::layout::RunLayout;
+use crate::manifest::Manifest;
+use crate::store::{self, ObjectStore};
+use crate::workload::{self, Digest};
+use crate::{Error, Result};
+
+/// The three stages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Stage 1: generate the child's records from its IDs.
+    Procure,
+    /// Stage 2: compute `total_cents`.
+    Process,
+    /// Stage 3: put the child's result in the object store.
+    Egress,
+}
+
+impl Stage {
+    /// All stages, in order.
+    pub const ALL: [Stage; 3] = [Stage::Procure, Stage::Process, Stage::Egress];
+
+    /// The stage's name as used on the command line and on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Procure => "procure",
+            Stage::Process => "process",
+            Stage::Egress => "egress",
+        }
+    }
+
+    /// 0, 1, 2.
+    pub fn position(self) -> usize {
+        self as usize
+    }
+
+    /// The stage after this one.
+    pub fn next(self) -> Option<Stage> {
+        Stage::ALL.get(self.position() + 1).copied()
+    }
+
+    /// The stage before this one.
+    pub fn previous(self) -> Option<Stage> {
+        self.position().checked_sub(1).map(|i| Stage::ALL[i])
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Stage::ALL
+            .into_iter()
+            .find(|st| st.name() == s)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "unknown stage {s:?}: expected procure, process or egress"
+                ))
+            })
+    }
+}
+
+/// The object key of child `index`'s result: `RUN_ID/results/IIIII.parquet`.
+pub fn object_key(run_id: &str, index: u32) -> String {
+    format!("{run_id}/results/{index:05}.parquet")
+}
+
+/// The key prefix holding a run's results.
+pub fn results_prefix(run_id: &str) -> String {
+    format!("{run_id}/results/")
+}
+
+/// Everything a child needs: the run's layout and manifest, the mapped ID file and
+/// the object store. Opened once per process and shared by all children in it.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Paths of the run on the shared volume.
+    pub layout: RunLayout,
+    /// The run's parameters.
+    pub manifest: Manifest,
+    /// The mapped ID file.
+    pub ids: IdFile,
+    /// Where egress writes.
+    pub store: Arc<dyn ObjectStore>,
+}
+
+impl RunContext {
+    /// Opens run `run_id` under `root`: reads the manifest, maps the ID file and
+    /// opens the bucket (`bucket` overrides the one recorded at prepare).
+    pub fn open(root: &Path, run_id: &str, bucket: Option<&str>) -> Result<Self> {
+        let layout = RunLayout::new(root, run_id)?;
+        let manifest = Manifest::load(&layout)?;
+        let ids = IdFile::open(&layout.dir().join(&manifest.id_file))?;
+        if ids.len() != manifest.plan.records {
+            return Err(Error::corrupt(
+                ids.path().display(),
+                format!(
+                    "holds {} IDs but the manifest says {} records (truncated or from another run)",
+                    ids.len(),
+                    manifest.plan.records
+                ),
+            ));
+        }
+        let store = store::open(bucket.unwrap_or(&manifest.bucket))?;
+        Ok(Self {
+            layout,
+            manifest,
+            ids,
+            store,
+        })
+    }
+
+    /// The IDs child `index` owns, borrowed from the mapped ID file.
+    pub fn child_ids(&self, index: u32) -> Result<std::borrow::Cow<'_, [u64]>> {
+        let range = self.manifest.plan.slice(index)?;
+        self.ids.ids(range)
+    }
+
+    /// Runs `stage` for child `index` (attempt is 1-based) and returns what it wrote
+    /// in its completion record.
+    pub fn run_child(&self, stage: Stage, index: u32, attempt: u32) -> Result<Completion> {
+        let start_us = crate::time::now_micros();
+        let run_id = self.layout.run_id();
+        let timing = |now| StageTiming {
+            stage,
+            attempt,
+            start_us,
+            end_us: now,
+        };
+        match stage {
+            Stage::Procure => {
+                let ids = self.child_ids(index)?;
+                let (batch, digest) = workload::procure(&ids, self.manifest.seed);
+                let completion = Completion {
+                    run_id: run_id.to_string(),
+                    index,
+                    stage,
+                    digest,
+                    history: vec![timing(crate::time::now_micros())],
+                };
+                let bytes = exchange::encode(&batch, &completion)?;
+                write_in_place(&self.layout.stage_file(stage, index), &bytes)?;
+                Ok(completion)
+            }
+            Stage::Process => {
+                let input = self.read_stage_file(Stage::Procure, index)?;
+                let (batch, digest) = workload::process(&input.batch)?;
+                let mut history = input.completion.history;
+                history.push(timing(crate::time::now_micros()));
+                let completion = Completion {
+                    run_id: run_id.to_string(),
+                    index,
+                    stage,
+                    digest,
+                    history,
+                };
+                let bytes = exchange::encode(&batch, &completion)?;
+                write_in_place(&self.layout.stage_file(stage, index), &bytes)?;
+                Ok(completion)
+            }
+            Stage::Egress => {
+                let path = self.layout.stage_file(Stage::Process, index);
+                let bytes = read_file(&path)?;
+                let input = self.check_decoded(
+                    Stage::Process,
+                    index,
+                    &path.display().to_string(),
+                    bytes.clone(),
+                )?;
+                let mut history = input.completion.history;
+                history.push(timing(crate::time::now_micros()));
+                let completion = Completion {
+                    run_id: run_id.to_string(),
+                    index,
+                    stage,
+                    digest: input.completion.digest,
+                    history,
+                };
+                let object = exchange::restamp(&path.display().to_string(), &bytes, &completion)?;
+                self.store
+                    .put(&object_key(run_id, index), Bytes::from(object))?;
+                Ok(completion)
+            }
+        }
+    }
+
+    /// Reads and checks the output of `stage` (procure or process) for `index`.
+    fn read_stage_file(&self, stage: Stage, index: u32) -> Result<exchange::Decoded> {
+        let path = self.layout.stage_file(stage, index);
+        let bytes = read_file(&path)?;
+        self.check_decoded(stage, index, &path.display().to_string(), bytes)
+    }
+
+    /// Decodes a child's file and checks that it is the complete output of `stage`
+    /// for `index` of this run, holding exactly the child's IDs.
+    fn check_decoded(
+        &self,
+        stage: Stage,
+        index: u32,
+        what: &str,
+        bytes: Bytes,
+    ) -> Result<exchange::Decoded> {
+        // An egressed object holds the process rows under the egress record.
+        let schema = if stage == Stage::Procure {
+            workload::procure_schema()
+        } else {
+            workload::process_schema()
+        };
+        let decoded = exchange::decode(what, bytes, &schema)?;
+        decoded
+            .completion
+            .check_identity(what, self.layout.run_id(), index, stage)?;
+        let ids = self.child_ids(index)?;
+        let expected = Digest {
+            rows: ids.len() as u64,
+            id_sum: ids.iter().fold(0u64, |a, v| a.wrapping_add(*v)),
+            checksum: decoded.completion.digest.checksum,
+        };
+        if decoded.completion.digest != expected {
+            return Err(Error::corrupt(
+                what,
+                format!(
+                    "holds {} rows (id sum {}) but child {index} owns {} IDs (id sum {})",
+                    decoded.completion.digest.rows,
+                    decoded.completion.digest.id_sum,
+                    expected.rows,
+                    expected.id_sum
+                ),
+            ));
+        }
+        Ok(decoded)
+    }
+
+    /// Checks whether child `index` has a complete, verified output of `stage`
+    /// (for egress: its object in the store). Used by rerun to skip finished work.
+    pub fn check_output(&self, stage: Stage, index: u32) -> Result<Completion> {
+        match stage {
+            Stage::Procure | Stage::Process => Ok(self.read_stage_file(stage, index)?.completion),
+            Stage::Egress => {
+                let key = object_key(self.layout.run_id(), index);
+                let bytes = self.store.get(&key)?;
+                let what = format!("{}/{key}", self.store.url());
+                Ok(self
+                    .check_decoded(Stage::Egress, index, &what, bytes)?
+                    .completion)
+            }
+        }
+    }
+}
+
+/// Reads a whole file; a missing file is `NotFound` naming it.
+fn read_file(path: &Path) -> Result<Bytes> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Bytes::from(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
+            what: "stage output".into(),
+            location: path.display().to_string(),
+        }),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+/// Writes `bytes` to `path`, truncating what was there, creating the shard
+/// directory on first use. One create per output: the Parquet footer, written last,
+/// is the completion marker (see [`exchange`]), so no temporary name is needed.
+fn write_in_place(path: &Path, bytes: &[u8]) -> Result<()> {
+    let open = |p: &Path| std::fs::File::create(p);
+    let mut f = match open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            open(path).map_err(|e| Error::io("create", path, e))?
+        }
+        Err(e) => return Err(Error::io("create", path, e)),
+    };
+    f.write_all(bytes).map_err(|e| Error::io("write", path, e))
+}
