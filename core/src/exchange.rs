@@ -85,23 +85,26 @@ static PROPS: LazyLock<WriterProperties> = LazyLock::new(|| {
 });
 
 /// Encodes `batch` as one Parquet file in memory, with `completion` in the footer.
-pub fn encode(batch: &RecordBatch, completion: &Completion) -> Result<Vec<u8>> {
-    let fail = |e: parquet::errors::ParquetError| Error::Child {
-        stage: completion.stage.to_string(),
-        index: completion.index,
-        message: format!("encoding Parquet: {e}"),
+///
+/// The last entry of the completion's history gets its `end_us` stamped once the
+/// rows are encoded, just before the footer is written.
+pub fn encode(batch: &RecordBatch, completion: &mut Completion) -> Result<Vec<u8>> {
+    let (stage, index) = (completion.stage, completion.index);
+    let fail = |what: &str, e: &dyn std::fmt::Display| Error::Child {
+        stage: stage.to_string(),
+        index,
+        message: format!("encoding {what}: {e}"),
     };
-    let json = serde_json::to_string(completion).map_err(|e| Error::Child {
-        stage: completion.stage.to_string(),
-        index: completion.index,
-        message: format!("encoding the completion record: {e}"),
-    })?;
     let mut out = Vec::with_capacity(2048 + batch.get_array_memory_size() / 2);
-    let mut writer =
-        ArrowWriter::try_new(&mut out, batch.schema(), Some(PROPS.clone())).map_err(fail)?;
-    writer.write(batch).map_err(fail)?;
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(PROPS.clone()))
+        .map_err(|e| fail("Parquet", &e))?;
+    writer.write(batch).map_err(|e| fail("Parquet", &e))?;
+    if let Some(last) = completion.history.last_mut() {
+        last.end_us = crate::time::now_micros();
+    }
+    let json = serde_json::to_string(completion).map_err(|e| fail("the completion record", &e))?;
     writer.append_key_value_metadata(KeyValue::new(COMPLETION_KEY.to_string(), json));
-    writer.close().map_err(fail)?;
+    writer.close().map_err(|e| fail("Parquet", &e))?;
     Ok(out)
 }
 
@@ -141,15 +144,13 @@ fn completion_of(path: &str, meta: &ParquetMetaData) -> Result<Completion> {
                 format!("Parquet file has no {COMPLETION_KEY} record: not written by tandem"),
             )
         })?;
-    serde_json::from_str(json)
-        .map_err(|e| Error::corrupt(path, format!("unreadable completion record: {e}")))
+    serde_json::from_str(json).map_err(|e| Error::corrupt(path, format!("unreadable completion record: {e}")))
 }
 
 /// Decodes a stage file: checks the footer, the schema against `schema`, and that
 /// the rows reproduce the recorded digest.
 pub fn decode(path: &str, bytes: Bytes, schema: &SchemaRef) -> Result<Decoded> {
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| incomplete(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| incomplete(path, e))?;
     let completion = completion_of(path, builder.metadata())?;
     let found = builder.schema();
     let same = found.fields().len() == schema.fields().len()
@@ -176,8 +177,7 @@ pub fn decode(path: &str, bytes: Bytes, schema: &SchemaRef) -> Result<Decoded> {
     let batch = match batches.len() {
         0 => RecordBatch::new_empty(schema.clone()),
         1 => batches.pop().unwrap_or_else(|| unreachable!()),
-        _ => arrow_select::concat::concat_batches(schema, &batches)
-            .map_err(|e| incomplete(path, e))?,
+        _ => arrow_select::concat::concat_batches(schema, &batches).map_err(|e| incomplete(path, e))?,
     };
     let digest = if completion.stage == Stage::Procure {
         workload::digest_procured(&batch)?
@@ -204,12 +204,8 @@ pub fn restamp(path: &str, bytes: &Bytes, completion: &Completion) -> Result<Vec
     if len < 12 || &bytes[len - 4..] != b"PAR1" {
         return Err(incomplete(path, "no PAR1 magic at the end"));
     }
-    let meta_len = u32::from_le_bytes([
-        bytes[len - 8],
-        bytes[len - 7],
-        bytes[len - 6],
-        bytes[len - 5],
-    ]) as usize;
+    let meta_len =
+        u32::from_le_bytes([bytes[len - 8], bytes[len - 7], bytes[len - 6], bytes[len - 5]]) as usize;
     let data_end = len.checked_sub(8 + meta_len).ok_or_else(|| {
         incomplete(
             path,
@@ -224,12 +220,7 @@ pub fn restamp(path: &str, bytes: &Bytes, completion: &Completion) -> Result<Vec
     let fm = meta.file_metadata();
     let mut kv: Vec<KeyValue> = fm
         .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .filter(|k| k.key != COMPLETION_KEY)
-                .cloned()
-                .collect()
-        })
+        .map(|kv| kv.iter().filter(|k| k.key != COMPLETION_KEY).cloned().collect())
         .unwrap_or_default();
     kv.push(KeyValue::new(COMPLETION_KEY.to_string(), json));
     let new_fm = FileMetaData::new(
@@ -275,8 +266,9 @@ mod tests {
     fn round_trips_batch_and_completion() {
         let ids: Vec<u64> = (1..=40).collect();
         let (b, d) = procure(&ids, 42);
-        let c = completion(Stage::Procure, d);
-        let bytes = encode(&b, &c).unwrap();
+        let mut c = completion(Stage::Procure, d);
+        let bytes = encode(&b, &mut c).unwrap();
+        assert!(c.history[0].end_us > 2, "end not stamped");
         let got = decode("f", Bytes::from(bytes.clone()), &procure_schema()).unwrap();
         assert_eq!(got.completion, c);
         assert_eq!(got.batch, b);
@@ -287,7 +279,7 @@ mod tests {
     fn large_child_reads_back_as_one_batch() {
         let ids: Vec<u64> = (1..=5000).collect();
         let (b, d) = procure(&ids, 42);
-        let bytes = encode(&b, &completion(Stage::Procure, d)).unwrap();
+        let bytes = encode(&b, &mut completion(Stage::Procure, d)).unwrap();
         let got = decode("f", Bytes::from(bytes), &procure_schema()).unwrap();
         assert_eq!(got.batch.num_rows(), 5000);
     }
@@ -296,13 +288,9 @@ mod tests {
     fn every_truncation_is_detected() {
         let ids: Vec<u64> = (1..=40).collect();
         let (b, d) = procure(&ids, 42);
-        let bytes = encode(&b, &completion(Stage::Procure, d)).unwrap();
+        let bytes = encode(&b, &mut completion(Stage::Procure, d)).unwrap();
         for cut in 0..bytes.len() {
-            let r = decode(
-                "f",
-                Bytes::copy_from_slice(&bytes[..cut]),
-                &procure_schema(),
-            );
+            let r = decode("f", Bytes::copy_from_slice(&bytes[..cut]), &procure_schema());
             assert!(
                 r.is_err(),
                 "a file cut at {cut} of {} bytes was accepted",
@@ -315,7 +303,7 @@ mod tests {
     fn wrong_schema_is_refused() {
         let ids: Vec<u64> = (1..=40).collect();
         let (b, d) = procure(&ids, 42);
-        let bytes = encode(&b, &completion(Stage::Procure, d)).unwrap();
+        let bytes = encode(&b, &mut completion(Stage::Procure, d)).unwrap();
         let err = decode("f", Bytes::from(bytes), &process_schema())
             .unwrap_err()
             .to_string();
@@ -327,8 +315,8 @@ mod tests {
         let ids: Vec<u64> = (1..=40).collect();
         let (b1, _) = procure(&ids, 42);
         let (b2, d2) = process(&b1).unwrap();
-        let c = completion(Stage::Process, d2);
-        let bytes = Bytes::from(encode(&b2, &c).unwrap());
+        let mut c = completion(Stage::Process, d2);
+        let bytes = Bytes::from(encode(&b2, &mut c).unwrap());
         let mut c3 = c.clone();
         c3.stage = Stage::Egress;
         c3.history.push(StageTiming {

@@ -72,6 +72,10 @@ pub enum Outcome {
     Succeeded {
         /// Attempts it took.
         attempts: u32,
+        /// When the successful attempt started, as the executor saw it (µs since the epoch).
+        started_us: u64,
+        /// When it returned, output written (µs since the epoch).
+        finished_us: u64,
         /// Its completion record.
         completion: Completion,
     },
@@ -152,9 +156,7 @@ impl Execution {
             .iter()
             .flat_map(|(_, o)| o.iter().flatten())
             .map(|o| match o {
-                Outcome::Succeeded { attempts, .. } | Outcome::Failed { attempts, .. } => {
-                    attempts - 1
-                }
+                Outcome::Succeeded { attempts, .. } | Outcome::Failed { attempts, .. } => attempts - 1,
                 Outcome::DependencyFailed { .. } => 0,
             })
             .sum()
@@ -198,10 +200,7 @@ pub fn execute(
         ready: Default::default(),
         running: [0; 3],
         open: tasks.len(),
-        results: tasks
-            .iter()
-            .map(|t| (t.index, [None, None, None]))
-            .collect(),
+        results: tasks.iter().map(|t| (t.index, [None, None, None])).collect(),
     };
     for (slot, t) in tasks.iter().enumerate() {
         state.ready[t.from.position()].push_back((slot, 1));
@@ -239,22 +238,23 @@ fn worker(
         };
         let index = guard.results[slot].0;
         drop(guard);
+        let started_us = crate::time::now_micros();
         // A panic in a runner is a failed attempt, not a dead executor.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runner.run(stage, index, attempt)
-        }))
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
-            Err(Error::Child {
-                stage: stage.to_string(),
-                index,
-                message: format!("panicked: {msg}"),
-            })
-        });
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run(stage, index, attempt)))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    Err(Error::Child {
+                        stage: stage.to_string(),
+                        index,
+                        message: format!("panicked: {msg}"),
+                    })
+                });
+        let finished_us = crate::time::now_micros();
         let mut events: Vec<Event> = Vec::with_capacity(3);
         guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let p = stage.position();
@@ -263,6 +263,8 @@ fn worker(
             Ok(completion) => {
                 guard.results[slot].1[p] = Some(Outcome::Succeeded {
                     attempts: attempt,
+                    started_us,
+                    finished_us,
                     completion,
                 });
                 events.push(Event::Finished { stage, ok: true });
@@ -285,13 +287,9 @@ fn worker(
                 events.push(Event::Finished { stage, ok: false });
                 let mut later = stage.next();
                 while let Some(l) = later {
-                    guard.results[slot].1[l.position()] = Some(Outcome::DependencyFailed {
-                        failed_stage: stage,
-                    });
-                    events.push(Event::Finished {
-                        stage: l,
-                        ok: false,
-                    });
+                    guard.results[slot].1[l.position()] =
+                        Some(Outcome::DependencyFailed { failed_stage: stage });
+                    events.push(Event::Finished { stage: l, ok: false });
                     later = l.next();
                 }
                 guard.open -= 1;
@@ -344,10 +342,7 @@ pub fn rerun_tasks(ctx: &RunContext, workers: usize) -> Vec<Task> {
                     };
                     local.push(Task { index, from });
                 }
-                found
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(local);
+                found.lock().unwrap_or_else(|p| p.into_inner()).extend(local);
             });
         }
     });
@@ -424,11 +419,7 @@ mod tests {
         let ex = run(&fake, 50, 2, 1);
         assert_eq!(ex.counts(), [[50, 0, 0]; 3]);
         let log = fake.log.lock().unwrap();
-        let pos = |s: Stage, i: u32| {
-            log.iter()
-                .position(|&(st, ix, _)| st == s && ix == i)
-                .unwrap()
-        };
+        let pos = |s: Stage, i: u32| log.iter().position(|&(st, ix, _)| st == s && ix == i).unwrap();
         for i in 0..50 {
             assert!(pos(Stage::Procure, i) < pos(Stage::Process, i));
             assert!(pos(Stage::Process, i) < pos(Stage::Egress, i));

@@ -37,11 +37,9 @@ pub fn write_range(path: &Path, first_id: u64, records: u64) -> Result<()> {
     }
     let tmp = path.with_extension("arrow.tmp");
     let file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    let ipc = |e: arrow_schema::ArrowError| {
-        Error::corrupt(tmp.display(), format!("writing the ID file: {e}"))
-    };
-    let mut writer =
-        FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), &schema()).map_err(ipc)?;
+    let ipc =
+        |e: arrow_schema::ArrowError| Error::corrupt(tmp.display(), format!("writing the ID file: {e}"));
+    let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), &schema()).map_err(ipc)?;
     let mut done = 0u64;
     while done < records {
         let n = (records - done).min(IDS_PER_BATCH);
@@ -86,9 +84,7 @@ impl IdFile {
             )));
         }
         if &buffer[..6] != b"ARROW1" {
-            return Err(bad(
-                "not an Arrow IPC file (no ARROW1 magic at the start)".into()
-            ));
+            return Err(bad("not an Arrow IPC file (no ARROW1 magic at the start)".into()));
         }
         let trailer: [u8; 10] = buffer[len - 10..]
             .try_into()
@@ -107,8 +103,7 @@ impl IdFile {
             .schema()
             .ok_or_else(|| bad("Arrow IPC footer has no schema".into()))
             .and_then(|s| {
-                arrow_ipc::convert::try_fb_to_schema(s)
-                    .map_err(|e| bad(format!("unreadable schema: {e}")))
+                arrow_ipc::convert::try_fb_to_schema(s).map_err(|e| bad(format!("unreadable schema: {e}")))
             })?;
         let expected = schema();
         if file_schema.fields().len() != 1
@@ -193,9 +188,7 @@ impl IdFile {
             ));
         }
         // Find the batch holding `start` (batches are sorted by position).
-        let first = self
-            .batches
-            .partition_point(|(p, a)| p + a.len() as u64 <= start);
+        let first = self.batches.partition_point(|(p, a)| p + a.len() as u64 <= start);
         let (pos, arr) = &self.batches[first.min(self.batches.len().saturating_sub(1))];
         if start >= *pos && end <= pos + arr.len() as u64 {
             let vals = arr.values();
@@ -270,10 +263,7 @@ mod tests {
         assert_eq!(f.len(), n);
         let lo = IDS_PER_BATCH as usize - 3;
         let s = f.ids(lo..lo + 6).unwrap();
-        assert_eq!(
-            &*s,
-            &(5 + lo as u64..5 + lo as u64 + 6).collect::<Vec<u64>>()[..]
-        );
+        assert_eq!(&*s, &(5 + lo as u64..5 + lo as u64 + 6).collect::<Vec<u64>>()[..]);
     }
 
     #[test]
@@ -300,11 +290,7 @@ mod tests {
         // A valid IPC file with the wrong schema.
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
         let mut w = FileWriter::try_new(File::create(&path).unwrap(), &schema).unwrap();
-        let b = RecordBatch::try_new(
-            schema,
-            vec![Arc::new(arrow_array::Int32Array::from(vec![1]))],
-        )
-        .unwrap();
+        let b = RecordBatch::try_new(schema, vec![Arc::new(arrow_array::Int32Array::from(vec![1]))]).unwrap();
         w.write(&b).unwrap();
         w.finish().unwrap();
         let err = IdFile::open(&path).unwrap_err().to_string();

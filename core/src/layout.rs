@@ -47,11 +47,7 @@ pub fn new_run_id() -> String {
     let salt = crate::workload::splitmix64(
         now ^ (u64::from(std::process::id()) << 32) ^ (&now as *const u64 as u64),
     );
-    format!(
-        "{}-{:06x}",
-        crate::time::compact_stamp(now),
-        salt & 0xff_ffff
-    )
+    format!("{}-{:06x}", crate::time::compact_stamp(now), salt & 0xff_ffff)
 }
 
 /// Paths of one run under the shared-volume root.

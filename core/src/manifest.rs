@@ -106,9 +106,6 @@ fn unknown_run(root: &Path, run_id: &str) -> Error {
     };
     Error::NotFound {
         what: format!("run {run_id:?}"),
-        location: format!(
-            "{} ({hint})",
-            root.join(run_id).join("manifest.json").display()
-        ),
+        location: format!("{} ({hint})", root.join(run_id).join("manifest.json").display()),
     }
 }

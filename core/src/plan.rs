@@ -36,9 +36,7 @@ impl PartitionPlan {
     /// smallest `--ids-per-node` that would fit.
     pub fn new(records: u64, ids_per_node: u64) -> Result<Self> {
         if records == 0 {
-            return Err(Error::InvalidInput(
-                "--records must be at least 1, got 0".into(),
-            ));
+            return Err(Error::InvalidInput("--records must be at least 1, got 0".into()));
         }
         if records > MAX_RECORDS {
             return Err(Error::InvalidInput(format!(
@@ -85,9 +83,7 @@ impl PartitionPlan {
 
     /// Number of IDs child `index` owns (0 for an index outside the plan).
     pub fn len_of(&self, index: u32) -> u64 {
-        self.slice(index)
-            .map(|r| (r.end - r.start) as u64)
-            .unwrap_or(0)
+        self.slice(index).map(|r| (r.end - r.start) as u64).unwrap_or(0)
     }
 
     /// The child that owns position `pos` of the ID list.
@@ -114,14 +110,7 @@ mod tests {
 
     #[test]
     fn slices_have_no_gaps_or_overlaps() {
-        for (n, k) in [
-            (400_000, 40),
-            (1000, 7),
-            (10, 3),
-            (99, 100),
-            (1, 1),
-            (1, 40),
-        ] {
+        for (n, k) in [(400_000, 40), (1000, 7), (10, 3), (99, 100), (1, 1), (1, 40)] {
             let plan = PartitionPlan::new(n, k).unwrap();
             assert_eq!(u64::from(plan.array_size), n.div_ceil(k));
             assert_covers_exactly(&plan);
@@ -179,9 +168,7 @@ mod tests {
                 .to_string()
                 .contains("--ids-per-node")
         );
-        let err = PartitionPlan::new(u64::MAX, u64::MAX)
-            .unwrap_err()
-            .to_string();
+        let err = PartitionPlan::new(u64::MAX, u64::MAX).unwrap_err().to_string();
         assert!(err.contains(&u64::MAX.to_string()), "{err}");
     }
 

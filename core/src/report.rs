@@ -29,19 +29,33 @@ impl ChildTimes {
     }
 }
 
-/// Children's timings from an in-process execution.
+/// Children's timings from an in-process execution, as the executor measured them
+/// (from the start of the successful attempt until its output was written).
 pub fn from_execution(ex: &Execution) -> Vec<ChildTimes> {
     ex.children
         .iter()
-        .filter_map(|(index, outcomes)| {
-            outcomes.iter().rev().flatten().find_map(|o| match o {
-                Outcome::Succeeded { completion, .. } => Some(ChildTimes {
-                    index: *index,
-                    history: completion.history.clone(),
-                }),
-                _ => None,
-            })
+        .map(|(index, outcomes)| ChildTimes {
+            index: *index,
+            history: outcomes
+                .iter()
+                .flatten()
+                .filter_map(|o| match o {
+                    Outcome::Succeeded {
+                        attempts,
+                        started_us,
+                        finished_us,
+                        completion,
+                    } => Some(StageTiming {
+                        stage: completion.stage,
+                        attempt: *attempts,
+                        start_us: *started_us,
+                        end_us: *finished_us,
+                    }),
+                    _ => None,
+                })
+                .collect(),
         })
+        .filter(|c| !c.history.is_empty())
         .collect()
 }
 
@@ -126,11 +140,7 @@ pub fn stage_stats(children: &[ChildTimes]) -> Vec<StageStats> {
     Stage::ALL
         .iter()
         .map(|&stage| {
-            let mut d: Vec<f64> = children
-                .iter()
-                .filter_map(|c| c.get(stage))
-                .map(ms)
-                .collect();
+            let mut d: Vec<f64> = children.iter().filter_map(|c| c.get(stage)).map(ms).collect();
             d.sort_unstable_by(f64::total_cmp);
             let mean = if d.is_empty() {
                 0.0
@@ -202,10 +212,7 @@ pub fn concurrency(children: &[ChildTimes], bins: usize) -> [Vec<f64>; 3] {
     };
     let width = (t1 - t0) as f64 / bins as f64;
     for t in children.iter().flat_map(|c| c.history.iter()) {
-        let (s, e) = (
-            (t.start_us - t0) as f64,
-            (t.end_us.max(t.start_us) - t0) as f64,
-        );
+        let (s, e) = ((t.start_us - t0) as f64, (t.end_us.max(t.start_us) - t0) as f64);
         let (b0, b1) = ((s / width) as usize, ((e / width) as usize).min(bins - 1));
         for (b, slot) in out[t.stage.position()]
             .iter_mut()
@@ -233,11 +240,7 @@ fn esc(s: &str) -> String {
 }
 
 /// Renders the report. `title_rows` are (label, value) pairs shown at the top.
-pub fn render_html(
-    title: &str,
-    title_rows: &[(String, String)],
-    children: &[ChildTimes],
-) -> String {
+pub fn render_html(title: &str, title_rows: &[(String, String)], children: &[ChildTimes]) -> String {
     let mut h = String::with_capacity(64 * 1024);
     let _ = write!(
         h,
@@ -452,9 +455,7 @@ mod tests {
         let cs: Vec<ChildTimes> = (0..10_000).map(|i| child(i, u64::from(i) * 10)).collect();
         let html = render_html("run <x>", &[("records".into(), "400000".into())], &cs);
         assert!(html.contains("<svg") && html.contains("run &lt;x&gt;"));
-        assert!(
-            !html.contains("http://") && !html.contains("https://") && !html.contains("<script")
-        );
+        assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
         assert!(html.len() < 2_000_000, "{} bytes", html.len());
     }
 }

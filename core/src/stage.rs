@@ -69,14 +69,11 @@ impl fmt::Display for Stage {
 impl FromStr for Stage {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Stage::ALL
-            .into_iter()
-            .find(|st| st.name() == s)
-            .ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "unknown stage {s:?}: expected procure, process or egress"
-                ))
-            })
+        Stage::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "unknown stage {s:?}: expected procure, process or egress"
+            ))
+        })
     }
 }
 
@@ -151,14 +148,14 @@ impl RunContext {
             Stage::Procure => {
                 let ids = self.child_ids(index)?;
                 let (batch, digest) = workload::procure(&ids, self.manifest.seed);
-                let completion = Completion {
+                let mut completion = Completion {
                     run_id: run_id.to_string(),
                     index,
                     stage,
                     digest,
-                    history: vec![timing(crate::time::now_micros())],
+                    history: vec![timing(start_us)],
                 };
-                let bytes = exchange::encode(&batch, &completion)?;
+                let bytes = exchange::encode(&batch, &mut completion)?;
                 write_in_place(&self.layout.stage_file(stage, index), &bytes)?;
                 Ok(completion)
             }
@@ -166,27 +163,23 @@ impl RunContext {
                 let input = self.read_stage_file(Stage::Procure, index)?;
                 let (batch, digest) = workload::process(&input.batch)?;
                 let mut history = input.completion.history;
-                history.push(timing(crate::time::now_micros()));
-                let completion = Completion {
+                history.push(timing(start_us));
+                let mut completion = Completion {
                     run_id: run_id.to_string(),
                     index,
                     stage,
                     digest,
                     history,
                 };
-                let bytes = exchange::encode(&batch, &completion)?;
+                let bytes = exchange::encode(&batch, &mut completion)?;
                 write_in_place(&self.layout.stage_file(stage, index), &bytes)?;
                 Ok(completion)
             }
             Stage::Egress => {
                 let path = self.layout.stage_file(Stage::Process, index);
                 let bytes = read_file(&path)?;
-                let input = self.check_decoded(
-                    Stage::Process,
-                    index,
-                    &path.display().to_string(),
-                    bytes.clone(),
-                )?;
+                let input =
+                    self.check_decoded(Stage::Process, index, &path.display().to_string(), bytes.clone())?;
                 let mut history = input.completion.history;
                 history.push(timing(crate::time::now_micros()));
                 let completion = Completion {
@@ -197,8 +190,7 @@ impl RunContext {
                     history,
                 };
                 let object = exchange::restamp(&path.display().to_string(), &bytes, &completion)?;
-                self.store
-                    .put(&object_key(run_id, index), Bytes::from(object))?;
+                self.store.put(&object_key(run_id, index), Bytes::from(object))?;
                 Ok(completion)
             }
         }
@@ -213,13 +205,7 @@ impl RunContext {
 
     /// Decodes a child's file and checks that it is the complete output of `stage`
     /// for `index` of this run, holding exactly the child's IDs.
-    fn check_decoded(
-        &self,
-        stage: Stage,
-        index: u32,
-        what: &str,
-        bytes: Bytes,
-    ) -> Result<exchange::Decoded> {
+    fn check_decoded(&self, stage: Stage, index: u32, what: &str, bytes: Bytes) -> Result<exchange::Decoded> {
         // An egressed object holds the process rows under the egress record.
         let schema = if stage == Stage::Procure {
             workload::procure_schema()
@@ -260,9 +246,7 @@ impl RunContext {
                 let key = object_key(self.layout.run_id(), index);
                 let bytes = self.store.get(&key)?;
                 let what = format!("{}/{key}", self.store.url());
-                Ok(self
-                    .check_decoded(Stage::Egress, index, &what, bytes)?
-                    .completion)
+                Ok(self.check_decoded(Stage::Egress, index, &what, bytes)?.completion)
             }
         }
     }

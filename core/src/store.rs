@@ -148,13 +148,10 @@ impl LocalStore {
                 return Ok(false);
             }
         };
-        file.write_all(data)
-            .map_err(|e| Error::io("write", path, e))?;
-        let proc_path =
-            CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default();
-        let target = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-            Error::InvalidInput(format!("path {} contains a NUL byte", path.display()))
-        })?;
+        file.write_all(data).map_err(|e| Error::io("write", path, e))?;
+        let proc_path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default();
+        let target = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::InvalidInput(format!("path {} contains a NUL byte", path.display())))?;
         // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
         let rc = unsafe {
             libc::linkat(
@@ -177,10 +174,7 @@ impl LocalStore {
     }
 
     fn put_renamed(&self, dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         let tmp = dir.join(format!(
             ".{name}.{}.{}.tmp",
             std::process::id(),
@@ -212,8 +206,7 @@ impl ObjectStore for LocalStore {
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         match self.put_once(&dir, &path, &data) {
             Err(e) if e.is_not_found() => {
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| Error::io("create directory", &dir, e))?;
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
                 self.put_once(&dir, &path, &data)
             }
             other => other,
@@ -310,10 +303,7 @@ pub(crate) mod suite {
         store
             .put("run/results/00001.parquet", Bytes::from_static(b"uno!"))
             .unwrap();
-        assert_eq!(
-            &store.get("run/results/00001.parquet").unwrap()[..],
-            b"uno!"
-        );
+        assert_eq!(&store.get("run/results/00001.parquet").unwrap()[..], b"uno!");
         let keys: Vec<(String, u64)> = store
             .list("run/")
             .unwrap()
@@ -351,10 +341,7 @@ pub(crate) mod suite {
         for i in 0..50u32 {
             let b = store.get(&format!("c/{i:03}")).unwrap();
             assert_eq!(b.len(), 1000 + i as usize);
-            assert!(
-                b.iter().all(|x| *x == b[0]),
-                "object c/{i:03} mixes writers"
-            );
+            assert!(b.iter().all(|x| *x == b[0]), "object c/{i:03} mixes writers");
         }
     }
 }

@@ -183,11 +183,7 @@ fn read_columns(bytes: bytes::Bytes) -> std::result::Result<(UInt64Array, UInt64
 }
 
 /// Verifies run `manifest` against the objects in `store`, reading with `threads`.
-pub fn verify(
-    manifest: &Manifest,
-    store: &dyn ObjectStore,
-    threads: usize,
-) -> Result<VerifyReport> {
+pub fn verify(manifest: &Manifest, store: &dyn ObjectStore, threads: usize) -> Result<VerifyReport> {
     let plan = manifest.plan;
     let n = plan.records;
     let first = manifest.first_id;
@@ -222,10 +218,7 @@ pub fn verify(
                             continue;
                         }
                         Err(e) => {
-                            fatal
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
+                            fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                             break;
                         }
                     };
@@ -295,9 +288,7 @@ pub fn verify(
             unexpected.push(o.key);
         }
     }
-    let mut missing_objects = missing_objects
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut missing_objects = missing_objects.into_inner().unwrap_or_else(|p| p.into_inner());
     missing_objects.sort_unstable();
     let mut unreadable = unreadable.into_inner().unwrap_or_else(|p| p.into_inner());
     unreadable.sort_unstable();

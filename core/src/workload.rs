@@ -8,8 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::types::UInt8Type;
 use arrow_array::{
-    Array, ArrayRef, DictionaryArray, RecordBatch, StringArray, UInt8Array, UInt32Array,
-    UInt64Array,
+    Array, ArrayRef, DictionaryArray, RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
@@ -177,12 +176,7 @@ pub fn digest_procured(batch: &RecordBatch) -> Result<Digest> {
         rows: batch.num_rows() as u64,
         ..Digest::default()
     };
-    for ((id, q), p) in id
-        .values()
-        .iter()
-        .zip(quantity.values())
-        .zip(price.values())
-    {
+    for ((id, q), p) in id.values().iter().zip(quantity.values()).zip(price.values()) {
         d.id_sum = d.id_sum.wrapping_add(*id);
         d.checksum = d.checksum.wrapping_add(p.wrapping_mul(u64::from(*q)));
     }

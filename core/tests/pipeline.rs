@@ -67,15 +67,9 @@ fn verify_names_missing_and_duplicated_children() {
     assert_eq!(r.missing_ids, 20);
     assert_eq!(r.duplicate_ids, 10);
     assert_eq!(r.indices_with_duplicate_ids, vec![5]);
-    assert_eq!(
-        r.unexpected_objects,
-        vec![format!("{run}/results/extra.parquet")]
-    );
+    assert_eq!(r.unexpected_objects, vec![format!("{run}/results/extra.parquet")]);
     let text = r.problems().join("\n");
-    assert!(
-        text.contains("indices 3") && text.contains("duplicate"),
-        "{text}"
-    );
+    assert!(text.contains("indices 3") && text.contains("duplicate"), "{text}");
 }
 
 #[test]
@@ -154,10 +148,7 @@ fn a_stage_refuses_input_from_another_child_or_run() {
     )
     .unwrap();
     let err = ctx.run_child(Stage::Process, 1, 1).unwrap_err().to_string();
-    assert!(
-        err.contains("child 0") && err.contains("expected run"),
-        "{err}"
-    );
+    assert!(err.contains("child 0") && err.contains("expected run"), "{err}");
     // Process before procure: a clear not-found naming the file.
     let err = ctx.run_child(Stage::Process, 4, 1).unwrap_err();
     assert!(
@@ -177,22 +168,12 @@ fn prepare_refuses_bad_input_by_name() {
     o.first_id = 1;
     o.run_id = Some("same".into());
     prepare(&o).unwrap();
-    assert!(
-        prepare(&o)
-            .unwrap_err()
-            .to_string()
-            .contains("already exists")
-    );
+    assert!(prepare(&o).unwrap_err().to_string().contains("already exists"));
     // A root under a regular file cannot be created.
     std::fs::write(dir.path().join("file"), b"x").unwrap();
     o.root = dir.path().join("file").join("vol");
     o.run_id = None;
-    assert!(
-        prepare(&o)
-            .unwrap_err()
-            .to_string()
-            .contains("not writable")
-    );
+    assert!(prepare(&o).unwrap_err().to_string().contains("not writable"));
 }
 
 #[test]
@@ -204,10 +185,7 @@ fn unknown_run_lists_the_runs_there_are() {
     let err = RunContext::open(&o.root, "nope", None).unwrap_err();
     assert!(err.is_not_found());
     let msg = err.to_string();
-    assert!(
-        msg.contains("\"nope\"") && msg.contains("known-run"),
-        "{msg}"
-    );
+    assert!(msg.contains("\"nope\"") && msg.contains("known-run"), "{msg}");
 }
 
 #[test]

@@ -1,0 +1,192 @@
+//! Command-line arguments (clap derive; the doc comments are the help text).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tandem_core::stage::Stage;
+
+/// tandem: array pipelines with AWS Batch semantics, on one machine or on AWS.
+///
+/// A run splits a range of IDs across up to 10,000 array children; three stages
+/// (procure, process, egress) run N_TO_N, exchanging Parquet on a shared volume,
+/// and egress puts one result object per child in a bucket.
+#[derive(Debug, Parser)]
+#[command(name = "tandem", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Prepare, run all three stages N_TO_N on this machine, verify, and summarise.
+    Loadtest(LoadtestArgs),
+    /// Create a run: its directory, its ID file and its manifest. Prints JSON.
+    Prepare(PrepareArgs),
+    /// Run one child of one stage (the AWS Batch entrypoint).
+    Worker(WorkerArgs),
+    /// Check a run's results: rows, every ID exactly once, checksum.
+    Verify(VerifyArgs),
+    /// Re-execute only the failed or missing children of a run.
+    Rerun(RerunArgs),
+    /// Write a self-contained HTML report of a run's timings.
+    Report(ReportArgs),
+}
+
+/// Where runs and results live.
+#[derive(Debug, Clone, Args)]
+pub struct Location {
+    /// The shared volume (an EFS mount on AWS).
+    #[arg(
+        long,
+        env = "TANDEM_ROOT",
+        default_value = "tandem-data/volume",
+        value_name = "DIR"
+    )]
+    pub root: PathBuf,
+}
+
+/// Workload parameters of a new run.
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadArgs {
+    /// How many IDs the run processes (N).
+    #[arg(long, default_value_t = 400_000, value_name = "N")]
+    pub records: u64,
+    /// First ID of the range.
+    #[arg(long, default_value_t = 1, value_name = "ID")]
+    pub first_id: u64,
+    /// The most IDs one array child handles (K); the array size is ceil(N / K).
+    #[arg(long, default_value_t = 40, value_name = "K")]
+    pub ids_per_node: u64,
+    /// Workload seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Use this run id instead of a generated one.
+    #[arg(long, value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    /// Where egress puts results: file://DIR (default: tandem-data/bucket).
+    #[arg(long, env = "TANDEM_BUCKET", value_name = "URL")]
+    pub bucket: Option<String>,
+}
+
+/// How the local executor runs children.
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// Worker threads (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Tries per child and stage, including the first, as Batch's retry strategy (1..=10).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub attempts: u32,
+    /// Cap on concurrent children per stage, as procure,process,egress (e.g. 2,2,1).
+    #[arg(long, value_name = "A,B,C")]
+    pub stage_concurrency: Option<String>,
+    /// Make a child fail, to rehearse failure handling: STAGE:INDEX fails every attempt,
+    /// STAGE:INDEX:N fails the first N attempts. Repeatable.
+    #[arg(long, value_name = "STAGE:INDEX[:N]")]
+    pub inject_failure: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    #[command(flatten)]
+    pub location: Location,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// Keep the run (stage files, results) instead of removing it after a successful verify.
+    #[arg(long)]
+    pub keep: bool,
+    /// Also write the HTML timing report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Print one JSON document instead of the summary table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    #[command(flatten)]
+    pub location: Location,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The stage to run.
+    #[arg(long, env = "TANDEM_STAGE", value_parser = parse_stage)]
+    pub stage: Stage,
+    /// The run.
+    #[arg(long = "run", env = "TANDEM_RUN_ID", value_name = "RUN_ID")]
+    pub run_id: String,
+    /// The child's array index (Batch sets AWS_BATCH_JOB_ARRAY_INDEX; a run of one
+    /// child, submitted as a plain job, defaults to 0).
+    #[arg(long, env = "AWS_BATCH_JOB_ARRAY_INDEX", value_name = "I")]
+    pub index: Option<u32>,
+    /// The attempt number (Batch sets AWS_BATCH_JOB_ATTEMPT), recorded in the output.
+    #[arg(long, env = "AWS_BATCH_JOB_ATTEMPT", default_value_t = 1, value_name = "N")]
+    pub attempt: u32,
+    /// Override the bucket recorded at prepare.
+    #[arg(long, env = "TANDEM_BUCKET", value_name = "URL")]
+    pub bucket: Option<String>,
+    /// Print the child's completion record as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Selects an existing run.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The run.
+    #[arg(long = "run", env = "TANDEM_RUN_ID", value_name = "RUN_ID")]
+    pub run_id: String,
+    /// Override the bucket recorded at prepare.
+    #[arg(long, env = "TANDEM_BUCKET", value_name = "URL")]
+    pub bucket: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Reader threads (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print the verification report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RerunArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// Print one JSON document instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The HTML file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Print the statistics as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_stage(s: &str) -> Result<Stage, String> {
+    s.parse::<Stage>().map_err(|e| e.to_string())
+}

@@ -1,0 +1,567 @@
+//! The subcommands. Each validates its arguments into a checked configuration
+//! before any work starts, then calls tandem-core.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use tandem_core::exchange::Completion;
+use tandem_core::executor::{self, ChildRunner, Execution, ExecutorConfig, Task};
+use tandem_core::prepare::{PrepareOptions, prepare, remove_run};
+use tandem_core::report::{self, ChildTimes, StageStats};
+use tandem_core::stage::{RunContext, Stage};
+use tandem_core::store;
+use tandem_core::verify::{VerifyReport, verify};
+
+use crate::Failed;
+use crate::args::*;
+use crate::output::{self, ms};
+use crate::progress::Progress;
+
+/// Default bucket for a new run.
+const DEFAULT_BUCKET: &str = "file://tandem-data/bucket";
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Loadtest(a) => loadtest(a),
+        Command::Prepare(a) => prepare_cmd(a),
+        Command::Worker(a) => worker(a),
+        Command::Verify(a) => verify_cmd(a),
+        Command::Rerun(a) => rerun(a),
+        Command::Report(a) => report_cmd(a),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Checked executor settings plus the faults to inject.
+struct ExecConfig {
+    config: ExecutorConfig,
+    faults: HashMap<(Stage, u32), u32>,
+}
+
+fn check_exec(a: &ExecArgs) -> Result<ExecConfig> {
+    let workers = a.workers.unwrap_or_else(cores);
+    if !(1..=1024).contains(&workers) {
+        bail!("--workers {workers} is out of range: use 1 to 1024");
+    }
+    if !(1..=10).contains(&a.attempts) {
+        bail!(
+            "--attempts {} is out of range: AWS Batch allows 1 to 10",
+            a.attempts
+        );
+    }
+    let mut config = ExecutorConfig::new(workers, a.attempts);
+    if let Some(s) = &a.stage_concurrency {
+        let parts: Vec<&str> = s.split(',').collect();
+        let caps: Vec<usize> = parts
+            .iter()
+            .filter_map(|p| p.trim().parse().ok())
+            .filter(|n| *n >= 1)
+            .collect();
+        if parts.len() != 3 || caps.len() != 3 {
+            bail!(
+                "--stage-concurrency {s:?} is not valid: give three numbers of at least 1, as procure,process,egress (e.g. 2,2,1)"
+            );
+        }
+        config.stage_concurrency = [caps[0], caps[1], caps[2]];
+    }
+    let mut faults = HashMap::new();
+    for f in &a.inject_failure {
+        let bad = || {
+            anyhow!(
+                "--inject-failure {f:?} is not valid: use STAGE:INDEX or STAGE:INDEX:N (e.g. process:17 or egress:3:1)"
+            )
+        };
+        let mut it = f.split(':');
+        let stage: Stage = it
+            .next()
+            .ok_or_else(bad)?
+            .parse()
+            .map_err(|e| anyhow!("--inject-failure {f:?}: {e}"))?;
+        let index: u32 = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let n: u32 = match it.next() {
+            Some(n) => n.parse().map_err(|_| bad())?,
+            None => u32::MAX,
+        };
+        if it.next().is_some() {
+            return Err(bad());
+        }
+        faults.insert((stage, index), n);
+    }
+    Ok(ExecConfig { config, faults })
+}
+
+/// Fails chosen children on chosen attempts, then runs the real stage.
+struct FaultInjector<'a> {
+    inner: &'a RunContext,
+    faults: &'a HashMap<(Stage, u32), u32>,
+}
+
+impl ChildRunner for FaultInjector<'_> {
+    fn run(&self, stage: Stage, index: u32, attempt: u32) -> tandem_core::Result<Completion> {
+        if self.faults.get(&(stage, index)).is_some_and(|&n| attempt <= n) {
+            return Err(tandem_core::Error::Child {
+                stage: stage.to_string(),
+                index,
+                message: format!("injected failure (attempt {attempt})"),
+            });
+        }
+        self.inner.run_child(stage, index, attempt)
+    }
+}
+
+fn check_faults(faults: &HashMap<(Stage, u32), u32>, array_size: u32) -> Result<()> {
+    for (stage, index) in faults.keys() {
+        if *index >= array_size {
+            bail!(
+                "--inject-failure {stage}:{index}: the run has {array_size} children (0..={})",
+                array_size - 1
+            );
+        }
+    }
+    Ok(())
+}
+
+fn execute(ctx: &RunContext, tasks: &[Task], exec: &ExecConfig, progress_enabled: bool) -> Execution {
+    let mut totals = [0u64; 3];
+    for t in tasks {
+        for s in Stage::ALL.iter().filter(|s| **s >= t.from) {
+            totals[s.position()] += 1;
+        }
+    }
+    let progress = Progress::new(progress_enabled, totals);
+    let runner = FaultInjector {
+        inner: ctx,
+        faults: &exec.faults,
+    };
+    let ex = executor::execute(&runner, tasks, &exec.config, &|e| progress.observe(e));
+    progress.finish();
+    ex
+}
+
+fn prepare_options(location: &Location, w: &WorkloadArgs) -> Result<PrepareOptions> {
+    // Open the bucket first: a bad URL fails before anything is written, and the
+    // manifest records its absolute form.
+    let bucket = store::open(w.bucket.as_deref().unwrap_or(DEFAULT_BUCKET))?.url();
+    Ok(PrepareOptions {
+        root: location.root.clone(),
+        run_id: w.run_id.clone(),
+        records: w.records,
+        first_id: w.first_id,
+        ids_per_node: w.ids_per_node,
+        seed: w.seed,
+        bucket,
+    })
+}
+
+/// `tandem prepare` output: the run, under our names and the original's.
+#[derive(Serialize)]
+struct PrepareOutput {
+    run_id: String,
+    array_size: u32,
+    /// The original init lambda's name for the run id.
+    step_fn_id: String,
+    /// The original init lambda's name for the array size.
+    total_nodes: u32,
+    records: u64,
+    first_id: u64,
+    ids_per_node: u64,
+    seed: u64,
+    run_dir: String,
+    bucket: String,
+}
+
+fn prepare_cmd(a: PrepareArgs) -> Result<()> {
+    let opts = prepare_options(&a.location, &a.workload)?;
+    let (layout, m) = prepare(&opts)?;
+    output::json(&PrepareOutput {
+        run_id: m.run_id.clone(),
+        array_size: m.plan.array_size,
+        step_fn_id: m.run_id.clone(),
+        total_nodes: m.plan.array_size,
+        records: m.plan.records,
+        first_id: m.first_id,
+        ids_per_node: m.plan.ids_per_node,
+        seed: m.seed,
+        run_dir: layout.dir().display().to_string(),
+        bucket: m.bucket,
+    })
+}
+
+fn worker(a: WorkerArgs) -> Result<()> {
+    if a.attempt == 0 {
+        bail!("--attempt must be 1 or more (AWS_BATCH_JOB_ATTEMPT is 1-based), got 0");
+    }
+    let ctx = RunContext::open(&a.location.root, &a.run_id, a.bucket.as_deref())?;
+    let index = match a.index {
+        Some(i) => i,
+        None if ctx.manifest.plan.array_size == 1 => 0,
+        None => bail!(
+            "no array index: run {} has {} children; pass --index or set AWS_BATCH_JOB_ARRAY_INDEX",
+            a.run_id,
+            ctx.manifest.plan.array_size
+        ),
+    };
+    let completion = ctx.run_child(a.stage, index, a.attempt).with_context(|| {
+        format!(
+            "{} child {index} of run {} (attempt {})",
+            a.stage, a.run_id, a.attempt
+        )
+    })?;
+    if a.json {
+        output::json(&completion)?;
+    }
+    Ok(())
+}
+
+fn open_run(r: &RunArgs) -> Result<RunContext> {
+    Ok(RunContext::open(
+        &r.location.root,
+        &r.run_id,
+        r.bucket.as_deref(),
+    )?)
+}
+
+fn verify_text(v: &VerifyReport) -> String {
+    if v.ok {
+        format!(
+            "verified run {}: {} rows, every ID exactly once, checksum {} matches\n",
+            v.run_id, v.rows, v.checksum
+        )
+    } else {
+        let mut s = format!("run {} FAILED verification:\n", v.run_id);
+        for p in v.problems() {
+            s.push_str(&format!("  - {p}\n"));
+        }
+        s
+    }
+}
+
+fn verify_cmd(a: VerifyArgs) -> Result<()> {
+    let ctx = open_run(&a.run)?;
+    let threads = a.threads.unwrap_or_else(cores).clamp(1, 256);
+    let v = verify(&ctx.manifest, ctx.store.as_ref(), threads)?;
+    if a.json {
+        output::json(&v)?;
+    } else {
+        output::text(&verify_text(&v))?;
+    }
+    if v.ok {
+        Ok(())
+    } else {
+        Err(Failed(format!("run {} did not verify", v.run_id)).into())
+    }
+}
+
+/// Machine-readable summary of an execution (loadtest and rerun).
+#[derive(Serialize)]
+struct ExecSummary {
+    succeeded: [usize; 3],
+    failed: [usize; 3],
+    dependency_failed: [usize; 3],
+    retries: u32,
+    failures: Vec<FailureOut>,
+}
+
+#[derive(Serialize)]
+struct FailureOut {
+    index: u32,
+    stage: Stage,
+    error: String,
+}
+
+fn exec_summary(ex: &Execution) -> ExecSummary {
+    let c = ex.counts();
+    ExecSummary {
+        succeeded: [c[0][0], c[1][0], c[2][0]],
+        failed: [c[0][1], c[1][1], c[2][1]],
+        dependency_failed: [c[0][2], c[1][2], c[2][2]],
+        retries: ex.retries(),
+        failures: ex
+            .failures()
+            .into_iter()
+            .map(|(index, stage, error)| FailureOut { index, stage, error })
+            .collect(),
+    }
+}
+
+fn failures_text(ex: &Execution) -> String {
+    let f = ex.failures();
+    if f.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "{} children failed (later stages of the same index failed as dependencies):\n",
+        f.len()
+    );
+    for (index, stage, error) in f.iter().take(20) {
+        s.push_str(&format!("  - {stage} child {index}: {error}\n"));
+    }
+    if f.len() > 20 {
+        s.push_str(&format!("  ... and {} more\n", f.len() - 20));
+    }
+    s
+}
+
+#[derive(Serialize)]
+struct Timings {
+    prepare_ms: f64,
+    execute_ms: f64,
+    verify_ms: f64,
+    total_ms: f64,
+    cleanup_ms: f64,
+}
+
+#[derive(Serialize)]
+struct LoadtestOutput {
+    ok: bool,
+    run_id: String,
+    records: u64,
+    first_id: u64,
+    ids_per_node: u64,
+    seed: u64,
+    array_size: u32,
+    workers: usize,
+    attempts: u32,
+    root: String,
+    bucket: String,
+    kept: bool,
+    timings: Timings,
+    records_per_second: f64,
+    stages: Vec<StageStats>,
+    execution: ExecSummary,
+    verify: Option<VerifyReport>,
+    report: Option<String>,
+}
+
+fn write_report(path: &std::path::Path, ctx: &RunContext, children: &[ChildTimes]) -> Result<()> {
+    let m = &ctx.manifest;
+    let rows = vec![
+        ("run".to_string(), m.run_id.clone()),
+        ("records".to_string(), m.plan.records.to_string()),
+        ("ids per node".to_string(), m.plan.ids_per_node.to_string()),
+        ("array size".to_string(), m.plan.array_size.to_string()),
+        ("children with timings".to_string(), children.len().to_string()),
+        ("prepared".to_string(), m.created_at.clone()),
+    ];
+    let html = report::render_html(&format!("tandem run {}", m.run_id), &rows, children);
+    std::fs::write(path, html).with_context(|| format!("writing the report to {}", path.display()))
+}
+
+fn loadtest(a: LoadtestArgs) -> Result<()> {
+    let exec = check_exec(&a.exec)?;
+    let opts = prepare_options(&a.location, &a.workload)?;
+    // Check the plan before creating anything.
+    let plan = tandem_core::plan::PartitionPlan::new(opts.records, opts.ids_per_node)?;
+    check_faults(&exec.faults, plan.array_size)?;
+
+    let t0 = Instant::now();
+    let (layout, _) = prepare(&opts)?;
+    let ctx = RunContext::open(layout.root(), layout.run_id(), None)?;
+    let t_prepare = t0.elapsed();
+
+    let tasks = executor::all_tasks(ctx.manifest.plan.array_size);
+    let ex = execute(&ctx, &tasks, &exec, !a.json);
+    let t_exec = ex.elapsed;
+
+    let t1 = Instant::now();
+    let v = verify(&ctx.manifest, ctx.store.as_ref(), exec.config.workers)?;
+    let t_verify = t1.elapsed();
+    let total = t0.elapsed();
+
+    let children = report::from_execution(&ex);
+    if let Some(path) = &a.report {
+        write_report(path, &ctx, &children)?;
+    }
+    let ok = v.ok && ex.failures().is_empty();
+    let keep = a.keep || !ok;
+    let t2 = Instant::now();
+    if !keep {
+        remove_run(&layout, ctx.store.as_ref())?;
+    }
+    let t_cleanup = if keep { Duration::ZERO } else { t2.elapsed() };
+
+    let m = &ctx.manifest;
+    let stats = report::stage_stats(&children);
+    let rps = m.plan.records as f64 / total.as_secs_f64().max(1e-9);
+    if a.json {
+        output::json(&LoadtestOutput {
+            ok,
+            run_id: m.run_id.clone(),
+            records: m.plan.records,
+            first_id: m.first_id,
+            ids_per_node: m.plan.ids_per_node,
+            seed: m.seed,
+            array_size: m.plan.array_size,
+            workers: exec.config.workers,
+            attempts: exec.config.attempts,
+            root: layout.root().display().to_string(),
+            bucket: m.bucket.clone(),
+            kept: keep,
+            timings: Timings {
+                prepare_ms: ms(t_prepare),
+                execute_ms: ms(t_exec),
+                verify_ms: ms(t_verify),
+                total_ms: ms(total),
+                cleanup_ms: ms(t_cleanup),
+            },
+            records_per_second: rps,
+            stages: stats,
+            execution: exec_summary(&ex),
+            verify: Some(v.clone()),
+            report: a.report.as_ref().map(|p| p.display().to_string()),
+        })?;
+    } else {
+        let mut s = format!(
+            "run {}: {} records, {} per node, {} children, {} workers, {} attempt(s)\n\n",
+            m.run_id,
+            m.plan.records,
+            m.plan.ids_per_node,
+            m.plan.array_size,
+            exec.config.workers,
+            exec.config.attempts
+        );
+        s.push_str(&format!(
+            "prepare {:>10.1} ms\nstages  {:>10.1} ms  (procure, process, egress N_TO_N)\nverify  {:>10.1} ms\ntotal   {:>10.1} ms  ({:.0} records/s)\n",
+            ms(t_prepare),
+            ms(t_exec),
+            ms(t_verify),
+            ms(total),
+            rps
+        ));
+        if !keep {
+            s.push_str(&format!(
+                "cleanup {:>10.1} ms  (run removed; --keep keeps it)\n",
+                ms(t_cleanup)
+            ));
+        }
+        s.push('\n');
+        s.push_str(&output::stats_table(&stats));
+        s.push_str(&format!("retries: {}\n\n", ex.retries()));
+        s.push_str(&failures_text(&ex));
+        s.push_str(&verify_text(&v));
+        if keep {
+            s.push_str(&format!(
+                "kept: run directory {}, results in {}/{}/results/\n",
+                layout.dir().display(),
+                m.bucket,
+                m.run_id
+            ));
+        }
+        if let Some(p) = &a.report {
+            s.push_str(&format!("report: {}\n", p.display()));
+        }
+        output::text(&s)?;
+    }
+    if ok {
+        Ok(())
+    } else if !ex.failures().is_empty() {
+        Err(Failed(format!(
+            "{} children failed; after fixing the cause, run: tandem rerun --root {} --run {}",
+            ex.failures().len(),
+            layout.root().display(),
+            m.run_id
+        ))
+        .into())
+    } else {
+        Err(Failed(format!("run {} did not verify", m.run_id)).into())
+    }
+}
+
+#[derive(Serialize)]
+struct RerunOutput {
+    ok: bool,
+    run_id: String,
+    children_rerun: usize,
+    from_stage: [usize; 3],
+    skipped: u32,
+    execute_ms: f64,
+    execution: ExecSummary,
+}
+
+fn rerun(a: RerunArgs) -> Result<()> {
+    let exec = check_exec(&a.exec)?;
+    let ctx = open_run(&a.run)?;
+    check_faults(&exec.faults, ctx.manifest.plan.array_size)?;
+    let tasks = executor::rerun_tasks(&ctx, exec.config.workers);
+    let mut from = [0usize; 3];
+    for t in &tasks {
+        from[t.from.position()] += 1;
+    }
+    let ex = if tasks.is_empty() {
+        Execution::default()
+    } else {
+        execute(&ctx, &tasks, &exec, !a.json)
+    };
+    let ok = ex.failures().is_empty();
+    let skipped = ctx.manifest.plan.array_size - tasks.len() as u32;
+    if a.json {
+        output::json(&RerunOutput {
+            ok,
+            run_id: ctx.manifest.run_id.clone(),
+            children_rerun: tasks.len(),
+            from_stage: from,
+            skipped,
+            execute_ms: ms(ex.elapsed),
+            execution: exec_summary(&ex),
+        })?;
+    } else {
+        let mut s = format!(
+            "run {}: {} children already complete, {} rerun (from procure {}, process {}, egress {}) in {:.1} ms\n",
+            ctx.manifest.run_id,
+            skipped,
+            tasks.len(),
+            from[0],
+            from[1],
+            from[2],
+            ms(ex.elapsed)
+        );
+        s.push_str(&failures_text(&ex));
+        output::text(&s)?;
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(Failed(format!("{} children still fail", ex.failures().len())).into())
+    }
+}
+
+#[derive(Serialize)]
+struct ReportOutput {
+    run_id: String,
+    children_with_timings: usize,
+    array_size: u32,
+    stages: Vec<StageStats>,
+    slowest: Vec<report::SlowChild>,
+    output: String,
+}
+
+fn report_cmd(a: ReportArgs) -> Result<()> {
+    let ctx = open_run(&a.run)?;
+    let children = report::collect(&ctx, cores());
+    write_report(&a.output, &ctx, &children)?;
+    let stats = report::stage_stats(&children);
+    if a.json {
+        output::json(&ReportOutput {
+            run_id: ctx.manifest.run_id.clone(),
+            children_with_timings: children.len(),
+            array_size: ctx.manifest.plan.array_size,
+            stages: stats,
+            slowest: report::slowest(&children, 10),
+            output: a.output.display().to_string(),
+        })
+    } else {
+        let mut s = output::stats_table(&stats);
+        s.push_str(&format!(
+            "{} of {} children have timings; report written to {}\n",
+            children.len(),
+            ctx.manifest.plan.array_size,
+            a.output.display()
+        ));
+        output::text(&s)
+    }
+}
