@@ -9,13 +9,15 @@
 //! extra files (on EFS every create is a network round trip) and lets an output be
 //! written in place: a retried child simply truncates and rewrites it.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::file::metadata::{
     FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter,
 };
@@ -117,12 +119,31 @@ pub struct Decoded {
     pub completion: Completion,
 }
 
-/// Reads only the completion record of a Parquet file (footer, no data pages).
-pub fn read_completion(path: &str, bytes: &Bytes) -> Result<Completion> {
-    let meta = ParquetMetaDataReader::new()
+/// A parsed Parquet footer and the completion record in it.
+#[derive(Debug)]
+pub struct Footer {
+    /// The file's Parquet metadata.
+    pub metadata: Arc<ParquetMetaData>,
+    /// The completion record.
+    pub completion: Completion,
+}
+
+/// Parses the footer of an encoded file (no data pages are read). A file whose
+/// footer does not parse is half written, truncated or not Parquet.
+pub fn read_footer(path: &str, bytes: &Bytes) -> Result<Footer> {
+    let metadata = ParquetMetaDataReader::new()
         .parse_and_finish(bytes)
         .map_err(|e| incomplete(path, e))?;
-    completion_of(path, &meta)
+    let completion = completion_of(path, &metadata)?;
+    Ok(Footer {
+        metadata: Arc::new(metadata),
+        completion,
+    })
+}
+
+/// Reads only the completion record of a Parquet file (footer, no data pages).
+pub fn read_completion(path: &str, bytes: &Bytes) -> Result<Completion> {
+    read_footer(path, bytes).map(|f| f.completion)
 }
 
 fn incomplete(path: &str, e: impl std::fmt::Display) -> Error {
@@ -149,24 +170,25 @@ fn completion_of(path: &str, meta: &ParquetMetaData) -> Result<Completion> {
 
 /// Decodes a stage file: checks the footer, the schema against `schema`, and that
 /// the rows reproduce the recorded digest.
+///
+/// The rows are read with `schema` supplied, which skips decoding the Arrow schema
+/// embedded in the file (kept there for other readers, such as pyarrow).
 pub fn decode(path: &str, bytes: Bytes, schema: &SchemaRef) -> Result<Decoded> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| incomplete(path, e))?;
-    let completion = completion_of(path, builder.metadata())?;
-    let found = builder.schema();
-    let same = found.fields().len() == schema.fields().len()
-        && found
-            .fields()
-            .iter()
-            .zip(schema.fields())
-            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
-    if !same {
+    let Footer { metadata, completion } = read_footer(path, &bytes)?;
+    let descr = metadata.file_metadata().schema_descr();
+    let found: Vec<&str> = descr.columns().iter().map(|c| c.name()).collect();
+    let wanted: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if found != wanted {
         return Err(Error::corrupt(
             path,
-            format!("schema does not match: found {found}, expected {schema}"),
+            format!("schema does not match: found columns {found:?}, expected {wanted:?}"),
         ));
     }
-    let rows = builder.metadata().file_metadata().num_rows().max(1) as usize;
-    let reader = builder
+    let rows = metadata.file_metadata().num_rows().max(1) as usize;
+    let options = ArrowReaderOptions::new().with_schema(schema.clone());
+    let arrow_meta = ArrowReaderMetadata::try_new(metadata, options)
+        .map_err(|e| Error::corrupt(path, format!("schema does not match: {e}")))?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, arrow_meta)
         .with_batch_size(rows)
         .build()
         .map_err(|e| incomplete(path, e))?;
@@ -199,11 +221,9 @@ pub fn decode(path: &str, bytes: Bytes, schema: &SchemaRef) -> Result<Decoded> {
 /// Replaces the completion record in the footer of an encoded Parquet file without
 /// touching its data pages: the bytes before the footer are kept as they are and a
 /// new footer is appended. Egress uses it to stamp its own record on the object.
-pub fn restamp(path: &str, bytes: &Bytes, completion: &Completion) -> Result<Vec<u8>> {
+pub fn restamp(path: &str, bytes: &Bytes, footer: &Footer, completion: &Completion) -> Result<Vec<u8>> {
     let len = bytes.len();
-    if len < 12 || &bytes[len - 4..] != b"PAR1" {
-        return Err(incomplete(path, "no PAR1 magic at the end"));
-    }
+    // read_footer has checked the magic and that the footer fits in the file.
     let meta_len =
         u32::from_le_bytes([bytes[len - 8], bytes[len - 7], bytes[len - 6], bytes[len - 5]]) as usize;
     let data_end = len.checked_sub(8 + meta_len).ok_or_else(|| {
@@ -212,12 +232,9 @@ pub fn restamp(path: &str, bytes: &Bytes, completion: &Completion) -> Result<Vec
             format!("footer length {meta_len} exceeds the file size {len}"),
         )
     })?;
-    let meta = ParquetMetaDataReader::new()
-        .parse_and_finish(bytes)
-        .map_err(|e| incomplete(path, e))?;
     let json = serde_json::to_string(completion)
         .map_err(|e| Error::corrupt(path, format!("cannot encode completion record: {e}")))?;
-    let fm = meta.file_metadata();
+    let fm = footer.metadata.file_metadata();
     let mut kv: Vec<KeyValue> = fm
         .key_value_metadata()
         .map(|kv| kv.iter().filter(|k| k.key != COMPLETION_KEY).cloned().collect())
@@ -231,14 +248,12 @@ pub fn restamp(path: &str, bytes: &Bytes, completion: &Completion) -> Result<Vec
         fm.schema_descr_ptr(),
         fm.column_orders().cloned(),
     );
-    let new_meta = ParquetMetaData::new(new_fm, meta.row_groups().to_vec());
+    let new_meta = ParquetMetaData::new(new_fm, footer.metadata.row_groups().to_vec());
     let mut out = Vec::with_capacity(len + 256);
     out.extend_from_slice(&bytes[..data_end]);
-    let mut footer = Vec::with_capacity(meta_len + 256);
-    ParquetMetaDataWriter::new(&mut footer, &new_meta)
+    ParquetMetaDataWriter::new(&mut out, &new_meta)
         .finish()
         .map_err(|e| Error::corrupt(path, format!("cannot write the new footer: {e}")))?;
-    out.extend_from_slice(&footer);
     Ok(out)
 }
 
@@ -325,7 +340,8 @@ mod tests {
             start_us: 5,
             end_us: 6,
         });
-        let stamped = Bytes::from(restamp("f", &bytes, &c3).unwrap());
+        let footer = read_footer("f", &bytes).unwrap();
+        let stamped = Bytes::from(restamp("f", &bytes, &footer, &c3).unwrap());
         let got = decode("f", stamped, &process_schema()).unwrap();
         assert_eq!(got.completion, c3);
         assert_eq!(got.batch, b2);

@@ -176,11 +176,11 @@ impl State {
     fn take(&mut self, caps: &[usize; 3]) -> Option<(Stage, usize, u32)> {
         for stage in [Stage::Egress, Stage::Process, Stage::Procure] {
             let p = stage.position();
-            if self.running[p] < caps[p] {
-                if let Some((slot, attempt)) = self.ready[p].pop_front() {
-                    self.running[p] += 1;
-                    return Some((stage, slot, attempt));
-                }
+            if self.running[p] < caps[p]
+                && let Some((slot, attempt)) = self.ready[p].pop_front()
+            {
+                self.running[p] += 1;
+                return Some((stage, slot, attempt));
             }
         }
         None
@@ -385,14 +385,16 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_micros(200));
             self.log.lock().unwrap().push((stage, index, attempt));
             self.running.fetch_sub(1, Ordering::SeqCst);
-            if let Some(&fails) = self.failing.get(&(stage, index)) {
-                if attempt <= fails {
-                    return Err(Error::Child {
-                        stage: stage.to_string(),
-                        index,
-                        message: "injected".into(),
-                    });
-                }
+            if self
+                .failing
+                .get(&(stage, index))
+                .is_some_and(|&fails| attempt <= fails)
+            {
+                return Err(Error::Child {
+                    stage: stage.to_string(),
+                    index,
+                    message: "injected".into(),
+                });
             }
             Ok(Completion {
                 run_id: "r".into(),

@@ -16,7 +16,7 @@ use crate::ids::IdFile;
 use crate::layout::RunLayout;
 use crate::manifest::Manifest;
 use crate::store::{self, ObjectStore};
-use crate::workload::{self, Digest};
+use crate::workload;
 use crate::{Error, Result};
 
 /// The three stages, in order.
@@ -176,20 +176,24 @@ impl RunContext {
                 Ok(completion)
             }
             Stage::Egress => {
+                // Egress copies the process file's bytes: it checks the footer (a
+                // complete file, this child's record, this child's IDs) and leaves the
+                // rows untouched; verify decodes every row of every object.
                 let path = self.layout.stage_file(Stage::Process, index);
+                let what = path.display().to_string();
                 let bytes = read_file(&path)?;
-                let input =
-                    self.check_decoded(Stage::Process, index, &path.display().to_string(), bytes.clone())?;
-                let mut history = input.completion.history;
+                let footer = exchange::read_footer(&what, &bytes)?;
+                self.check_completion(&footer.completion, Stage::Process, index, &what)?;
+                let mut history = footer.completion.history.clone();
                 history.push(timing(crate::time::now_micros()));
                 let completion = Completion {
                     run_id: run_id.to_string(),
                     index,
                     stage,
-                    digest: input.completion.digest,
+                    digest: footer.completion.digest,
                     history,
                 };
-                let object = exchange::restamp(&path.display().to_string(), &bytes, &completion)?;
+                let object = exchange::restamp(&what, &bytes, &footer, &completion)?;
                 self.store.put(&object_key(run_id, index), Bytes::from(object))?;
                 Ok(completion)
             }
@@ -213,28 +217,27 @@ impl RunContext {
             workload::process_schema()
         };
         let decoded = exchange::decode(what, bytes, &schema)?;
-        decoded
-            .completion
-            .check_identity(what, self.layout.run_id(), index, stage)?;
+        self.check_completion(&decoded.completion, stage, index, what)?;
+        Ok(decoded)
+    }
+
+    /// Checks that a completion record is `stage`'s for child `index` of this run and
+    /// covers exactly the child's IDs (count and id sum).
+    fn check_completion(&self, c: &Completion, stage: Stage, index: u32, what: &str) -> Result<()> {
+        c.check_identity(what, self.layout.run_id(), index, stage)?;
         let ids = self.child_ids(index)?;
-        let expected = Digest {
-            rows: ids.len() as u64,
-            id_sum: ids.iter().fold(0u64, |a, v| a.wrapping_add(*v)),
-            checksum: decoded.completion.digest.checksum,
-        };
-        if decoded.completion.digest != expected {
+        let rows = ids.len() as u64;
+        let id_sum = ids.iter().fold(0u64, |a, v| a.wrapping_add(*v));
+        if c.digest.rows != rows || c.digest.id_sum != id_sum {
             return Err(Error::corrupt(
                 what,
                 format!(
-                    "holds {} rows (id sum {}) but child {index} owns {} IDs (id sum {})",
-                    decoded.completion.digest.rows,
-                    decoded.completion.digest.id_sum,
-                    expected.rows,
-                    expected.id_sum
+                    "holds {} rows (id sum {}) but child {index} owns {rows} IDs (id sum {id_sum})",
+                    c.digest.rows, c.digest.id_sum
                 ),
             ));
         }
-        Ok(decoded)
+        Ok(())
     }
 
     /// Checks whether child `index` has a complete, verified output of `stage`

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use arrow_array::{Array, UInt64Array};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use serde::Serialize;
 
 use crate::manifest::Manifest;
@@ -145,7 +145,10 @@ impl Seen {
 
 /// Reads `id` and `total_cents` of one object.
 fn read_columns(bytes: bytes::Bytes) -> std::result::Result<(UInt64Array, UInt64Array), String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+    // The Parquet schema alone says id and total_cents are UInt64; skip decoding the
+    // embedded Arrow schema.
+    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let descr = builder.metadata().file_metadata().schema_descr_ptr();
     let mask = ProjectionMask::columns(&descr, ["id", "total_cents"]);
