@@ -1,0 +1,433 @@
+//! Drives the built `tandem` binary and decodes its `--json` output into typed
+//! structs, as users' scripts and state machines do.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde::Deserialize;
+
+/// `python3 shared/workload_oracle.py 1000`
+const ORACLE_1000: u64 = 2_449_902_434;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("vol")
+    }
+    fn bucket(&self) -> String {
+        format!("file://{}", self.dir.path().join("bucket").display())
+    }
+    /// Runs tandem with `--root` and `--bucket` pointing into the temp dir.
+    fn tandem(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+        cmd.args(args)
+            .env_remove("TANDEM_ROOT")
+            .env_remove("TANDEM_BUCKET")
+            .env_remove("TANDEM_RUN_ID")
+            .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+            .env_remove("AWS_BATCH_JOB_ATTEMPT")
+            .env("TANDEM_ROOT", self.root())
+            .env("TANDEM_BUCKET", self.bucket())
+            .current_dir(self.dir.path());
+        cmd.output().unwrap()
+    }
+    fn prepare(&self, records: &str, k: &str) -> Prepared {
+        let out = self.tandem(&["prepare", "--records", records, "--ids-per-node", k]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+#[derive(Debug, Deserialize)]
+struct Prepared {
+    run_id: String,
+    array_size: u32,
+    step_fn_id: String,
+    total_nodes: u32,
+    run_dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Loadtest {
+    ok: bool,
+    run_id: String,
+    array_size: u32,
+    kept: bool,
+    stages: Vec<Stats>,
+    execution: Execution,
+    verify: Verify,
+}
+
+#[derive(Debug, Deserialize)]
+struct Stats {
+    stage: String,
+    children: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Execution {
+    succeeded: [usize; 3],
+    failed: [usize; 3],
+    dependency_failed: [usize; 3],
+    retries: u32,
+    failures: Vec<Failure>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Failure {
+    index: u32,
+    stage: String,
+    error: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Verify {
+    ok: bool,
+    rows: u64,
+    checksum: u64,
+    expected_checksum: u64,
+    missing_objects: Vec<u32>,
+    indices_with_missing_ids: Vec<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Rerun {
+    ok: bool,
+    children_rerun: usize,
+    from_stage: [usize; 3],
+    skipped: u32,
+}
+
+fn loadtest(env: &Env, extra: &[&str]) -> (Output, Loadtest) {
+    let mut args = vec!["loadtest", "--records", "1000", "--json"];
+    args.extend_from_slice(extra);
+    let out = env.tandem(&args);
+    let lt: Loadtest = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} / {}", String::from_utf8_lossy(&out.stdout), stderr(&out)));
+    (out, lt)
+}
+
+#[test]
+fn loadtest_verifies_against_the_oracle_and_cleans_up() {
+    let env = Env::new();
+    let (out, lt) = loadtest(&env, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(lt.ok && lt.verify.ok);
+    assert_eq!(lt.array_size, 25);
+    assert_eq!(lt.verify.rows, 1000);
+    assert_eq!(lt.verify.checksum, ORACLE_1000);
+    assert_eq!(lt.verify.expected_checksum, ORACLE_1000);
+    assert_eq!(lt.execution.succeeded, [25, 25, 25]);
+    let names: Vec<&str> = lt.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(names, ["procure", "process", "egress"]);
+    assert!(lt.stages.iter().all(|s| s.children == 25 && s.p99_ms >= s.p50_ms));
+    assert!(!lt.kept);
+    assert!(!env.root().join(&lt.run_id).exists(), "run directory left behind");
+}
+
+#[test]
+fn loadtest_prints_a_summary_table_for_people() {
+    let env = Env::new();
+    let out = env.tandem(&["loadtest", "--records", "500", "--ids-per-node", "7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "72 children",
+        "procure",
+        "process",
+        "egress",
+        "p95 ms",
+        "verified run",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn prepare_prints_the_run_with_the_original_field_names() {
+    let env = Env::new();
+    let p = env.prepare("400000", "40");
+    assert_eq!(p.array_size, 10_000);
+    assert_eq!(p.total_nodes, 10_000);
+    assert_eq!(p.step_fn_id, p.run_id);
+    // One ID file and a manifest; no per-child files or directories.
+    let mut entries: Vec<String> = std::fs::read_dir(&p.run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["ids.arrow", "manifest.json"]);
+}
+
+#[test]
+fn workers_run_children_from_the_batch_environment_and_verify_names_the_rest() {
+    let env = Env::new();
+    let p = env.prepare("100", "10");
+    for index in ["0", "1", "2"] {
+        for stage in ["procure", "process", "egress"] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+            let out = cmd
+                .args(["worker", "--stage", stage, "--run", &p.run_id])
+                .env("TANDEM_ROOT", env.root())
+                .env("AWS_BATCH_JOB_ARRAY_INDEX", index)
+                .env("AWS_BATCH_JOB_ATTEMPT", "2")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{stage} {index}: {}", stderr(&out));
+        }
+    }
+    let out = env.tandem(&["verify", "--run", &p.run_id, "--json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let v: Verify = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!v.ok);
+    assert_eq!(v.missing_objects, (3..10).collect::<Vec<u32>>());
+    assert_eq!(v.indices_with_missing_ids, (3..10).collect::<Vec<u32>>());
+    assert_eq!(v.rows, 30);
+    let out = env.tandem(&["verify", "--run", &p.run_id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("7 children have no result object: indices 3, 4"),
+        "{text}"
+    );
+}
+
+#[test]
+fn worker_without_an_index_on_an_array_run_says_how_to_give_one() {
+    let env = Env::new();
+    let p = env.prepare("100", "10");
+    let out = env.tandem(&["worker", "--stage", "procure", "--run", &p.run_id]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("AWS_BATCH_JOB_ARRAY_INDEX"),
+        "{}",
+        stderr(&out)
+    );
+    // A one-child run (a plain Batch job) needs no index.
+    let one = env.prepare("5", "10");
+    let out = env.tandem(&["worker", "--stage", "procure", "--run", &one.run_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_child_that_fails_for_good_fails_the_run_and_rerun_finishes_it() {
+    let env = Env::new();
+    let (out, lt) = loadtest(&env, &["--inject-failure", "process:7", "--attempts", "2"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(!lt.ok && lt.kept);
+    assert_eq!(lt.execution.failed, [0, 1, 0]);
+    assert_eq!(lt.execution.dependency_failed, [0, 0, 1]);
+    assert_eq!(lt.execution.succeeded, [25, 24, 24]);
+    assert_eq!(lt.execution.retries, 1);
+    assert_eq!(lt.execution.failures.len(), 1);
+    let f = &lt.execution.failures[0];
+    assert_eq!((f.index, f.stage.as_str()), (7, "process"));
+    assert!(f.error.contains("injected"), "{}", f.error);
+    assert!(stderr(&out).contains(&format!(
+        "tandem rerun --root {} --run {}",
+        env.root().display(),
+        lt.run_id
+    )));
+    assert_eq!(lt.verify.missing_objects, vec![7]);
+
+    let out = env.tandem(&["rerun", "--run", &lt.run_id, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Rerun = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r.ok);
+    assert_eq!((r.children_rerun, r.skipped), (1, 24));
+    assert_eq!(r.from_stage, [0, 1, 0], "rerun must resume child 7 at process");
+    let out = env.tandem(&["verify", "--run", &lt.run_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing left to do.
+    let out = env.tandem(&["rerun", "--run", &lt.run_id, "--json"]);
+    let r: Rerun = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r.children_rerun, 0);
+}
+
+#[test]
+fn a_retried_child_succeeds_within_its_attempts() {
+    let env = Env::new();
+    let (out, lt) = loadtest(&env, &["--inject-failure", "egress:3:2", "--attempts", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(lt.ok);
+    assert_eq!(lt.execution.retries, 2);
+    assert_eq!(lt.verify.checksum, ORACLE_1000);
+}
+
+#[test]
+fn report_writes_a_self_contained_html_file() {
+    let env = Env::new();
+    let (out, lt) = loadtest(&env, &["--keep"]);
+    assert!(out.status.success());
+    let html = env.dir.path().join("r.html");
+    let out = env.tandem(&["report", "--run", &lt.run_id, "-o", html.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(text.contains("<svg") && text.contains(&lt.run_id));
+    assert!(!text.contains("<script") && !text.contains("http"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("25 of 25 children have timings"));
+}
+
+#[test]
+fn verify_catches_a_tampered_object() {
+    let env = Env::new();
+    let (_, lt) = loadtest(&env, &["--keep"]);
+    let obj = Path::new(&env.dir.path().join("bucket"))
+        .join(&lt.run_id)
+        .join("results/00004.parquet");
+    let other = obj.with_file_name("00005.parquet");
+    std::fs::copy(&other, &obj).unwrap();
+    let out = env.tandem(&["verify", "--run", &lt.run_id, "--json"]);
+    assert_eq!(code(&out), 1);
+    let v: Verify = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.indices_with_missing_ids, vec![4]);
+    assert_ne!(v.checksum, ORACLE_1000);
+}
+
+#[test]
+fn bad_input_is_refused_with_the_value_named() {
+    let env = Env::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["loadtest", "--records", "0"],
+            "--records must be at least 1, got 0",
+        ),
+        (
+            &["loadtest", "--ids-per-node", "0"],
+            "--ids-per-node must be at least 1",
+        ),
+        (
+            &["loadtest", "--records", "400001"],
+            "use --ids-per-node 41 or more",
+        ),
+        (
+            &["loadtest", "--records", "18446744073709551615"],
+            "more than tandem accepts",
+        ),
+        (&["loadtest", "--attempts", "11"], "--attempts 11 is out of range"),
+        (&["loadtest", "--workers", "0"], "--workers 0 is out of range"),
+        (
+            &["loadtest", "--stage-concurrency", "1,2"],
+            "--stage-concurrency \"1,2\"",
+        ),
+        (
+            &["loadtest", "--inject-failure", "bake:1"],
+            "unknown stage \"bake\"",
+        ),
+        (
+            &["loadtest", "--records", "10", "--inject-failure", "procure:5"],
+            "the run has 1 children",
+        ),
+        (&["loadtest", "--bucket", "gs://b"], "gs://"),
+        (
+            &["worker", "--stage", "bake", "--run", "x"],
+            "unknown stage \"bake\"",
+        ),
+        (
+            &[
+                "worker",
+                "--stage",
+                "procure",
+                "--run",
+                "no-such-run",
+                "--index",
+                "0",
+            ],
+            "run \"no-such-run\" not found",
+        ),
+        (&["verify", "--run", "../etc"], "run id \"../etc\" is not valid"),
+        (
+            &["loadtest", "--records", "abc"],
+            "invalid value 'abc' for '--records",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = env.tandem(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(needle),
+            "{args:?}: expected {needle:?} in {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("panicked"), "{args:?} panicked");
+    }
+}
+
+#[test]
+fn an_unwritable_root_is_named() {
+    let env = Env::new();
+    std::fs::write(env.dir.path().join("f"), b"x").unwrap();
+    let out = env.tandem(&["loadtest", "--records", "10", "--root", "f/vol"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("--root f/vol is not writable"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_truncated_id_file_fails_the_worker_with_its_path() {
+    let env = Env::new();
+    let p = env.prepare("100", "10");
+    let ids = Path::new(&p.run_dir).join("ids.arrow");
+    let b = std::fs::read(&ids).unwrap();
+    std::fs::write(&ids, &b[..b.len() / 2]).unwrap();
+    let out = env.tandem(&["worker", "--stage", "procure", "--run", &p.run_id, "--index", "1"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("ids.arrow"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_foreign_parquet_file_is_refused_by_the_next_stage() {
+    let env = Env::new();
+    let p = env.prepare("100", "10");
+    let out = env.tandem(&["worker", "--stage", "procure", "--run", &p.run_id, "--index", "2"]);
+    assert!(out.status.success());
+    // Stage-1 output where stage-2 output should be: wrong schema for egress.
+    let src = Path::new(&p.run_dir).join("procure/02/00002.parquet");
+    let dst = Path::new(&p.run_dir).join("process/02/00002.parquet");
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::copy(&src, &dst).unwrap();
+    let out = env.tandem(&["worker", "--stage", "egress", "--run", &p.run_id, "--index", "2"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("00002.parquet"), "{}", stderr(&out));
+    // Garbage where a stage file should be.
+    std::fs::write(&src, b"not parquet at all").unwrap();
+    let out = env.tandem(&["worker", "--stage", "process", "--run", &p.run_id, "--index", "2"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("not a complete Parquet file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for c in ["loadtest", "prepare", "worker", "verify", "rerun", "report"] {
+        assert!(text.contains(c), "{c} missing from --help");
+    }
+}
