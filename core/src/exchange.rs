@@ -22,6 +22,7 @@ use parquet::file::metadata::{
     FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter,
 };
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::stage::Stage;
@@ -82,6 +83,11 @@ static PROPS: LazyLock<WriterProperties> = LazyLock::new(|| {
         // One row group per child; chunk statistics are enough for readers to prune,
         // page-level indexes would only grow a file of a few dozen rows.
         .set_statistics_enabled(EnabledStatistics::Chunk)
+        // IDs, quantities, prices and totals are (nearly) all distinct: a dictionary
+        // would be built and then abandoned for every file. Only the category, eight
+        // values, is dictionary-encoded.
+        .set_dictionary_enabled(false)
+        .set_column_dictionary_enabled(ColumnPath::from("category"), true)
         .set_created_by(concat!("tandem ", env!("CARGO_PKG_VERSION")).to_string())
         .build()
 });

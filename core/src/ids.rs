@@ -44,7 +44,8 @@ pub fn write_range(path: &Path, first_id: u64, records: u64) -> Result<()> {
     while done < records {
         let n = (records - done).min(IDS_PER_BATCH);
         let start = first_id + done;
-        let ids = UInt64Array::from_iter_values(start..start + n);
+        // Inclusive: the last ID of a run may be u64::MAX.
+        let ids = UInt64Array::from_iter_values(start..=start + (n - 1));
         let batch = RecordBatch::try_new(schema(), vec![Arc::new(ids)]).map_err(ipc)?;
         writer.write(&batch).map_err(ipc)?;
         done += n;
@@ -295,6 +296,15 @@ mod tests {
         w.finish().unwrap();
         let err = IdFile::open(&path).unwrap_err().to_string();
         assert!(err.contains("foreign ID file"), "{err}");
+    }
+
+    #[test]
+    fn ids_may_end_at_the_largest_u64() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.arrow");
+        write_range(&path, u64::MAX - 2, 3).unwrap();
+        let f = IdFile::open(&path).unwrap();
+        assert_eq!(&*f.ids(0..3).unwrap(), &[u64::MAX - 2, u64::MAX - 1, u64::MAX]);
     }
 
     #[test]
