@@ -82,8 +82,8 @@ fn child_cpu(c: &mut Criterion) {
 }
 
 fn end_to_end(c: &mut Criterion) {
-    // Prepare + three stages + verify for 1,000 children (40,000 IDs) on the working
-    // disk (the target directory's file system), two workers.
+    // Prepare + three stages + verify for 1,000 children (40,000 IDs) on disk (the
+    // temporary directory's file system: set TMPDIR to measure another), two workers.
     let mut g = c.benchmark_group("end_to_end/disk");
     g.sample_size(10);
     let children = 1000u64;

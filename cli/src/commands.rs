@@ -441,6 +441,7 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
         }
         s.push('\n');
         s.push_str(&output::stats_table(&stats));
+        s.push_str(&output::slowest_table(&report::slowest(&children, 5)));
         s.push_str(&format!("retries: {}\n\n", ex.retries()));
         s.push_str(&failures_text(&ex));
         s.push_str(&verify_text(&v));
@@ -556,6 +557,7 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
         })
     } else {
         let mut s = output::stats_table(&stats);
+        s.push_str(&output::slowest_table(&report::slowest(&children, 5)));
         s.push_str(&format!(
             "{} of {} children have timings; report written to {}\n",
             children.len(),

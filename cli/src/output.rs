@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use tandem_core::report::StageStats;
+use tandem_core::report::{SlowChild, StageStats};
 
 /// Writes `value` as one pretty JSON document to stdout.
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
@@ -43,4 +43,17 @@ pub fn stats_table(stats: &[StageStats]) -> String {
 /// Milliseconds with three decimals.
 pub fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The slowest children, one line each.
+pub fn slowest_table(slow: &[SlowChild]) -> String {
+    let mut s =
+        String::from("slowest children (ms from first start to last end; procure / process / egress):\n");
+    for c in slow {
+        s.push_str(&format!(
+            "  index {:>5}  {:>9.3}  ({:.3} / {:.3} / {:.3})\n",
+            c.index, c.span_ms, c.stage_ms[0], c.stage_ms[1], c.stage_ms[2]
+        ));
+    }
+    s
 }
