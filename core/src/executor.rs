@@ -318,37 +318,22 @@ pub fn all_tasks(array_size: u32) -> Vec<Task> {
 /// whose output is missing or does not verify, looking backwards from egress. A
 /// child whose object verifies is skipped.
 pub fn rerun_tasks(ctx: &RunContext, workers: usize) -> Vec<Task> {
-    let n = ctx.manifest.plan.array_size;
-    let next = std::sync::atomic::AtomicU32::new(0);
-    let found = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..workers.max(1) {
-            s.spawn(|| {
-                let mut local = Vec::new();
-                loop {
-                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if index >= n {
-                        break;
-                    }
-                    if ctx.check_output(Stage::Egress, index).is_ok() {
-                        continue;
-                    }
-                    let from = if ctx.check_output(Stage::Process, index).is_ok() {
-                        Stage::Egress
-                    } else if ctx.check_output(Stage::Procure, index).is_ok() {
-                        Stage::Process
-                    } else {
-                        Stage::Procure
-                    };
-                    local.push(Task { index, from });
-                }
-                found.lock().unwrap_or_else(|p| p.into_inner()).extend(local);
-            });
+    crate::par::for_each_index(ctx.manifest.plan.array_size, workers, |index| {
+        if ctx.check_output(Stage::Egress, index).is_ok() {
+            return None;
         }
-    });
-    let mut v = found.into_inner().unwrap_or_else(|p| p.into_inner());
-    v.sort_unstable_by_key(|t| t.index);
-    v
+        let from = if ctx.check_output(Stage::Process, index).is_ok() {
+            Stage::Egress
+        } else if ctx.check_output(Stage::Procure, index).is_ok() {
+            Stage::Process
+        } else {
+            Stage::Procure
+        };
+        Some(Task { index, from })
+    })
+    .into_iter()
+    .map(|(_, t)| t)
+    .collect()
 }
 
 #[cfg(test)]

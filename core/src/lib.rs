@@ -24,6 +24,7 @@ pub mod executor;
 pub mod ids;
 pub mod layout;
 pub mod manifest;
+pub mod par;
 pub mod plan;
 pub mod prepare;
 pub mod report;

@@ -62,45 +62,27 @@ pub fn from_execution(ex: &Execution) -> Vec<ChildTimes> {
 /// Children's timings read from a run's files: the egressed object's footer, or
 /// for a child that did not get that far, its latest stage file.
 pub fn collect(ctx: &RunContext, threads: usize) -> Vec<ChildTimes> {
-    let n = ctx.manifest.plan.array_size;
-    let next = std::sync::atomic::AtomicU32::new(0);
-    let out = std::sync::Mutex::new(Vec::with_capacity(n as usize));
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let mut local = Vec::new();
-                loop {
-                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if index >= n {
-                        break;
-                    }
-                    let run_id = ctx.layout.run_id();
-                    let from_object = ctx
-                        .store
-                        .get(&object_key(run_id, index))
-                        .ok()
-                        .and_then(|b| exchange::read_completion("object", &b).ok());
-                    let found = from_object.or_else(|| {
-                        [Stage::Process, Stage::Procure].into_iter().find_map(|st| {
-                            let p = ctx.layout.stage_file(st, index);
-                            let b = std::fs::read(&p).ok()?;
-                            exchange::read_completion("file", &bytes::Bytes::from(b)).ok()
-                        })
-                    });
-                    if let Some(c) = found.filter(|c| c.run_id == run_id && c.index == index) {
-                        local.push(ChildTimes {
-                            index,
-                            history: c.history,
-                        });
-                    }
-                }
-                out.lock().unwrap_or_else(|p| p.into_inner()).extend(local);
-            });
-        }
-    });
-    let mut v = out.into_inner().unwrap_or_else(|p| p.into_inner());
-    v.sort_unstable_by_key(|c| c.index);
-    v
+    let run_id = ctx.layout.run_id();
+    crate::par::for_each_index(ctx.manifest.plan.array_size, threads, |index| {
+        let from_object = ctx
+            .store
+            .get(&object_key(run_id, index))
+            .ok()
+            .and_then(|b| exchange::read_completion("object", &b).ok());
+        let found = from_object.or_else(|| {
+            [Stage::Process, Stage::Procure].into_iter().find_map(|st| {
+                let b = std::fs::read(ctx.layout.stage_file(st, index)).ok()?;
+                exchange::read_completion("file", &bytes::Bytes::from(b)).ok()
+            })
+        })?;
+        (found.run_id == run_id && found.index == index).then_some(ChildTimes {
+            index,
+            history: found.history,
+        })
+    })
+    .into_iter()
+    .map(|(_, c)| c)
+    .collect()
 }
 
 /// Duration statistics of one stage, in milliseconds.

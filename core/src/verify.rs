@@ -7,8 +7,7 @@
 //! Parquet reader (only the `id` and `total_cents` columns), and the expected answer
 //! is computed straight from the formulas.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::{Array, UInt64Array};
 use parquet::arrow::ProjectionMask;
@@ -193,69 +192,67 @@ pub fn verify(manifest: &Manifest, store: &dyn ObjectStore, threads: usize) -> R
     let run_id = manifest.run_id.as_str();
     let seen = Seen::new(n);
     let dup = Seen::new(n);
-    let rows = AtomicU64::new(0);
-    let checksum = AtomicU64::new(0);
-    let out_of_range = AtomicU64::new(0);
-    let duplicates = AtomicU64::new(0);
-    let missing_objects = Mutex::new(Vec::new());
-    let unreadable = Mutex::new(Vec::new());
-    let next = AtomicU32::new(0);
-    let fatal: Mutex<Option<Error>> = Mutex::new(None);
 
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let (mut r, mut c, mut oor, mut d) = (0u64, 0u64, 0u64, 0u64);
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= plan.array_size {
-                        break;
-                    }
-                    let bytes = match store.get(&object_key(run_id, index)) {
-                        Ok(b) => b,
-                        Err(e) if e.is_not_found() => {
-                            missing_objects
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(index);
-                            continue;
-                        }
-                        Err(e) => {
-                            fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                            break;
-                        }
-                    };
-                    let (ids, totals) = match read_columns(bytes) {
-                        Ok(v) => v,
-                        Err(why) => {
-                            unreadable
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push((index, why));
-                            continue;
-                        }
-                    };
-                    r += ids.len() as u64;
-                    for (id, t) in ids.values().iter().zip(totals.values()) {
-                        c = c.wrapping_add(*t);
-                        let pos = id.wrapping_sub(first);
-                        if *id < first || pos >= n {
-                            oor += 1;
-                        } else if seen.mark(pos) {
-                            d += 1;
-                            dup.mark(pos);
-                        }
-                    }
-                }
-                rows.fetch_add(r, Ordering::Relaxed);
-                checksum.fetch_add(c, Ordering::Relaxed);
-                out_of_range.fetch_add(oor, Ordering::Relaxed);
-                duplicates.fetch_add(d, Ordering::Relaxed);
-            });
+    /// What one object held.
+    enum Seen1 {
+        Rows {
+            rows: u64,
+            checksum: u64,
+            out_of_range: u64,
+            duplicates: u64,
+        },
+        Missing,
+        Unreadable(String),
+        Failed(Error),
+    }
+    let per_child = crate::par::for_each_index(plan.array_size, threads, |index| {
+        let bytes = match store.get(&object_key(run_id, index)) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Some(Seen1::Missing),
+            Err(e) => return Some(Seen1::Failed(e)),
+        };
+        let (ids, totals) = match read_columns(bytes) {
+            Ok(v) => v,
+            Err(why) => return Some(Seen1::Unreadable(why)),
+        };
+        let (mut checksum, mut out_of_range, mut duplicates) = (0u64, 0u64, 0u64);
+        for (id, t) in ids.values().iter().zip(totals.values()) {
+            checksum = checksum.wrapping_add(*t);
+            let pos = id.wrapping_sub(first);
+            if *id < first || pos >= n {
+                out_of_range += 1;
+            } else if seen.mark(pos) {
+                duplicates += 1;
+                dup.mark(pos);
+            }
         }
+        Some(Seen1::Rows {
+            rows: ids.len() as u64,
+            checksum,
+            out_of_range,
+            duplicates,
+        })
     });
-    if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
+    let (mut rows, mut checksum, mut out_of_range, mut duplicates) = (0u64, 0u64, 0u64, 0u64);
+    let mut missing_objects = Vec::new();
+    let mut unreadable = Vec::new();
+    for (index, seen1) in per_child {
+        match seen1 {
+            Seen1::Rows {
+                rows: r,
+                checksum: c,
+                out_of_range: o,
+                duplicates: d,
+            } => {
+                rows += r;
+                checksum = checksum.wrapping_add(c);
+                out_of_range += o;
+                duplicates += d;
+            }
+            Seen1::Missing => missing_objects.push(index),
+            Seen1::Unreadable(why) => unreadable.push((index, why)),
+            Seen1::Failed(e) => return Err(e),
+        }
     }
 
     let mut missing_ids = 0u64;
@@ -291,12 +288,6 @@ pub fn verify(manifest: &Manifest, store: &dyn ObjectStore, threads: usize) -> R
             unexpected.push(o.key);
         }
     }
-    let mut missing_objects = missing_objects.into_inner().unwrap_or_else(|p| p.into_inner());
-    missing_objects.sort_unstable();
-    let mut unreadable = unreadable.into_inner().unwrap_or_else(|p| p.into_inner());
-    unreadable.sort_unstable();
-    let rows = rows.into_inner();
-    let checksum = checksum.into_inner();
     let mut report = VerifyReport {
         run_id: run_id.to_string(),
         ok: false,
@@ -305,8 +296,8 @@ pub fn verify(manifest: &Manifest, store: &dyn ObjectStore, threads: usize) -> R
         expected_checksum: expected.checksum,
         checksum,
         missing_ids,
-        duplicate_ids: duplicates.into_inner(),
-        out_of_range_ids: out_of_range.into_inner(),
+        duplicate_ids: duplicates,
+        out_of_range_ids: out_of_range,
         missing_objects,
         unreadable_objects: unreadable,
         indices_with_missing_ids: with_missing,

@@ -20,19 +20,25 @@ fn opts(root: &Path, records: u64, k: u64) -> PrepareOptions {
     }
 }
 
+/// Prepares and executes a run of `records` IDs, `k` per child.
+fn executed_run(root: &Path, records: u64, k: u64) -> RunContext {
+    let (layout, _) = prepare(&opts(root, records, k)).unwrap();
+    let ctx = RunContext::open(layout.root(), layout.run_id(), None).unwrap();
+    let ex = executor::execute(
+        &ctx,
+        &executor::all_tasks(ctx.manifest.plan.array_size),
+        &ExecutorConfig::new(2, 1),
+        &|_| {},
+    );
+    assert!(ex.failures().is_empty(), "{:?}", ex.failures());
+    ctx
+}
+
 #[test]
 fn a_run_verifies_against_the_oracle_for_any_k() {
     for k in [1, 7, 40, 1000, 5000] {
         let dir = tempfile::tempdir().unwrap();
-        let (layout, _) = prepare(&opts(dir.path(), 1000, k)).unwrap();
-        let ctx = RunContext::open(layout.root(), layout.run_id(), None).unwrap();
-        let ex = executor::execute(
-            &ctx,
-            &executor::all_tasks(ctx.manifest.plan.array_size),
-            &ExecutorConfig::new(2, 1),
-            &|_| {},
-        );
-        assert!(ex.failures().is_empty(), "{:?}", ex.failures());
+        let ctx = executed_run(dir.path(), 1000, k);
         let report = verify(&ctx.manifest, ctx.store.as_ref(), 2).unwrap();
         assert!(report.ok, "K={k}: {:?}", report.problems());
         // `python3 shared/workload_oracle.py 1000`
@@ -44,14 +50,8 @@ fn a_run_verifies_against_the_oracle_for_any_k() {
 #[test]
 fn verify_names_missing_and_duplicated_children() {
     let dir = tempfile::tempdir().unwrap();
-    let (layout, _) = prepare(&opts(dir.path(), 100, 10)).unwrap();
-    let ctx = RunContext::open(layout.root(), layout.run_id(), None).unwrap();
-    executor::execute(
-        &ctx,
-        &executor::all_tasks(10),
-        &ExecutorConfig::new(2, 1),
-        &|_| {},
-    );
+    let ctx = executed_run(dir.path(), 100, 10);
+    let layout = ctx.layout.clone();
     let run = layout.run_id();
     // Lose child 3's result and duplicate child 5's into an extra key.
     ctx.store.delete(&object_key(run, 3)).unwrap();
@@ -75,14 +75,8 @@ fn verify_names_missing_and_duplicated_children() {
 #[test]
 fn rerun_skips_finished_children_and_resumes_from_the_first_missing_stage() {
     let dir = tempfile::tempdir().unwrap();
-    let (layout, _) = prepare(&opts(dir.path(), 100, 10)).unwrap();
-    let ctx = RunContext::open(layout.root(), layout.run_id(), None).unwrap();
-    executor::execute(
-        &ctx,
-        &executor::all_tasks(10),
-        &ExecutorConfig::new(2, 1),
-        &|_| {},
-    );
+    let ctx = executed_run(dir.path(), 100, 10);
+    let layout = ctx.layout.clone();
     assert!(executor::rerun_tasks(&ctx, 2).is_empty());
     let run = layout.run_id();
     ctx.store.delete(&object_key(run, 2)).unwrap();
