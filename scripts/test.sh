@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: formatting, lints, unit and integration tests,
-# the benchmarks once each (as tests), and an end-to-end run of the built binary
+# Runs every test of the workspace: formatting, lints, unit and integration tests
+# (with the AWS ones against a local moto_server started by scripts/emulator.sh),
+# the benchmarks once each (as tests), and end-to-end runs of the built binary
 # checked against the reference oracle (scripts/workload_oracle.py).
 #
 # usage: scripts/test.sh
@@ -16,8 +17,11 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (unit, integration, CLI, benches as tests)"
-cargo test --workspace --all-targets --locked
+step "cargo test (unit, integration, CLI; AWS against the local emulator)"
+scripts/emulator.sh cargo test --workspace --lib --bins --tests --locked -- --include-ignored
+
+step "cargo test --benches (each benchmark once)"
+cargo test -p tandem-bench --benches --locked
 
 step "end to end: tandem loadtest against the Python oracle"
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

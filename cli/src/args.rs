@@ -31,6 +31,10 @@ pub enum Command {
     Rerun(RerunArgs),
     /// Write a self-contained HTML report of a run's timings.
     Report(ReportArgs),
+    /// Submit a prepared run's three stages to AWS Batch, chained N_TO_N. Prints JSON.
+    Submit(SubmitArgs),
+    /// Watch a run's AWS Batch jobs until they succeed or fail, naming failed children.
+    Watch(WatchArgs),
 }
 
 /// Where runs and results live.
@@ -189,4 +193,79 @@ pub struct ReportArgs {
 
 fn parse_stage(s: &str) -> Result<Stage, String> {
     s.parse::<Stage>().map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Job queue(s): one for all stages, or three as procure,process,egress.
+    #[arg(long = "queue", env = "TANDEM_QUEUES", value_name = "Q[,Q2,Q3]")]
+    pub queues: String,
+    /// Job definition(s) whose container runs `tandem worker`: one, or three.
+    #[arg(
+        long = "job-definition",
+        env = "TANDEM_JOB_DEFINITIONS",
+        value_name = "D[,D2,D3]"
+    )]
+    pub job_definitions: String,
+    /// The shared volume's path inside the containers (default: --root).
+    #[arg(long, value_name = "DIR")]
+    pub container_root: Option<String>,
+    /// Batch retry attempts per child (1..=10; default: the job definition's).
+    #[arg(long, value_name = "N")]
+    pub attempts: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The three job ids (procure,process,egress), as printed by submit.
+    #[arg(
+        long,
+        value_name = "ID1,ID2,ID3",
+        conflicts_with = "run_id",
+        required_unless_present = "run_id"
+    )]
+    pub jobs: Option<String>,
+    /// Watch the jobs `tandem submit` recorded for this run.
+    #[arg(long = "run", value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub location: Location,
+    /// First interval between polls (doubles while nothing changes).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Longest interval between polls.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub max_interval: std::time::Duration,
+    /// Give up when nothing has changed for this long (e.g. 30m).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `250ms`, `30s`, `5m`, `2h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 30s, 5m or 2h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?} has unknown unit {unit:?}: use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > 7.0 * 86400.0 {
+        return Err(format!(
+            "{s:?} is out of range: use more than 0 and at most 7 days"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }

@@ -11,7 +11,6 @@ use tandem_core::executor::{self, ChildRunner, Execution, ExecutorConfig, Task};
 use tandem_core::prepare::{PrepareOptions, prepare, remove_run};
 use tandem_core::report::{self, ChildTimes, StageStats};
 use tandem_core::stage::{RunContext, Stage};
-use tandem_core::store;
 use tandem_core::verify::{VerifyReport, verify};
 
 use crate::Failed;
@@ -30,6 +29,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify_cmd(a),
         Command::Rerun(a) => rerun(a),
         Command::Report(a) => report_cmd(a),
+        Command::Submit(a) => crate::aws::submit(a),
+        Command::Watch(a) => crate::aws::watch(a),
     }
 }
 
@@ -146,7 +147,7 @@ fn execute(ctx: &RunContext, tasks: &[Task], exec: &ExecConfig, progress_enabled
 fn prepare_options(location: &Location, w: &WorkloadArgs) -> Result<PrepareOptions> {
     // Open the bucket first: a bad URL fails before anything is written, and the
     // manifest records its absolute form.
-    let bucket = store::open(w.bucket.as_deref().unwrap_or(DEFAULT_BUCKET))?.url();
+    let bucket = tandem_aws::open_store(w.bucket.as_deref().unwrap_or(DEFAULT_BUCKET))?.url();
     Ok(PrepareOptions {
         root: location.root.clone(),
         run_id: w.run_id.clone(),
@@ -196,7 +197,12 @@ fn worker(a: WorkerArgs) -> Result<()> {
     if a.attempt == 0 {
         bail!("--attempt must be 1 or more (AWS_BATCH_JOB_ATTEMPT is 1-based), got 0");
     }
-    let ctx = RunContext::open(&a.location.root, &a.run_id, a.bucket.as_deref())?;
+    let ctx = RunContext::open_with(
+        &a.location.root,
+        &a.run_id,
+        a.bucket.as_deref(),
+        &tandem_aws::open_store,
+    )?;
     let index = match a.index {
         Some(i) => i,
         None if ctx.manifest.plan.array_size == 1 => 0,
@@ -218,11 +224,12 @@ fn worker(a: WorkerArgs) -> Result<()> {
     Ok(())
 }
 
-fn open_run(r: &RunArgs) -> Result<RunContext> {
-    Ok(RunContext::open(
+pub(crate) fn open_run(r: &RunArgs) -> Result<RunContext> {
+    Ok(RunContext::open_with(
         &r.location.root,
         &r.run_id,
         r.bucket.as_deref(),
+        &tandem_aws::open_store,
     )?)
 }
 
@@ -361,7 +368,7 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
 
     let t0 = Instant::now();
     let (layout, _) = prepare(&opts)?;
-    let ctx = RunContext::open(layout.root(), layout.run_id(), None)?;
+    let ctx = RunContext::open_with(layout.root(), layout.run_id(), None, &tandem_aws::open_store)?;
     let t_prepare = t0.elapsed();
 
     let tasks = executor::all_tasks(ctx.manifest.plan.array_size);

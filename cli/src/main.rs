@@ -5,6 +5,7 @@
 //! unreadable files). A closed stdout (`tandem verify ... | head`) exits 0.
 
 mod args;
+mod aws;
 mod commands;
 mod output;
 mod progress;

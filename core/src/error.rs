@@ -32,6 +32,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A remote backend (S3, say) refused or failed a request; `message` carries the
+    /// service's own words.
+    #[error("{op} {location}: {message}")]
+    Backend {
+        op: &'static str,
+        location: String,
+        message: String,
+    },
+
     /// A child failed in a way that is not one of the above (used by fault injection
     /// and by stage runners outside this crate).
     #[error("{stage} child {index}: {message}")]

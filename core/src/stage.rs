@@ -103,8 +103,20 @@ pub struct RunContext {
 
 impl RunContext {
     /// Opens run `run_id` under `root`: reads the manifest, maps the ID file and
-    /// opens the bucket (`bucket` overrides the one recorded at prepare).
+    /// opens the bucket (`bucket` overrides the one recorded at prepare) with
+    /// [`store::open`], which knows `file://` only.
     pub fn open(root: &Path, run_id: &str, bucket: Option<&str>) -> Result<Self> {
+        Self::open_with(root, run_id, bucket, &store::open)
+    }
+
+    /// [`RunContext::open`] with the function that opens a bucket URL, for backends
+    /// outside this crate (`s3://` in tandem-aws).
+    pub fn open_with(
+        root: &Path,
+        run_id: &str,
+        bucket: Option<&str>,
+        open_store: &dyn Fn(&str) -> Result<Arc<dyn ObjectStore>>,
+    ) -> Result<Self> {
         let layout = RunLayout::new(root, run_id)?;
         let manifest = Manifest::load(&layout)?;
         let ids = IdFile::open(&layout.dir().join(&manifest.id_file))?;
@@ -118,7 +130,7 @@ impl RunContext {
                 ),
             ));
         }
-        let store = store::open(bucket.unwrap_or(&manifest.bucket))?;
+        let store = open_store(bucket.unwrap_or(&manifest.bucket))?;
         Ok(Self {
             layout,
             manifest,

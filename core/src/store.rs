@@ -283,11 +283,14 @@ impl ObjectStore for LocalStore {
     }
 }
 
-/// The behaviour every [`ObjectStore`] must show; run against each backend.
-#[cfg(test)]
-pub(crate) mod suite {
+/// The behaviour every [`ObjectStore`] must show, as functions that panic on a
+/// violation: run against each backend (the local directory here, S3 on the
+/// emulator in tandem-aws). Compiled with the `test-suite` feature.
+#[cfg(any(test, feature = "test-suite"))]
+pub mod suite {
     use super::*;
 
+    /// Put, get, list, overwrite, missing key and delete, under `run/` and `other/`.
     pub fn put_get_list_overwrite_delete(store: &dyn ObjectStore) {
         let err = store.get("run/results/00001.parquet").unwrap_err();
         assert!(err.is_not_found(), "{err}");
@@ -327,6 +330,28 @@ pub(crate) mod suite {
         assert!(store.put("/abs", Bytes::new()).is_err());
     }
 
+    /// More objects than one listing page holds (S3 pages at 1,000), and a large object.
+    pub fn many_and_large_objects(store: &dyn ObjectStore, many: usize, large: usize) {
+        for i in 0..many {
+            store
+                .put(&format!("many/{i:05}"), Bytes::from(i.to_string()))
+                .unwrap();
+        }
+        let listed = store.list("many/").unwrap();
+        assert_eq!(listed.len(), many);
+        assert!(
+            listed.windows(2).all(|w| w[0].key < w[1].key),
+            "listing is not sorted"
+        );
+        let body: Vec<u8> = (0..large).map(|i| (i % 251) as u8).collect();
+        store.put("large/object", Bytes::from(body.clone())).unwrap();
+        assert_eq!(&store.get("large/object").unwrap()[..], &body[..]);
+        assert_eq!(store.list("large/").unwrap()[0].size, large as u64);
+        assert_eq!(store.delete_prefix("many/").unwrap(), many);
+        store.delete("large/object").unwrap();
+    }
+
+    /// Four threads writing the same 50 keys: every object ends up whole, from one writer.
     pub fn concurrent_writers_each_land_whole(store: &dyn ObjectStore) {
         std::thread::scope(|s| {
             for t in 0..4u8 {
@@ -356,6 +381,7 @@ mod tests {
         let store = LocalStore::new(dir.path()).unwrap();
         suite::put_get_list_overwrite_delete(&store);
         suite::concurrent_writers_each_land_whole(&store);
+        suite::many_and_large_objects(&store, 1100, 20 << 20);
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! tandem-aws: the AWS backends of tandem, through the official AWS SDK for Rust.
+//!
+//! - [`s3::S3Store`]: the `s3://BUCKET/PREFIX` object store egress writes to;
+//! - [`batch`]: submitting a run's three stages as AWS Batch array jobs chained
+//!   N_TO_N, and watching them until they succeed or fail (naming the failed
+//!   children).
+//!
+//! The SDK is async; tandem-core is not. [`Aws`] owns one small tokio runtime per
+//! process and one `SdkConfig` loaded from the standard environment
+//! (`AWS_ENDPOINT_URL`, `AWS_REGION`, the credentials chain), and the sync
+//! [`tandem_core::store::ObjectStore`] methods block on it. Async callers (the
+//! lambdas) use the async functions directly.
+
+pub mod batch;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
+pub mod s3;
+
+use std::sync::{Arc, OnceLock};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use tandem_core::store::ObjectStore;
+use tandem_core::{Error, Result};
+
+/// One process's AWS access: a runtime and the SDK configuration.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    runtime: Arc<tokio::runtime::Runtime>,
+    config: aws_config::SdkConfig,
+}
+
+impl Aws {
+    /// Loads the SDK configuration from the standard AWS environment, once.
+    ///
+    /// Requests are retried with the SDK's standard strategy (exponential backoff with
+    /// jitter on throttling, 5xx and transient errors), up to 8 attempts.
+    pub fn from_env() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tandem-aws")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start the AWS runtime", "tokio", e))?;
+        let config = runtime.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .retry_config(RetryConfig::standard().with_max_attempts(8))
+                .load(),
+        );
+        Ok(Self {
+            runtime: Arc::new(runtime),
+            config,
+        })
+    }
+
+    /// The SDK configuration.
+    pub fn config(&self) -> &aws_config::SdkConfig {
+        &self.config
+    }
+
+    /// Runs a future to completion on this process's AWS runtime (from sync code).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// A handle to the runtime.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
+    }
+}
+
+/// Opens any bucket URL tandem knows: `s3://BUCKET[/PREFIX]` here, everything else
+/// through [`tandem_core::store::open`] (`file://DIR`). The AWS configuration is
+/// loaded on the first `s3://` URL only, so local runs never touch it.
+pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
+    static AWS: OnceLock<Aws> = OnceLock::new();
+    if url.starts_with("s3://") {
+        let aws = match AWS.get() {
+            Some(a) => a.clone(),
+            None => {
+                let a = Aws::from_env()?;
+                AWS.get_or_init(|| a).clone()
+            }
+        };
+        return Ok(Arc::new(s3::S3Store::open(&aws, url)?));
+    }
+    tandem_core::store::open(url)
+}
+
+/// The service's own words for an SDK error: `Code: message` for a service error,
+/// the whole error chain otherwise (timeouts, DNS, TLS, a response that does not
+/// parse).
+pub(crate) fn sdk_message<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+where
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_types::error::display::DisplayErrorContext;
+    match e.as_service_error() {
+        Some(s) => match (s.code(), s.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            _ => DisplayErrorContext(s).to_string(),
+        },
+        None => DisplayErrorContext(e).to_string(),
+    }
+}

@@ -1,0 +1,200 @@
+//! `tandem submit` and `tandem watch`: the run on AWS Batch.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tandem_aws::Aws;
+use tandem_aws::batch::{self, SubmitSpec, SubmittedStage, WatchOptions, WatchReport};
+use tandem_core::stage::Stage;
+
+use crate::Failed;
+use crate::args::{SubmitArgs, WatchArgs};
+use crate::commands::open_run;
+use crate::output;
+
+/// What submit records next to the manifest, so `watch --run` finds the jobs.
+#[derive(Debug, Serialize, Deserialize)]
+struct SubmitRecord {
+    run_id: String,
+    array_size: u32,
+    jobs: Vec<SubmittedStage>,
+}
+
+fn record_path(root: &Path, run_id: &str) -> PathBuf {
+    root.join(run_id).join("batch-jobs.json")
+}
+
+/// One value for all three stages, or exactly three.
+fn three(flag: &str, value: &str) -> Result<[String; 3]> {
+    let parts: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
+    match parts.as_slice() {
+        [one] if !one.is_empty() => Ok([one.clone(), one.clone(), one.clone()]),
+        [a, b, c] if ![a, b, c].iter().any(|s| s.is_empty()) => Ok([a.clone(), b.clone(), c.clone()]),
+        _ => bail!(
+            "{flag} {value:?} is not valid: give one name for all stages or three as procure,process,egress"
+        ),
+    }
+}
+
+pub fn submit(a: SubmitArgs) -> Result<()> {
+    let queues = three("--queue", &a.queues)?;
+    let job_definitions = three("--job-definition", &a.job_definitions)?;
+    let ctx = open_run(&a.run)?;
+    let m = &ctx.manifest;
+    let spec = SubmitSpec {
+        run_id: m.run_id.clone(),
+        array_size: m.plan.array_size,
+        queues,
+        job_definitions,
+        root: a
+            .container_root
+            .clone()
+            .unwrap_or_else(|| a.run.location.root.display().to_string()),
+        bucket: ctx.store.url(),
+        attempts: a.attempts,
+        extra_env: vec![],
+        name_suffix: String::new(),
+    };
+    batch::check_spec(&spec)?;
+    if !spec.bucket.starts_with("s3://") {
+        eprintln!(
+            "tandem: warning: the run's bucket is {}; Batch containers write there only if they mount it",
+            spec.bucket
+        );
+    }
+    let aws = Aws::from_env()?;
+    let client = aws_sdk_batch_client(&aws);
+    let jobs = aws.block_on(batch::submit(&client, &spec))?;
+    let record = SubmitRecord {
+        run_id: m.run_id.clone(),
+        array_size: m.plan.array_size,
+        jobs,
+    };
+    let path = record_path(&a.run.location.root, &m.run_id);
+    std::fs::write(&path, serde_json::to_vec_pretty(&record)?)
+        .with_context(|| format!("recording the job ids in {}", path.display()))?;
+    output::json(&record)
+}
+
+fn aws_sdk_batch_client(aws: &Aws) -> tandem_aws::batch::Client {
+    tandem_aws::batch::Client::new(aws.config())
+}
+
+#[derive(Serialize)]
+struct WatchOutput<'a> {
+    #[serde(flatten)]
+    report: &'a WatchReport,
+    timed_out: bool,
+}
+
+fn status_line(r: &WatchReport) -> String {
+    r.stages
+        .iter()
+        .map(|s| {
+            let counts: Vec<String> = s
+                .counts
+                .iter()
+                .map(|(k, v)| format!("{} {v}", k.to_lowercase()))
+                .collect();
+            format!("{}: {} ({})", s.stage, s.status.to_lowercase(), counts.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+pub fn watch(a: WatchArgs) -> Result<()> {
+    let jobs: Vec<(Stage, String)> = match (&a.jobs, &a.run_id) {
+        (Some(ids), _) => {
+            let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
+            if ids.len() != 3 || ids.iter().any(|i| i.is_empty()) {
+                bail!(
+                    "--jobs {:?} is not valid: give the three job ids as procure,process,egress",
+                    a.jobs
+                );
+            }
+            Stage::ALL
+                .into_iter()
+                .zip(ids.into_iter().map(String::from))
+                .collect()
+        }
+        (None, Some(run)) => {
+            tandem_core::layout::check_run_id(run)?;
+            let path = record_path(&a.location.root, run);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "no Batch jobs recorded for run {run} at {}: was it submitted with tandem submit?",
+                    path.display()
+                )
+            })?;
+            let record: SubmitRecord =
+                serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
+            record.jobs.into_iter().map(|j| (j.stage, j.job_id)).collect()
+        }
+        (None, None) => bail!("give --jobs ID1,ID2,ID3 or --run RUN_ID"),
+    };
+    let aws = Aws::from_env()?;
+    let client = aws_sdk_batch_client(&aws);
+    let opts = WatchOptions {
+        interval: a.interval,
+        max_interval: a.max_interval,
+        stall_timeout: a.timeout,
+    };
+    let quiet = a.json;
+    let outcome = aws.block_on(batch::watch(&client, &jobs, opts, |r| {
+        if !quiet {
+            eprintln!("{}", status_line(r));
+        }
+    }))?;
+    let (report, timed_out) = match &outcome {
+        Ok(r) => (r, false),
+        Err(stalled) => (&stalled.last, true),
+    };
+    if a.json {
+        output::json(&WatchOutput { report, timed_out })?;
+    } else {
+        let mut s = String::new();
+        for f in report.failed.iter().take(50) {
+            let code = f
+                .exit_code
+                .map(|c| format!(" (exit code {c})"))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "failed: {} child {}: {}{code}\n",
+                f.stage, f.index, f.reason
+            ));
+        }
+        if report.failed.len() > 50 {
+            s.push_str(&format!(
+                "... and {} more failed children\n",
+                report.failed.len() - 50
+            ));
+        }
+        s.push_str(&format!("{}\n", status_line(report)));
+        output::text(&s)?;
+    }
+    if let Err(stalled) = outcome {
+        return Err(Failed(format!(
+            "no progress for {:.0} s: {}",
+            stalled.unchanged_for.as_secs_f64(),
+            status_line(&stalled.last)
+        ))
+        .into());
+    }
+    if report.succeeded {
+        Ok(())
+    } else {
+        let n: usize = report.failed_indices.iter().map(Vec::len).sum();
+        let per_stage: Vec<String> = Stage::ALL
+            .iter()
+            .zip(&report.failed_indices)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(s, v)| format!("{s} {v:?}"))
+            .collect();
+        Err(Failed(format!(
+            "the run failed: {n} failed children ({})",
+            per_stage.join("; ")
+        ))
+        .into())
+    }
+}

@@ -1,0 +1,239 @@
+//! The CLI against the local AWS emulator: egress to S3, submit and watch on Batch.
+//! Ignored by a plain `cargo test`; `scripts/test.sh` runs them under
+//! `scripts/emulator.sh` with `--include-ignored`.
+
+use std::process::{Command, Output};
+
+use serde::Deserialize;
+use tandem_aws::fixtures;
+
+fn tandem(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(args)
+        .env_remove("TANDEM_BUCKET")
+        .env("TANDEM_ROOT", dir.join("vol"))
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[derive(Deserialize)]
+struct Loadtest {
+    ok: bool,
+    run_id: String,
+    bucket: String,
+    verify: Verify,
+}
+
+#[derive(Deserialize)]
+struct Verify {
+    ok: bool,
+    checksum: u64,
+    missing_objects: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct Submitted {
+    run_id: String,
+    array_size: u32,
+    jobs: Vec<Job>,
+}
+
+#[derive(Deserialize)]
+struct Job {
+    stage: String,
+    job_id: String,
+}
+
+#[derive(Deserialize)]
+struct Watched {
+    finished: bool,
+    succeeded: bool,
+    timed_out: bool,
+    failed_indices: [Vec<u32>; 3],
+}
+
+#[test]
+#[ignore = "needs the emulator"]
+fn loadtest_egresses_to_s3_and_verify_reads_it_back() {
+    let aws = fixtures::emulator();
+    let url = format!("{}/team/a", fixtures::bucket(&aws, "tandem-cli-egress"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = tandem(
+        dir.path(),
+        &[
+            "loadtest",
+            "--records",
+            "1000",
+            "--bucket",
+            &url,
+            "--keep",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lt: Loadtest = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(lt.ok && lt.verify.ok);
+    assert_eq!(lt.verify.checksum, 2_449_902_434);
+    assert_eq!(lt.bucket, "s3://tandem-cli-egress/team/a");
+    // verify reads back from S3 (the manifest recorded the bucket)
+    let out = tandem(dir.path(), &["verify", "--run", &lt.run_id, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // a lost object is named, and rerun puts it back
+    let store = tandem_aws::open_store(&url).unwrap();
+    store
+        .delete(&format!("{}/results/00011.parquet", lt.run_id))
+        .unwrap();
+    let out = tandem(dir.path(), &["verify", "--run", &lt.run_id, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Verify = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.missing_objects, vec![11]);
+    let out = tandem(dir.path(), &["rerun", "--run", &lt.run_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        tandem(dir.path(), &["verify", "--run", &lt.run_id])
+            .status
+            .success()
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator"]
+fn a_bucket_that_does_not_exist_fails_before_any_work() {
+    let _aws = fixtures::emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tandem(
+        dir.path(),
+        &["loadtest", "--records", "100", "--bucket", "s3://tandem-nowhere"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("bucket \"tandem-nowhere\" does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path().join("vol").exists(),
+        "a run was prepared for a bucket that does not exist"
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator"]
+fn submit_then_watch_a_run_on_batch() {
+    let aws = fixtures::emulator();
+    fixtures::batch_setup(&aws, "tandem-cli");
+    let url = fixtures::bucket(&aws, "tandem-cli-batch");
+    let dir = tempfile::tempdir().unwrap();
+    let out = tandem(dir.path(), &["prepare", "--records", "400000", "--bucket", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = tandem(
+        dir.path(),
+        &[
+            "submit",
+            "--run",
+            &run_id,
+            "--queue",
+            "tandem-cli-queue",
+            "--job-definition",
+            "tandem-cli-worker",
+            "--container-root",
+            "/mnt/efs",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: Submitted = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((s.run_id.as_str(), s.array_size), (run_id.as_str(), 10_000));
+    let stages: Vec<&str> = s.jobs.iter().map(|j| j.stage.as_str()).collect();
+    assert_eq!(stages, ["procure", "process", "egress"]);
+    // moto marks every job SUCCEEDED without running anything: watch says so.
+    let out = tandem(
+        dir.path(),
+        &[
+            "watch",
+            "--run",
+            &run_id,
+            "--interval",
+            "100ms",
+            "--timeout",
+            "20s",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let w: Watched = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(w.finished && w.succeeded && !w.timed_out);
+    assert!(w.failed_indices.iter().all(Vec::is_empty));
+    let ids: Vec<&str> = s.jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let out = tandem(
+        dir.path(),
+        &["watch", "--jobs", &ids.join(","), "--interval", "100ms"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+#[ignore = "needs the emulator"]
+fn submit_refuses_a_missing_queue_and_watch_an_unsubmitted_run() {
+    let aws = fixtures::emulator();
+    let url = fixtures::bucket(&aws, "tandem-cli-missing");
+    let dir = tempfile::tempdir().unwrap();
+    let out = tandem(
+        dir.path(),
+        &[
+            "prepare",
+            "--records",
+            "100",
+            "--ids-per-node",
+            "10",
+            "--bucket",
+            &url,
+        ],
+    );
+    let run_id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = tandem(
+        dir.path(),
+        &[
+            "submit",
+            "--run",
+            &run_id,
+            "--queue",
+            "no-queue",
+            "--job-definition",
+            "d",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no-queue"), "{}", stderr(&out));
+    let out = tandem(dir.path(), &["watch", "--run", &run_id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("was it submitted"), "{}", stderr(&out));
+    let out = tandem(
+        dir.path(),
+        &[
+            "submit",
+            "--run",
+            &run_id,
+            "--queue",
+            "a,b",
+            "--job-definition",
+            "d",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("--queue \"a,b\" is not valid"),
+        "{}",
+        stderr(&out)
+    );
+}
