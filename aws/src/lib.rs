@@ -31,10 +31,7 @@ pub struct Aws {
 }
 
 impl Aws {
-    /// Loads the SDK configuration from the standard AWS environment, once.
-    ///
-    /// Requests are retried with the SDK's standard strategy (exponential backoff with
-    /// jitter on throttling, 5xx and transient errors), up to 8 attempts.
+    /// Starts the runtime and loads the SDK configuration ([`load_config`]).
     pub fn from_env() -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -42,11 +39,7 @@ impl Aws {
             .enable_all()
             .build()
             .map_err(|e| Error::io("start the AWS runtime", "tokio", e))?;
-        let config = runtime.block_on(
-            aws_config::defaults(BehaviorVersion::latest())
-                .retry_config(RetryConfig::standard().with_max_attempts(8))
-                .load(),
-        );
+        let config = runtime.block_on(load_config());
         Ok(Self {
             runtime: Arc::new(runtime),
             config,
@@ -67,6 +60,20 @@ impl Aws {
     pub fn handle(&self) -> tokio::runtime::Handle {
         self.runtime.handle().clone()
     }
+}
+
+pub use aws_config::SdkConfig;
+
+/// Loads the SDK configuration from the standard AWS environment (async callers,
+/// such as the lambdas; sync code uses [`Aws::from_env`]).
+///
+/// Requests are retried with the SDK's standard strategy (exponential backoff with
+/// jitter on throttling, 5xx and transient errors), up to 8 attempts.
+pub async fn load_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(8))
+        .load()
+        .await
 }
 
 /// Opens any bucket URL tandem knows: `s3://BUCKET[/PREFIX]` here, everything else

@@ -1,0 +1,23 @@
+//! tandem's Lambda handlers, as library functions tests call directly; each binary
+//! in `src/bin/` is a few lines of `main` over one of them (`lambda_runtime`).
+//!
+//! - [`prepare`]: the Step Functions entry step. Prepares a run on the EFS mount and
+//!   returns its id and array size (also as the original's `step_fn_id` and
+//!   `total_nodes`).
+//! - [`watch`]: one look at a run's three Batch jobs, shaped for a Choice state:
+//!   `{finished, succeeded, stages, failed_indices}`.
+
+pub mod prepare;
+pub mod watch;
+
+/// Logs as JSON lines to stdout (CloudWatch), filtered by `RUST_LOG` (default info).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .without_time()
+        .with_ansi(false)
+        .init();
+}

@@ -1,0 +1,141 @@
+//! The prepare handler.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tandem_core::prepare::{PrepareOptions, prepare};
+use tandem_core::workload::DEFAULT_SEED;
+
+/// The handler's configuration, read once from the environment.
+///
+/// - `TANDEM_ROOT`: the EFS mount point in the function (required);
+/// - `TANDEM_BUCKET`: the bucket URL egress will write to (required, `s3://...`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The shared volume.
+    pub root: PathBuf,
+    /// The bucket URL.
+    pub bucket: String,
+}
+
+impl Config {
+    /// Reads `TANDEM_ROOT` and `TANDEM_BUCKET`.
+    pub fn from_env() -> Result<Self, String> {
+        let get = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set: the function needs it"));
+        Ok(Self {
+            root: PathBuf::from(get("TANDEM_ROOT")?),
+            bucket: get("TANDEM_BUCKET")?,
+        })
+    }
+}
+
+/// The input event: every field optional, defaulting as the CLI does.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PrepareEvent {
+    /// `N` (400,000).
+    pub records: Option<u64>,
+    /// `K` (40).
+    pub ids_per_node: Option<u64>,
+    /// Seed (42).
+    pub seed: Option<u64>,
+    /// First ID (1).
+    pub first_id: Option<u64>,
+}
+
+/// The output: tandem's names and the original init lambda's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepareOutput {
+    /// The run id.
+    pub run_id: String,
+    /// Children per stage.
+    pub array_size: u32,
+    /// The original's name for the run id.
+    pub step_fn_id: String,
+    /// The original's name for the array size.
+    pub total_nodes: u32,
+    /// `N`.
+    pub records: u64,
+    /// `K`.
+    pub ids_per_node: u64,
+}
+
+/// Prepares a run. Errors are messages for the Step Functions execution history.
+pub fn handle(config: &Config, event: PrepareEvent) -> Result<PrepareOutput, String> {
+    let opts = PrepareOptions {
+        root: config.root.clone(),
+        run_id: None,
+        records: event.records.unwrap_or(400_000),
+        first_id: event.first_id.unwrap_or(1),
+        ids_per_node: event.ids_per_node.unwrap_or(40),
+        seed: event.seed.unwrap_or(DEFAULT_SEED),
+        bucket: config.bucket.clone(),
+    };
+    let (_, m) = prepare(&opts).map_err(|e| e.to_string())?;
+    Ok(PrepareOutput {
+        run_id: m.run_id.clone(),
+        array_size: m.plan.array_size,
+        step_fn_id: m.run_id,
+        total_nodes: m.plan.array_size,
+        records: m.plan.records,
+        ids_per_node: m.plan.ids_per_node,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> Config {
+        Config {
+            root: dir.join("efs"),
+            bucket: "s3://results/runs".into(),
+        }
+    }
+
+    #[test]
+    fn an_empty_event_prepares_the_default_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let event: PrepareEvent = serde_json::from_str("{}").unwrap();
+        let out = handle(&config(dir.path()), event).unwrap();
+        assert_eq!(
+            (out.array_size, out.total_nodes, out.records),
+            (10_000, 10_000, 400_000)
+        );
+        assert_eq!(out.step_fn_id, out.run_id);
+        assert!(
+            dir.path()
+                .join("efs")
+                .join(&out.run_id)
+                .join("ids.arrow")
+                .is_file()
+        );
+        // Step Functions reads the original's field names.
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["total_nodes"], 10_000);
+    }
+
+    #[test]
+    fn event_fields_override_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let event: PrepareEvent =
+            serde_json::from_str(r#"{"records": 1000, "ids_per_node": 7, "seed": 9}"#).unwrap();
+        let out = handle(&config(dir.path()), event).unwrap();
+        assert_eq!(out.array_size, 143);
+    }
+
+    #[test]
+    fn a_plan_over_the_array_limit_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = PrepareEvent {
+            records: Some(1_000_000),
+            ..Default::default()
+        };
+        let err = handle(&config(dir.path()), event).unwrap_err();
+        assert!(err.contains("--ids-per-node 100"), "{err}");
+    }
+
+    #[test]
+    fn a_mistyped_event_is_refused_by_the_runtime_decoder() {
+        assert!(serde_json::from_str::<PrepareEvent>(r#"{"records": "many"}"#).is_err());
+    }
+}
