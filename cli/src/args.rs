@@ -138,9 +138,23 @@ pub struct WorkerArgs {
     /// Override the bucket recorded at prepare.
     #[arg(long, env = "TANDEM_BUCKET", value_name = "URL")]
     pub bucket: Option<String>,
+    /// A rerun's index map (set by `tandem rerun --on aws`): the array index selects
+    /// an entry, which is the child to run; a stage whose output already verifies is
+    /// skipped.
+    #[arg(long, env = "TANDEM_INDEX_MAP", value_name = "FILE")]
+    pub index_map: Option<String>,
     /// Print the child's completion record as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where rerun executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RerunOn {
+    /// On this machine, with the local executor.
+    Local,
+    /// On AWS Batch: one compact array per stage, chained N_TO_N.
+    Aws,
 }
 
 /// Selects an existing run.
@@ -174,6 +188,28 @@ pub struct RerunArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
+    /// Where to execute the children.
+    #[arg(long, value_enum, default_value_t = RerunOn::Local)]
+    pub on: RerunOn,
+    /// With --on aws: job queue(s), one or three.
+    #[arg(
+        long = "queue",
+        env = "TANDEM_QUEUES",
+        value_name = "Q[,Q2,Q3]",
+        required_if_eq("on", "aws")
+    )]
+    pub queues: Option<String>,
+    /// With --on aws: job definition(s), one or three.
+    #[arg(
+        long = "job-definition",
+        env = "TANDEM_JOB_DEFINITIONS",
+        value_name = "D[,D2,D3]",
+        required_if_eq("on", "aws")
+    )]
+    pub job_definitions: Option<String>,
+    /// With --on aws: the shared volume's path inside the containers (default: --root).
+    #[arg(long, value_name = "DIR")]
+    pub container_root: Option<String>,
     /// Print one JSON document instead of the summary.
     #[arg(long)]
     pub json: bool,

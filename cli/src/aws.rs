@@ -9,7 +9,7 @@ use tandem_aws::batch::{self, SubmitSpec, SubmittedStage, WatchOptions, WatchRep
 use tandem_core::stage::Stage;
 
 use crate::Failed;
-use crate::args::{SubmitArgs, WatchArgs};
+use crate::args::{RerunArgs, SubmitArgs, WatchArgs};
 use crate::commands::open_run;
 use crate::output;
 
@@ -56,7 +56,13 @@ pub fn submit(a: SubmitArgs) -> Result<()> {
         extra_env: vec![],
         name_suffix: String::new(),
     };
-    batch::check_spec(&spec)?;
+    let record = submit_spec(&a.run.location.root, &spec)?;
+    output::json(&record)
+}
+
+/// Submits `spec` and records the jobs next to the manifest.
+fn submit_spec(root: &Path, spec: &SubmitSpec) -> Result<SubmitRecord> {
+    batch::check_spec(spec)?;
     if !spec.bucket.starts_with("s3://") {
         eprintln!(
             "tandem: warning: the run's bucket is {}; Batch containers write there only if they mount it",
@@ -65,16 +71,76 @@ pub fn submit(a: SubmitArgs) -> Result<()> {
     }
     let aws = Aws::from_env()?;
     let client = aws_sdk_batch_client(&aws);
-    let jobs = aws.block_on(batch::submit(&client, &spec))?;
+    let jobs = aws.block_on(batch::submit(&client, spec))?;
     let record = SubmitRecord {
-        run_id: m.run_id.clone(),
-        array_size: m.plan.array_size,
+        run_id: spec.run_id.clone(),
+        array_size: spec.array_size,
         jobs,
     };
-    let path = record_path(&a.run.location.root, &m.run_id);
+    let path = record_path(root, &spec.run_id);
     std::fs::write(&path, serde_json::to_vec_pretty(&record)?)
         .with_context(|| format!("recording the job ids in {}", path.display()))?;
-    output::json(&record)
+    Ok(record)
+}
+
+#[derive(Serialize)]
+struct RerunOnAws {
+    run_id: String,
+    /// Original indices being rerun (entry j is array child j).
+    indices: Vec<u32>,
+    /// The index map file in the run directory (TANDEM_INDEX_MAP).
+    index_map: Option<String>,
+    /// The submitted jobs (empty when nothing needed rerunning).
+    jobs: Vec<SubmittedStage>,
+}
+
+/// `tandem rerun --on aws`: one compact array per stage over the children whose
+/// result does not verify, mapped back to their original indices.
+pub fn rerun(a: RerunArgs) -> Result<()> {
+    let (Some(queues), Some(defs)) = (&a.queues, &a.job_definitions) else {
+        bail!("--on aws needs --queue and --job-definition");
+    };
+    let queues = three("--queue", queues)?;
+    let job_definitions = three("--job-definition", defs)?;
+    let ctx = open_run(&a.run)?;
+    let workers = a.exec.workers.unwrap_or(4).clamp(1, 64);
+    let indices: Vec<u32> = tandem_core::executor::rerun_tasks(&ctx, workers)
+        .iter()
+        .map(|t| t.index)
+        .collect();
+    let run_id = ctx.manifest.run_id.clone();
+    if indices.is_empty() {
+        eprintln!("tandem: every child of run {run_id} is complete; nothing to rerun");
+        return output::json(&RerunOnAws {
+            run_id,
+            indices,
+            index_map: None,
+            jobs: vec![],
+        });
+    }
+    let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
+    let map = tandem_core::index_map::write(&ctx.layout, &stamp, &indices)?;
+    let spec = SubmitSpec {
+        run_id: run_id.clone(),
+        array_size: indices.len() as u32,
+        queues,
+        job_definitions,
+        root: a
+            .container_root
+            .clone()
+            .unwrap_or_else(|| a.run.location.root.display().to_string()),
+        bucket: ctx.store.url(),
+        attempts: Some(a.exec.attempts),
+        extra_env: vec![("TANDEM_INDEX_MAP".into(), map.clone())],
+        name_suffix: format!("-rerun-{stamp}"),
+    };
+    let record = submit_spec(&a.run.location.root, &spec)?;
+    output::json(&RerunOnAws {
+        run_id,
+        indices,
+        index_map: Some(map),
+        jobs: record.jobs,
+    })
 }
 
 fn aws_sdk_batch_client(aws: &Aws) -> tandem_aws::batch::Client {

@@ -203,15 +203,29 @@ fn worker(a: WorkerArgs) -> Result<()> {
         a.bucket.as_deref(),
         &tandem_aws::open_store,
     )?;
-    let index = match a.index {
-        Some(i) => i,
-        None if ctx.manifest.plan.array_size == 1 => 0,
-        None => bail!(
-            "no array index: run {} has {} children; pass --index or set AWS_BATCH_JOB_ARRAY_INDEX",
-            a.run_id,
-            ctx.manifest.plan.array_size
+    let array_size = ctx.manifest.plan.array_size;
+    let index = match (&a.index_map, a.index) {
+        (Some(map), i) => tandem_core::index_map::resolve(&ctx.layout, map, i, array_size)?,
+        (None, Some(i)) => i,
+        (None, None) if array_size == 1 => 0,
+        (None, None) => bail!(
+            "no array index: run {} has {array_size} children; pass --index or set AWS_BATCH_JOB_ARRAY_INDEX",
+            a.run_id
         ),
     };
+    // A rerun child skips a stage whose output already verifies.
+    if a.index_map.is_some()
+        && let Ok(done) = ctx.check_output(a.stage, index)
+    {
+        eprintln!(
+            "tandem: {} child {index} of run {} is already complete; skipped",
+            a.stage, a.run_id
+        );
+        if a.json {
+            output::json(&done)?;
+        }
+        return Ok(());
+    }
     let completion = ctx.run_child(a.stage, index, a.attempt).with_context(|| {
         format!(
             "{} child {index} of run {} (attempt {})",
@@ -492,6 +506,9 @@ struct RerunOutput {
 }
 
 fn rerun(a: RerunArgs) -> Result<()> {
+    if a.on == RerunOn::Aws {
+        return crate::aws::rerun(a);
+    }
     let exec = check_exec(&a.exec)?;
     let ctx = open_run(&a.run)?;
     check_faults(&exec.faults, ctx.manifest.plan.array_size)?;

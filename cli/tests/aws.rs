@@ -237,3 +237,89 @@ fn submit_refuses_a_missing_queue_and_watch_an_unsubmitted_run() {
         stderr(&out)
     );
 }
+
+#[derive(Deserialize)]
+struct RerunOnAws {
+    indices: Vec<u32>,
+    index_map: Option<String>,
+    jobs: Vec<Job>,
+}
+
+#[test]
+#[ignore = "needs the emulator"]
+fn rerun_on_aws_submits_a_compact_array_that_maps_back_to_the_lost_children() {
+    let aws = fixtures::emulator();
+    fixtures::batch_setup(&aws, "tandem-rerun");
+    let url = fixtures::bucket(&aws, "tandem-cli-rerun");
+    let dir = tempfile::tempdir().unwrap();
+    let out = tandem(
+        dir.path(),
+        &[
+            "loadtest",
+            "--records",
+            "1000",
+            "--bucket",
+            &url,
+            "--keep",
+            "--json",
+        ],
+    );
+    let lt: Loadtest = serde_json::from_slice(&out.stdout).unwrap();
+    let store = tandem_aws::open_store(&url).unwrap();
+    for i in [3, 11] {
+        store
+            .delete(&format!("{}/results/{i:05}.parquet", lt.run_id))
+            .unwrap();
+    }
+    let rerun = |extra: &[&str]| {
+        let mut args = vec![
+            "rerun",
+            "--run",
+            &lt.run_id,
+            "--on",
+            "aws",
+            "--queue",
+            "tandem-rerun-queue",
+            "--job-definition",
+            "tandem-rerun-worker",
+        ];
+        args.extend_from_slice(extra);
+        tandem(dir.path(), &args)
+    };
+    let out = rerun(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: RerunOnAws = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r.indices, vec![3, 11]);
+    assert_eq!(r.jobs.len(), 3);
+    let map = r.index_map.unwrap();
+    // moto runs no container: run the two array children of each stage as Batch would.
+    for array_index in ["0", "1"] {
+        for stage in ["procure", "process", "egress"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+                .args(["worker", "--stage", stage, "--run", &lt.run_id])
+                .env("TANDEM_ROOT", dir.path().join("vol"))
+                .env("AWS_BATCH_JOB_ARRAY_INDEX", array_index)
+                .env("TANDEM_INDEX_MAP", &map)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{stage} {array_index}: {}", stderr(&out));
+            // The stage files of children 3 and 11 survived: only egress had work to do.
+            if stage != "egress" {
+                assert!(
+                    stderr(&out).contains("already complete; skipped"),
+                    "{}",
+                    stderr(&out)
+                );
+            }
+        }
+    }
+    assert!(
+        tandem(dir.path(), &["verify", "--run", &lt.run_id])
+            .status
+            .success()
+    );
+    // Nothing left: no jobs submitted.
+    let out = rerun(&[]);
+    let r: RerunOnAws = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r.indices.is_empty() && r.jobs.is_empty());
+}

@@ -22,6 +22,7 @@ pub mod error;
 pub mod exchange;
 pub mod executor;
 pub mod ids;
+pub mod index_map;
 pub mod layout;
 pub mod manifest;
 pub mod par;
