@@ -174,7 +174,7 @@ pub struct RunArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// Reader threads (default: the number of cores).
+    /// Reader threads (default: the number of cores; 32 for an s3:// bucket).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Print the verification report as JSON.

@@ -38,6 +38,16 @@ fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// Reader threads for visiting every child's object: local reads are CPU-bound (one
+/// per core); S3 reads wait on the network, so more of them overlap.
+fn reader_threads(store_url: &str) -> usize {
+    if store_url.starts_with("s3://") {
+        32
+    } else {
+        cores()
+    }
+}
+
 /// Checked executor settings plus the faults to inject.
 struct ExecConfig {
     config: ExecutorConfig,
@@ -264,7 +274,10 @@ fn verify_text(v: &VerifyReport) -> String {
 
 fn verify_cmd(a: VerifyArgs) -> Result<()> {
     let ctx = open_run(&a.run)?;
-    let threads = a.threads.unwrap_or_else(cores).clamp(1, 256);
+    let threads = a
+        .threads
+        .unwrap_or_else(|| reader_threads(&ctx.store.url()))
+        .clamp(1, 256);
     let v = verify(&ctx.manifest, ctx.store.as_ref(), threads)?;
     if a.json {
         output::json(&v)?;
@@ -390,7 +403,11 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
     let t_exec = ex.elapsed;
 
     let t1 = Instant::now();
-    let v = verify(&ctx.manifest, ctx.store.as_ref(), exec.config.workers)?;
+    let v = verify(
+        &ctx.manifest,
+        ctx.store.as_ref(),
+        reader_threads(&ctx.store.url()),
+    )?;
     let t_verify = t1.elapsed();
     let total = t0.elapsed();
 
@@ -512,7 +529,7 @@ fn rerun(a: RerunArgs) -> Result<()> {
     let exec = check_exec(&a.exec)?;
     let ctx = open_run(&a.run)?;
     check_faults(&exec.faults, ctx.manifest.plan.array_size)?;
-    let tasks = executor::rerun_tasks(&ctx, exec.config.workers);
+    let tasks = executor::rerun_tasks(&ctx, reader_threads(&ctx.store.url()));
     let mut from = [0usize; 3];
     for t in &tasks {
         from[t.from.position()] += 1;
@@ -567,7 +584,7 @@ struct ReportOutput {
 
 fn report_cmd(a: ReportArgs) -> Result<()> {
     let ctx = open_run(&a.run)?;
-    let children = report::collect(&ctx, cores());
+    let children = report::collect(&ctx, reader_threads(&ctx.store.url()));
     write_report(&a.output, &ctx, &children)?;
     let stats = report::stage_stats(&children);
     if a.json {
