@@ -458,6 +458,35 @@ mod mock_tests {
     }
 
     #[test]
+    fn throttled_and_failed_puts_are_retried_with_backoff() {
+        use aws_sdk_s3::operation::put_object::PutObjectOutput;
+        let head = head_ok();
+        let put = mock!(Client::put_object)
+            .sequence()
+            .http_status(
+                503,
+                Some(
+                    "<Error><Code>SlowDown</Code><Message>Reduce your request rate</Message></Error>".into(),
+                ),
+            )
+            .http_status(
+                500,
+                Some("<Error><Code>InternalError</Code><Message>try again</Message></Error>".into()),
+            )
+            .output(|| PutObjectOutput::builder().build())
+            .build();
+        let client = mock_client!(aws_sdk_s3, RuleMode::Sequential, [&head, &put], |c| c
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(4)
+                    .with_initial_backoff(std::time::Duration::from_millis(1))
+            ));
+        let store = S3Store::with_client(&aws(), client, "s3://bucket").unwrap();
+        store.put("k", Bytes::from_static(b"x")).unwrap();
+        assert_eq!(put.num_calls(), 3);
+    }
+
+    #[test]
     fn denied_credentials_are_named_when_the_bucket_is_opened() {
         let head = mock!(Client::head_bucket)
             .sequence()
