@@ -1,0 +1,311 @@
+//! The product API: one `axum::Router`, served by `tandem api serve` locally and by
+//! `lambda_http` in Lambda, tested with `router(..).oneshot(request)`.
+//!
+//! Routes keep the original's paths and shapes so existing clients keep working;
+//! unlike the original, bad input is a 400 naming the field, a missing product a 404,
+//! and `POST /createBackup` works.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::embedded::now_us;
+use crate::product::{MAX_CATEGORY, MAX_TITLE, Product, check_field};
+use crate::store::{Error, ProductStore};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 16 * 1024;
+/// Largest `limit` of `GET /getProducts`.
+pub const MAX_PAGE: usize = 1000;
+
+/// Takes an on-demand backup of the API's table (`POST /createBackup`).
+#[async_trait::async_trait]
+pub trait BackupCreator: Send + Sync + std::fmt::Debug {
+    /// Creates a backup and returns its details as the API shows them.
+    async fn create_backup(&self) -> Result<Value, Error>;
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The table.
+    pub store: Arc<dyn ProductStore>,
+    /// Backups of the table, when the deployment has them.
+    pub backups: Option<Arc<dyn BackupCreator>>,
+    /// Required in `x-api-key` on writes when set.
+    pub api_key: Option<String>,
+}
+
+/// The router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/addProduct", post(add_product))
+        .route("/getProduct", get(get_product))
+        .route("/getProducts", get(get_products))
+        .route("/updateProduct", put(update_product))
+        .route("/deleteProduct", delete(delete_product))
+        .route("/createBackup", post(create_backup))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(Arc::new(state))
+}
+
+/// A JSON error response.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl ApiError {
+    fn bad(field: Option<&'static str>, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            field,
+        }
+    }
+    fn not_found(id: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: format!("product {id} not found"),
+            field: Some("product_id"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound(what) => Self {
+                status: StatusCode::NOT_FOUND,
+                message: format!("{what} not found"),
+                field: None,
+            },
+            Error::AlreadyExists(what) => Self {
+                status: StatusCode::CONFLICT,
+                message: format!("{what} already exists"),
+                field: None,
+            },
+            Error::InvalidInput(m) => Self::bad(None, m),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "the product store is unavailable".into(),
+                    field: None,
+                }
+            }
+        }
+    }
+}
+
+fn check_key(state: &ApiState, headers: &HeaderMap, method: &Method) -> Result<(), ApiError> {
+    let Some(expected) = &state.api_key else {
+        return Ok(());
+    };
+    if method == Method::GET {
+        return Ok(());
+    }
+    let given = headers.get("x-api-key").map(|v| v.as_bytes()).unwrap_or_default();
+    // Constant-time comparison: a wrong key takes as long as a nearly right one.
+    let ok = given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "a valid x-api-key header is required for writes".into(),
+            field: None,
+        })
+    }
+}
+
+/// Parses a JSON object body allowing exactly `allowed` fields.
+fn object(
+    body: Result<Bytes, BytesRejection>,
+    allowed: &[&'static str],
+) -> Result<Map<String, Value>, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::bad(None, format!("request body is larger than {MAX_BODY} bytes"))
+        } else {
+            ApiError::bad(None, format!("unreadable request body: {e}"))
+        }
+    })?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(None, format!("request body is not valid JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad(None, "request body must be a JSON object"));
+    };
+    for k in map.keys() {
+        if !allowed.contains(&k.as_str()) {
+            let owned = ["product_id", "sum_rating", "count_rating", "updated_at_us"];
+            let why = if owned.contains(&k.as_str()) {
+                "is set by the server"
+            } else {
+                "is not a known field"
+            };
+            let field: &'static str = owned.iter().find(|o| **o == k).copied().unwrap_or("body");
+            return Err(ApiError::bad(
+                Some(field),
+                format!("{k} {why}; allowed: {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+fn string_field(map: &Map<String, Value>, field: &'static str, max: usize) -> Result<String, ApiError> {
+    let v = match map.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(ApiError::bad(Some(field), format!("{field} must be a string"))),
+    };
+    check_field(field, v, max).map_err(|e| ApiError::bad(Some(e.field), e.message))
+}
+
+fn id_param(q: &BTreeMap<String, String>) -> Result<String, ApiError> {
+    match q.get("product_id") {
+        Some(id) if !id.trim().is_empty() && id.len() <= 64 => Ok(id.clone()),
+        Some(_) => Err(ApiError::bad(
+            Some("product_id"),
+            "product_id must be 1 to 64 characters",
+        )),
+        None => Err(ApiError::bad(Some("product_id"), "product_id is required")),
+    }
+}
+
+async fn add_product(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_key(&state, &headers, &Method::POST)?;
+    let map = object(body, &["product_category", "product_title"])?;
+    let item = Product {
+        product_id: uuid::Uuid::new_v4().to_string(),
+        product_category: string_field(&map, "product_category", MAX_CATEGORY)?,
+        product_title: string_field(&map, "product_title", MAX_TITLE)?,
+        sum_rating: 0,
+        count_rating: 0,
+        updated_at_us: now_us(),
+    };
+    state.store.create(&item).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "product_id": item.product_id })),
+    ))
+}
+
+async fn get_product(
+    State(state): State<Arc<ApiState>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = id_param(&q)?;
+    match state.store.get(&id).await? {
+        Some(p) => Ok(axum::Json(p)),
+        None => Err(ApiError::not_found(&id)),
+    }
+}
+
+#[derive(Serialize)]
+struct ProductsPage {
+    #[serde(rename = "Items")]
+    items: Vec<Product>,
+    #[serde(rename = "LastEvaluatedKey", skip_serializing_if = "Option::is_none")]
+    last_evaluated_key: Option<Value>,
+}
+
+async fn get_products(
+    State(state): State<Arc<ApiState>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad(
+                    Some("limit"),
+                    format!("limit {l:?} must be a number from 1 to {MAX_PAGE}"),
+                ));
+            }
+        },
+    };
+    let cursor = q.get("cursor").or_else(|| q.get("ExclusiveStartKey"));
+    let page = state.store.scan(limit, cursor.map(String::as_str)).await?;
+    Ok(axum::Json(ProductsPage {
+        items: page.items,
+        last_evaluated_key: page.last_evaluated_key.map(|k| json!({ "product_id": k })),
+    }))
+}
+
+async fn update_product(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_key(&state, &headers, &Method::PUT)?;
+    let map = object(body, &["product_id", "product_category", "product_title"])?;
+    let id = string_field(&map, "product_id", 64)?;
+    let category = string_field(&map, "product_category", MAX_CATEGORY)?;
+    let title = string_field(&map, "product_title", MAX_TITLE)?;
+    match state.store.update(&id, &category, &title, now_us()).await? {
+        Some(p) => Ok(axum::Json(p)),
+        None => Err(ApiError::not_found(&id)),
+    }
+}
+
+async fn delete_product(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_key(&state, &headers, &Method::DELETE)?;
+    let id = id_param(&q)?;
+    if state.store.delete(&id).await? {
+        Ok(axum::Json(json!({ "product_id": id, "deleted": true })))
+    } else {
+        Err(ApiError::not_found(&id))
+    }
+}
+
+async fn create_backup(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    check_key(&state, &headers, &Method::POST)?;
+    let Some(backups) = &state.backups else {
+        return Err(ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: "this deployment has no backup service configured".into(),
+            field: None,
+        });
+    };
+    Ok((StatusCode::CREATED, axum::Json(backups.create_backup().await?)))
+}

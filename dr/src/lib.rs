@@ -1,0 +1,15 @@
+//! tandem-dr: disaster recovery for a product catalogue API.
+//!
+//! - [`product`]: the item, its validation and its content hash;
+//! - [`store`]: the `ProductStore` trait every backend implements, and its
+//!   behaviour suite;
+//! - [`embedded`]: the default backend, a redb database file per table per "region"
+//!   directory, with a change log that makes point-in-time restore exact;
+//! - [`api`]: the one `axum::Router` served locally and in Lambda.
+
+pub mod api;
+pub mod embedded;
+pub mod product;
+pub mod store;
+
+pub use store::{Error, Result};
