@@ -36,6 +36,25 @@ pub struct Change {
     pub item: Option<Product>,
 }
 
+/// A number unique in this process (time-based, strictly increasing), for ids.
+pub fn unique() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = now_us();
+    let mut prev = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange(
+            prev,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        ) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
     std::time::SystemTime::now()
@@ -87,6 +106,36 @@ impl EmbeddedTable {
 
     fn db_err(&self, what: &str, e: impl Into<redb::Error>) -> Error {
         db_err(&self.path, what, e)
+    }
+
+    /// Opens (or creates) a table file outside any region: backups use it.
+    pub fn open_file(name: &str, path: &Path) -> Result<Self> {
+        Self::open(name, path, true)
+    }
+
+    /// The table's name.
+    pub fn table_name_str(&self) -> &str {
+        &self.name
+    }
+
+    /// Every item and the timestamp of the newest change they include, from one
+    /// consistent read transaction.
+    pub fn snapshot_with_ts(&self) -> Result<(Vec<Product>, u64)> {
+        let txn = self.db.begin_read().map_err(|e| self.db_err("read", e))?;
+        let items = txn.open_table(ITEMS).map_err(|e| self.db_err("open items", e))?;
+        let changes = txn
+            .open_table(CHANGES)
+            .map_err(|e| self.db_err("open changes", e))?;
+        let as_of = match changes.last().map_err(|e| self.db_err("read changes", e))? {
+            Some((_, v)) => decode::<Change>(v.value(), &self.path)?.ts_us,
+            None => 0,
+        };
+        let mut out = Vec::new();
+        for entry in items.iter().map_err(|e| self.db_err("scan", e))? {
+            let (_, v) = entry.map_err(|e| self.db_err("scan", e))?;
+            out.push(decode(v.value(), &self.path)?);
+        }
+        Ok((out, as_of))
     }
 
     /// The file behind the table.

@@ -5,9 +5,12 @@
 //!   behaviour suite;
 //! - [`embedded`]: the default backend, a redb database file per table per "region"
 //!   directory, with a change log that makes point-in-time restore exact;
+//! - [`backup`]: on-demand and scheduled backups, point-in-time restore, copies to
+//!   another region;
 //! - [`api`]: the one `axum::Router` served locally and in Lambda.
 
 pub mod api;
+pub mod backup;
 pub mod embedded;
 pub mod product;
 pub mod store;
