@@ -13,6 +13,7 @@ pub mod api;
 pub mod backup;
 pub mod embedded;
 pub mod product;
+pub mod replica;
 pub mod store;
 
 pub use store::{Error, Result};
