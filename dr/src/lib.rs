@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod backup;
+pub mod drill;
 pub mod embedded;
 pub mod product;
 pub mod replica;
