@@ -35,6 +35,76 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Watch a run's AWS Batch jobs until they succeed or fail, naming failed children.
     Watch(WatchArgs),
+    /// The product API.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
+    /// Prove every recovery method of the product API works, measuring RTO and RPO.
+    DrDrill(DrDrillArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Serve the product API on the embedded store.
+    Serve(ApiServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApiServeArgs {
+    /// Address to listen on; anything but loopback needs --api-key.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// The region (a directory under --data-dir) whose Product table is served.
+    #[arg(long, default_value = "us-east-2")]
+    pub region: String,
+    /// Where the embedded regions live.
+    #[arg(
+        long,
+        env = "TANDEM_DR_DIR",
+        default_value = "tandem-data/dr",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Key required in x-api-key on writes.
+    #[arg(long, env = "TANDEM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DrDrillArgs {
+    /// The recovery region (where the replica and copied backups live).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// The primary region.
+    #[arg(long, default_value = "us-east-2")]
+    pub primary_region: String,
+    /// Products seeded for each method.
+    #[arg(long, default_value_t = 10_000)]
+    pub products: usize,
+    /// Methods to run, comma-separated: pitr, backup, scheduled, cross-region,
+    /// pilot-light, warm-standby (default: all).
+    #[arg(long, value_name = "M1,M2")]
+    pub methods: Option<String>,
+    /// RTO target the results are reported against.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub rto_target: std::time::Duration,
+    /// RPO target the results are reported against.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub rpo_target: std::time::Duration,
+    /// PITR window in days (1..=35).
+    #[arg(long, default_value_t = 35)]
+    pub pitr_window_days: u32,
+    /// Working directory for the drill's regions (removed afterwards; default: a
+    /// temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Also write the HTML report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where runs and results live.

@@ -31,6 +31,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => report_cmd(a),
         Command::Submit(a) => crate::aws::submit(a),
         Command::Watch(a) => crate::aws::watch(a),
+        Command::Api {
+            command: ApiCommand::Serve(a),
+        } => crate::dr::serve(a),
+        Command::DrDrill(a) => crate::dr::drill(a),
     }
 }
 

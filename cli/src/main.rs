@@ -7,6 +7,7 @@
 mod args;
 mod aws;
 mod commands;
+mod dr;
 mod output;
 mod progress;
 

@@ -424,3 +424,22 @@ mod tests {
         assert_eq!(b.list(None).unwrap().len(), 1);
     }
 }
+
+/// `POST /createBackup` on the embedded store: an on-demand backup of the API's table.
+#[derive(Debug)]
+pub struct EmbeddedBackupCreator {
+    /// Where backups go.
+    pub backups: Backups,
+    /// The API's table.
+    pub table: Arc<EmbeddedTable>,
+}
+
+#[async_trait::async_trait]
+impl crate::api::BackupCreator for EmbeddedBackupCreator {
+    async fn create_backup(&self) -> Result<serde_json::Value> {
+        let info = self
+            .backups
+            .create(&self.table, BackupKind::OnDemand, crate::embedded::now_us(), 0)?;
+        serde_json::to_value(info).map_err(|e| Error::storage("encode backup description", e))
+    }
+}

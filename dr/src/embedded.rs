@@ -157,49 +157,59 @@ impl EmbeddedTable {
         check: impl FnOnce(Option<Product>) -> Result<Option<Option<Product>>>,
     ) -> Result<Option<Product>> {
         let txn = self.db.begin_write().map_err(|e| self.db_err("write", e))?;
-        let result;
-        {
-            let mut items = txn.open_table(ITEMS).map_err(|e| self.db_err("open items", e))?;
-            let current: Option<Product> = match items.get(id).map_err(|e| self.db_err("read", e))? {
-                Some(v) => Some(decode(v.value(), &self.path)?),
-                None => None,
-            };
-            let Some(next) = check(current)? else {
-                return Ok(None);
-            };
-            let ts = self.next_ts(next.as_ref().map(|p| p.updated_at_us).unwrap_or_else(now_us));
-            match &next {
-                Some(p) => {
-                    let bytes = serde_json::to_vec(p).map_err(|e| Error::storage("encode item", e))?;
-                    items
-                        .insert(id, bytes.as_slice())
-                        .map_err(|e| self.db_err("insert", e))?;
-                }
-                None => {
-                    items.remove(id).map_err(|e| self.db_err("remove", e))?;
-                }
-            }
-            let mut changes = txn
-                .open_table(CHANGES)
-                .map_err(|e| self.db_err("open changes", e))?;
-            let seq = changes
-                .last()
-                .map_err(|e| self.db_err("read changes", e))?
-                .map(|(k, _)| k.value() + 1)
-                .unwrap_or(1);
-            let change = Change {
-                ts_us: ts,
-                product_id: id.to_string(),
-                item: next.clone(),
-            };
-            let bytes = serde_json::to_vec(&change).map_err(|e| Error::storage("encode change", e))?;
-            changes
-                .insert(seq, bytes.as_slice())
-                .map_err(|e| self.db_err("log change", e))?;
-            result = next;
-        }
+        let Some(result) = self.write_in(&txn, id, check)? else {
+            return Ok(None);
+        };
         txn.commit().map_err(|e| self.db_err("commit", e))?;
         Ok(result)
+    }
+
+    /// One write inside `txn`: `Ok(None)` when `check` declined it, else the item
+    /// after the write (`Some(None)` for a delete).
+    fn write_in(
+        &self,
+        txn: &redb::WriteTransaction,
+        id: &str,
+        check: impl FnOnce(Option<Product>) -> Result<Option<Option<Product>>>,
+    ) -> Result<Option<Option<Product>>> {
+        let mut items = txn.open_table(ITEMS).map_err(|e| self.db_err("open items", e))?;
+        let current: Option<Product> = match items.get(id).map_err(|e| self.db_err("read", e))? {
+            Some(v) => Some(decode(v.value(), &self.path)?),
+            None => None,
+        };
+        let Some(next) = check(current)? else {
+            return Ok(None);
+        };
+        let ts = self.next_ts(next.as_ref().map(|p| p.updated_at_us).unwrap_or_else(now_us));
+        match &next {
+            Some(p) => {
+                let bytes = serde_json::to_vec(p).map_err(|e| Error::storage("encode item", e))?;
+                items
+                    .insert(id, bytes.as_slice())
+                    .map_err(|e| self.db_err("insert", e))?;
+            }
+            None => {
+                items.remove(id).map_err(|e| self.db_err("remove", e))?;
+            }
+        }
+        let mut changes = txn
+            .open_table(CHANGES)
+            .map_err(|e| self.db_err("open changes", e))?;
+        let seq = changes
+            .last()
+            .map_err(|e| self.db_err("read changes", e))?
+            .map(|(k, _)| k.value() + 1)
+            .unwrap_or(1);
+        let change = Change {
+            ts_us: ts,
+            product_id: id.to_string(),
+            item: next.clone(),
+        };
+        let bytes = serde_json::to_vec(&change).map_err(|e| Error::storage("encode change", e))?;
+        changes
+            .insert(seq, bytes.as_slice())
+            .map_err(|e| self.db_err("log change", e))?;
+        Ok(Some(next))
     }
 
     /// The last change's sequence number and timestamp.
@@ -301,25 +311,32 @@ impl EmbeddedTable {
         Ok(())
     }
 
-    /// Applies a replicated change: last writer wins on `updated_at_us` (a delete
-    /// wins over an item last written before it).
-    pub fn apply_replicated(&self, change: &Change) -> Result<bool> {
-        let applied = self.write(&change.product_id, |current| {
-            let current_ts = current.as_ref().map(|p| p.updated_at_us).unwrap_or(0);
-            let incoming_ts = change
-                .item
-                .as_ref()
-                .map(|p| p.updated_at_us)
-                .unwrap_or(change.ts_us);
-            if current.is_some() && incoming_ts < current_ts {
-                return Ok(None);
-            }
-            if current.is_none() && change.item.is_none() {
-                return Ok(None);
-            }
-            Ok(Some(change.item.clone()))
-        })?;
-        Ok(applied.is_some() || change.item.is_none())
+    /// Applies replicated changes in one transaction, each last-writer-wins on
+    /// `updated_at_us` (a delete wins over an item last written before it). Returns
+    /// how many changed the replica.
+    pub fn apply_replicated(&self, batch: &[Change]) -> Result<usize> {
+        let txn = self.db.begin_write().map_err(|e| self.db_err("write", e))?;
+        let mut applied = 0;
+        for change in batch {
+            let done = self.write_in(&txn, &change.product_id, |current| {
+                let current_ts = current.as_ref().map(|p| p.updated_at_us).unwrap_or(0);
+                let incoming_ts = change
+                    .item
+                    .as_ref()
+                    .map(|p| p.updated_at_us)
+                    .unwrap_or(change.ts_us);
+                if current.is_some() && incoming_ts < current_ts {
+                    return Ok(None);
+                }
+                if current.is_none() && change.item.is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(change.item.clone()))
+            })?;
+            applied += usize::from(done.is_some());
+        }
+        txn.commit().map_err(|e| self.db_err("commit", e))?;
+        Ok(applied)
     }
 }
 
@@ -570,15 +587,15 @@ mod tests {
             product_id: "a".into(),
             item: Some(item("a", 5)),
         };
-        assert!(replica.apply_replicated(&newer).unwrap());
-        assert!(!replica.apply_replicated(&older).unwrap());
+        assert_eq!(replica.apply_replicated(std::slice::from_ref(&newer)).unwrap(), 1);
+        assert_eq!(replica.apply_replicated(std::slice::from_ref(&older)).unwrap(), 0);
         assert_eq!(replica.get("a").await.unwrap().unwrap().updated_at_us, 10);
         let delete = Change {
             ts_us: 11,
             product_id: "a".into(),
             item: None,
         };
-        replica.apply_replicated(&delete).unwrap();
+        assert_eq!(replica.apply_replicated(&[delete]).unwrap(), 1);
         assert!(replica.get("a").await.unwrap().is_none());
     }
 }

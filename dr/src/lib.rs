@@ -12,6 +12,7 @@
 pub mod api;
 pub mod backup;
 pub mod drill;
+pub mod drill_report;
 pub mod embedded;
 pub mod product;
 pub mod replica;

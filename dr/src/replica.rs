@@ -18,26 +18,24 @@ pub struct ReplicaPosition {
     pub ts_us: u64,
 }
 
-/// Applies every change after `from` to `replica`; returns the new position.
+/// Applies the next changes after `from` (at most 1,000, in one transaction) to
+/// `replica`; returns the new position (unchanged when there was nothing to ship).
 pub fn replicate_once(
     primary: &EmbeddedTable,
     replica: &EmbeddedTable,
     from: ReplicaPosition,
 ) -> Result<ReplicaPosition> {
-    let mut pos = from;
-    loop {
-        let batch = primary.changes_after(pos.seq, 1000)?;
-        if batch.is_empty() {
-            return Ok(pos);
-        }
-        for (seq, change) in batch {
-            replica.apply_replicated(&change)?;
-            pos = ReplicaPosition {
-                seq,
-                ts_us: change.ts_us,
-            };
-        }
-    }
+    let batch = primary.changes_after(from.seq, 1000)?;
+    let Some((seq, last)) = batch.last() else {
+        return Ok(from);
+    };
+    let pos = ReplicaPosition {
+        seq: *seq,
+        ts_us: last.ts_us,
+    };
+    let changes: Vec<_> = batch.into_iter().map(|(_, c)| c).collect();
+    replica.apply_replicated(&changes)?;
+    Ok(pos)
 }
 
 /// A background replicator thread.
@@ -58,10 +56,14 @@ impl Replicator {
             while !s.load(Ordering::Relaxed) {
                 let from = *p.lock().unwrap_or_else(|e| e.into_inner());
                 match replicate_once(&primary, &replica, from) {
-                    Ok(next) => *p.lock().unwrap_or_else(|e| e.into_inner()) = next,
-                    Err(e) => tracing::warn!(error = %e, "replication failed; retrying"),
+                    // More to ship: go on at once (checking the stop flag between batches).
+                    Ok(next) if next != from => *p.lock().unwrap_or_else(|e| e.into_inner()) = next,
+                    Ok(_) => std::thread::sleep(interval),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "replication failed; retrying");
+                        std::thread::sleep(interval);
+                    }
                 }
-                std::thread::sleep(interval);
             }
         });
         Self {
