@@ -15,10 +15,10 @@ step "cargo fmt --check"
 cargo fmt --all --check
 
 step "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features tandem-dr/dynamodb -- -D warnings
 
 step "cargo test (unit, integration, CLI; AWS against the local emulator)"
-scripts/emulator.sh cargo test --workspace --lib --bins --tests --locked -- --include-ignored
+scripts/emulator.sh cargo test --workspace --lib --bins --tests --locked --features tandem-dr/dynamodb -- --include-ignored
 
 step "cargo test --benches (each benchmark once)"
 cargo test -p tandem-bench --benches --locked

@@ -13,6 +13,8 @@ pub mod api;
 pub mod backup;
 pub mod drill;
 pub mod drill_report;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 pub mod embedded;
 pub mod product;
 pub mod replica;

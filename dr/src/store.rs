@@ -41,7 +41,7 @@ impl Error {
     }
 }
 
-/// One page of a scan, in key order.
+/// One page of a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     /// The items.
@@ -61,7 +61,8 @@ pub trait ProductStore: Send + Sync + std::fmt::Debug {
     async fn update(&self, id: &str, category: &str, title: &str, now_us: u64) -> Result<Option<Product>>;
     /// Removes an item; false if there was none.
     async fn delete(&self, id: &str) -> Result<bool>;
-    /// Up to `limit` items after `after`, in key order.
+    /// Up to `limit` items after the cursor `after` (a `last_evaluated_key`), in the
+    /// store's order: key order for the embedded store, hash order for DynamoDB.
     async fn scan(&self, limit: usize, after: Option<&str>) -> Result<Page>;
     /// The table's name, for messages.
     fn table_name(&self) -> String;
