@@ -34,6 +34,7 @@ impl Env {
             .env_remove("TANDEM_RUN_ID")
             .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
             .env_remove("AWS_BATCH_JOB_ATTEMPT")
+            .env_remove("TANDEM_API_KEY")
             .env("TANDEM_ROOT", self.root())
             .env("TANDEM_BUCKET", self.bucket())
             .current_dir(self.dir.path());
@@ -430,4 +431,172 @@ fn help_lists_every_command() {
     for c in ["loadtest", "prepare", "worker", "verify", "rerun", "report"] {
         assert!(text.contains(c), "{c} missing from --help");
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct Drill {
+    passed: bool,
+    backend: String,
+    methods: Vec<DrillMethod>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DrillMethod {
+    method: String,
+    passed: bool,
+    rto_ms: f64,
+    missing: usize,
+    extra: usize,
+    different: usize,
+}
+
+#[test]
+fn dr_drill_runs_every_method_and_writes_its_report() {
+    let env = Env::new();
+    let report = env.dir.path().join("drill.html");
+    let out = env.tandem(&[
+        "dr-drill",
+        "--region",
+        "us-east-1",
+        "--products",
+        "300",
+        "--json",
+        "--dir",
+        env.dir.path().to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let d: Drill = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(d.passed);
+    assert_eq!(d.backend, "embedded");
+    let names: Vec<&str> = d.methods.iter().map(|m| m.method.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pitr",
+            "backup",
+            "scheduled",
+            "cross-region",
+            "pilot-light",
+            "warm-standby"
+        ]
+    );
+    for m in &d.methods {
+        assert!(
+            m.passed && m.rto_ms > 0.0 && m.missing + m.extra + m.different == 0,
+            "{m:?}"
+        );
+    }
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.contains("pilot-light") && !html.contains("<script"));
+    assert!(
+        !env.dir.path().join("tandem-dr-drill").exists(),
+        "the drill left its regions behind"
+    );
+}
+
+#[test]
+fn dr_drill_and_api_serve_refuse_bad_input() {
+    let env = Env::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["dr-drill", "--methods", "pitr,magic"],
+            "unknown method \"magic\"",
+        ),
+        (&["dr-drill", "--region", "us-east-2"], "must be another one"),
+        (&["dr-drill", "--products", "0"], "--products 0 is out of range"),
+        (
+            &["dr-drill", "--pitr-window-days", "36"],
+            "out of range: use 1 to 35",
+        ),
+        (
+            &["api", "serve", "--addr", "0.0.0.0:0"],
+            "refusing to serve on 0.0.0.0:0 without an API key",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = env.tandem(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// One HTTP/1.1 request over a plain socket; returns (status, body).
+fn http(addr: &str, method: &str, path: &str, body: &str, key: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let key = key.map(|k| format!("x-api-key: {k}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{key}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn api_serve_answers_over_http_and_keeps_its_data() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    let data = env.dir.path().join("dr");
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args([
+                "api",
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--api-key",
+                "k1",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        (child, addr)
+    };
+    let (mut server, addr) = start();
+    let (s, body) = http(
+        &addr,
+        "POST",
+        "/addProduct",
+        r#"{"product_category":"Books","product_title":"Dune"}"#,
+        Some("k1"),
+    );
+    assert_eq!(s, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["product_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(http(&addr, "POST", "/addProduct", "{}", None).0, 401);
+    let (s, body) = http(&addr, "POST", "/createBackup", "", Some("k1"));
+    assert_eq!(s, 201, "{body}");
+    assert!(body.contains("AVAILABLE"), "{body}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // A restarted server serves the same table.
+    let (mut server, addr) = start();
+    let (s, body) = http(&addr, "GET", &format!("/getProduct?product_id={id}"), "", None);
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("Dune"));
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
