@@ -262,3 +262,37 @@ impl ProductStore for DynamoTable {
         self.table.clone()
     }
 }
+
+/// `POST /createBackup` on DynamoDB: `CreateBackup` of the API's table.
+#[derive(Debug)]
+pub struct DynamoBackupCreator {
+    /// The API's table.
+    pub table: DynamoTable,
+}
+
+#[async_trait]
+impl crate::api::BackupCreator for DynamoBackupCreator {
+    async fn create_backup(&self) -> Result<serde_json::Value> {
+        let name = format!("{}-{}", self.table.name(), crate::embedded::unique());
+        let out = self
+            .table
+            .client()
+            .create_backup()
+            .table_name(self.table.name())
+            .backup_name(&name)
+            .send()
+            .await
+            .map_err(|e| Error::storage(format!("create a backup of {}", self.table.name()), message(&e)))?;
+        let d = out
+            .backup_details()
+            .ok_or_else(|| Error::storage("create backup", "the service returned no backup details"))?;
+        Ok(serde_json::json!({
+            "BackupArn": d.backup_arn(),
+            "BackupName": d.backup_name(),
+            "BackupStatus": d.backup_status().as_str(),
+            "BackupType": d.backup_type().as_str(),
+            "BackupSizeBytes": d.backup_size_bytes(),
+            "TableName": self.table.name(),
+        }))
+    }
+}

@@ -61,3 +61,23 @@ async fn the_api_serves_from_dynamodb() {
     let resp = tandem_dr::api::router(state).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+#[ignore = "needs the emulator: scripts/emulator.sh cargo test -p tandem-dr --features dynamodb -- --include-ignored"]
+async fn create_backup_works_on_dynamodb() {
+    use tandem_dr::api::BackupCreator;
+    let table = DynamoTable::create(client().await, "Product-backup")
+        .await
+        .unwrap();
+    let details = tandem_dr::dynamodb::DynamoBackupCreator { table }
+        .create_backup()
+        .await
+        .unwrap();
+    assert_eq!(details["TableName"], "Product-backup");
+    assert!(
+        details["BackupArn"]
+            .as_str()
+            .is_some_and(|a| a.contains("Product-backup")),
+        "{details}"
+    );
+}

@@ -6,8 +6,10 @@
 //!   `total_nodes`).
 //! - [`watch`]: one look at a run's three Batch jobs, shaped for a Choice state:
 //!   `{finished, succeeded, stages, failed_indices}`.
+//! - [`product_api`]: the product API router over DynamoDB, run by `lambda_http`.
 
 pub mod prepare;
+pub mod product_api;
 pub mod watch;
 
 /// Logs as JSON lines to stdout (CloudWatch), filtered by `RUST_LOG` (default info).
