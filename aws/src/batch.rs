@@ -466,6 +466,20 @@ mod tests {
             .build()
     }
 
+    fn spec(array_size: u32, queues: [&str; 3]) -> SubmitSpec {
+        SubmitSpec {
+            run_id: "r".into(),
+            array_size,
+            queues: queues.map(String::from),
+            job_definitions: ["d", "d", "d"].map(String::from),
+            root: "/mnt".into(),
+            bucket: "s3://b".into(),
+            attempts: None,
+            extra_env: vec![],
+            name_suffix: String::new(),
+        }
+    }
+
     fn jobs() -> Vec<(Stage, String)> {
         vec![
             (Stage::Procure, "p1".into()),
@@ -620,17 +634,7 @@ mod tests {
             });
         let terminate = mock!(Client::terminate_job).then_output(|| TerminateJobOutput::builder().build());
         let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&ok, &fail, &terminate]);
-        let spec = SubmitSpec {
-            run_id: "r".into(),
-            array_size: 5,
-            queues: ["q1".into(), "q2".into(), "q3".into()],
-            job_definitions: ["d".into(), "d".into(), "d".into()],
-            root: "/mnt".into(),
-            bucket: "s3://b".into(),
-            attempts: None,
-            extra_env: vec![],
-            name_suffix: String::new(),
-        };
+        let spec = spec(5, ["q1", "q2", "q3"]);
         let err = submit(&client, &spec).await.unwrap_err().to_string();
         assert!(
             err.contains("egress") && err.contains("q3") && err.contains("not found"),
@@ -646,17 +650,7 @@ mod tests {
             RuleMode::MatchAny,
             [] as [&aws_smithy_mocks::Rule; 0]
         );
-        let spec = SubmitSpec {
-            run_id: "r".into(),
-            array_size: 10_001,
-            queues: ["q".into(), "q".into(), "q".into()],
-            job_definitions: ["d".into(), "d".into(), "d".into()],
-            root: "/mnt".into(),
-            bucket: "s3://b".into(),
-            attempts: None,
-            extra_env: vec![],
-            name_suffix: String::new(),
-        };
+        let spec = spec(10_001, ["q", "q", "q"]);
         let err = submit(&client, &spec).await.unwrap_err().to_string();
         assert!(err.contains("10001") && err.contains("10000"), "{err}");
     }

@@ -37,25 +37,44 @@ fn three(flag: &str, value: &str) -> Result<[String; 3]> {
     }
 }
 
-pub fn submit(a: SubmitArgs) -> Result<()> {
-    let queues = three("--queue", &a.queues)?;
-    let job_definitions = three("--job-definition", &a.job_definitions)?;
-    let ctx = open_run(&a.run)?;
-    let m = &ctx.manifest;
-    let spec = SubmitSpec {
-        run_id: m.run_id.clone(),
-        array_size: m.plan.array_size,
-        queues,
-        job_definitions,
-        root: a
-            .container_root
-            .clone()
-            .unwrap_or_else(|| a.run.location.root.display().to_string()),
+/// The spec for submitting `array_size` children of the run (all of them, or a
+/// rerun's), before the caller's adjustments (attempts, environment, name).
+fn base_spec(
+    ctx: &tandem_core::stage::RunContext,
+    run: &crate::args::RunArgs,
+    container_root: Option<&str>,
+    queues: &str,
+    job_definitions: &str,
+    array_size: u32,
+) -> Result<SubmitSpec> {
+    Ok(SubmitSpec {
+        run_id: ctx.manifest.run_id.clone(),
+        array_size,
+        queues: three("--queue", queues)?,
+        job_definitions: three("--job-definition", job_definitions)?,
+        root: container_root
+            .map(String::from)
+            .unwrap_or_else(|| run.location.root.display().to_string()),
         bucket: ctx.store.url(),
-        attempts: a.attempts,
+        attempts: None,
         extra_env: vec![],
         name_suffix: String::new(),
-    };
+    })
+}
+
+pub fn submit(a: SubmitArgs) -> Result<()> {
+    three("--queue", &a.queues)?;
+    three("--job-definition", &a.job_definitions)?;
+    let ctx = open_run(&a.run)?;
+    let mut spec = base_spec(
+        &ctx,
+        &a.run,
+        a.container_root.as_deref(),
+        &a.queues,
+        &a.job_definitions,
+        ctx.manifest.plan.array_size,
+    )?;
+    spec.attempts = a.attempts;
     let record = submit_spec(&a.run.location.root, &spec)?;
     output::json(&record)
 }
@@ -100,8 +119,8 @@ pub fn rerun(a: RerunArgs) -> Result<()> {
     let (Some(queues), Some(defs)) = (&a.queues, &a.job_definitions) else {
         bail!("--on aws needs --queue and --job-definition");
     };
-    let queues = three("--queue", queues)?;
-    let job_definitions = three("--job-definition", defs)?;
+    three("--queue", queues)?;
+    three("--job-definition", defs)?;
     let ctx = open_run(&a.run)?;
     let workers = a.exec.workers.unwrap_or(4).clamp(1, 64);
     let indices: Vec<u32> = tandem_core::executor::rerun_tasks(&ctx, workers)
@@ -120,20 +139,17 @@ pub fn rerun(a: RerunArgs) -> Result<()> {
     }
     let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
     let map = tandem_core::index_map::write(&ctx.layout, &stamp, &indices)?;
-    let spec = SubmitSpec {
-        run_id: run_id.clone(),
-        array_size: indices.len() as u32,
+    let mut spec = base_spec(
+        &ctx,
+        &a.run,
+        a.container_root.as_deref(),
         queues,
-        job_definitions,
-        root: a
-            .container_root
-            .clone()
-            .unwrap_or_else(|| a.run.location.root.display().to_string()),
-        bucket: ctx.store.url(),
-        attempts: Some(a.exec.attempts),
-        extra_env: vec![("TANDEM_INDEX_MAP".into(), map.clone())],
-        name_suffix: format!("-rerun-{stamp}"),
-    };
+        defs,
+        indices.len() as u32,
+    )?;
+    spec.attempts = Some(a.exec.attempts);
+    spec.extra_env = vec![("TANDEM_INDEX_MAP".into(), map.clone())];
+    spec.name_suffix = format!("-rerun-{stamp}");
     let record = submit_spec(&a.run.location.root, &spec)?;
     output::json(&RerunOnAws {
         run_id,
