@@ -71,8 +71,20 @@ pub struct ApiServeArgs {
     pub api_key: Option<String>,
 }
 
+/// Which product store the drill exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrBackend {
+    /// The embedded store (redb files per region directory).
+    Embedded,
+    /// DynamoDB, through the standard AWS environment (AWS_ENDPOINT_URL for an emulator).
+    Dynamodb,
+}
+
 #[derive(Debug, Args)]
 pub struct DrDrillArgs {
+    /// The product store to drill.
+    #[arg(long, value_enum, default_value_t = DrBackend::Embedded)]
+    pub backend: DrBackend,
     /// The recovery region (where the replica and copied backups live).
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -95,6 +107,9 @@ pub struct DrDrillArgs {
     /// PITR window in days (1..=35).
     #[arg(long, default_value_t = 35)]
     pub pitr_window_days: u32,
+    /// How long to wait for a correct answer from the recovered API before a method fails.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub answer_timeout: std::time::Duration,
     /// Working directory for the drill's regions (removed afterwards; default: a
     /// temporary directory).
     #[arg(long, value_name = "DIR")]

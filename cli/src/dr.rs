@@ -9,7 +9,7 @@ use tandem_dr::drill::{self, DrillOptions, Method};
 use tandem_dr::embedded::Region;
 
 use crate::Failed;
-use crate::args::{ApiServeArgs, DrDrillArgs};
+use crate::args::{ApiServeArgs, DrBackend, DrDrillArgs};
 use crate::output;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -89,8 +89,19 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
         rto_target: a.rto_target,
         rpo_target: a.rpo_target,
         pitr_window_days: a.pitr_window_days,
+        answer_timeout: a.answer_timeout,
     };
-    let report = runtime()?.block_on(drill::run(&opts))?;
+    let report = runtime()?.block_on(async {
+        match a.backend {
+            DrBackend::Embedded => drill::run(&opts).await,
+            DrBackend::Dynamodb => {
+                let config = tandem_aws::load_config().await;
+                let (primary, recovery) =
+                    tandem_dr::drill_dynamodb::clients(&config, &opts.primary_region, &opts.recovery_region);
+                tandem_dr::drill_dynamodb::run(&opts, primary, recovery).await
+            }
+        }
+    })?;
     if let Some(path) = &a.report {
         std::fs::write(path, tandem_dr::drill_report::html(&report))
             .with_context(|| format!("writing the report to {}", path.display()))?;

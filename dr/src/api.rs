@@ -108,7 +108,7 @@ impl From<Error> for ApiError {
             },
             Error::InvalidInput(m) => Self::bad(None, m),
             other => {
-                tracing::error!(error = %other, "store failure");
+                tracing::warn!(error = %other, "store failure");
                 Self {
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     message: "the product store is unavailable".into(),

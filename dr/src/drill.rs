@@ -95,6 +95,9 @@ pub struct DrillOptions {
     pub rpo_target: Duration,
     /// PITR window in days (1..=35).
     pub pitr_window_days: u32,
+    /// How long to wait for a correct answer from the recovered API before the
+    /// method fails.
+    pub answer_timeout: Duration,
 }
 
 /// A timestamped step of a method, for the report's timeline.
@@ -178,20 +181,26 @@ pub fn compare(expected: &[Product], actual: &[Product]) -> (usize, usize, usize
 }
 
 /// A writer that keeps adding canaries to a table and records the acknowledged ones.
-struct Canaries {
+pub(crate) struct Canaries {
     stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<(String, u64)>>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Canaries {
-    fn start(table: Arc<EmbeddedTable>) -> Self {
+    pub(crate) fn start(table: Arc<dyn ProductStore>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, a) = (stop.clone(), acked.clone());
+        let (s, a, pz) = (stop.clone(), acked.clone(), paused.clone());
         let handle = tokio::spawn(async move {
             let mut n = 0u64;
             while !s.load(Ordering::Relaxed) {
+                if pz.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
                 n += 1;
                 let p = Product {
                     product_id: format!("canary-{n:08}"),
@@ -211,13 +220,22 @@ impl Canaries {
         });
         Self {
             stop,
+            paused,
             acked,
             handle: Some(handle),
         }
     }
 
+    /// Holds the writer (an in-flight write finishes first) or lets it go on.
+    pub(crate) async fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+        if paused {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the writer (the region is gone: no more writes are acknowledged).
-    async fn stop(mut self) -> Vec<(String, u64)> {
+    pub(crate) async fn stop(mut self) -> Vec<(String, u64)> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.await;
@@ -228,7 +246,7 @@ impl Canaries {
 
 /// RPO from canaries: the span from the newest surviving acknowledged canary to the
 /// newest lost one (0 when none was lost). Returns (rpo µs, lost).
-fn rpo(acked: &[(String, u64)], recovered: &[Product]) -> (u64, usize) {
+pub(crate) fn rpo(acked: &[(String, u64)], recovered: &[Product]) -> (u64, usize) {
     let present: std::collections::HashSet<&str> = recovered.iter().map(|p| p.product_id.as_str()).collect();
     let lost: Vec<u64> = acked
         .iter()
@@ -267,14 +285,22 @@ async fn correct_answer(state: &ApiState, expected: &Product) -> bool {
     serde_json::from_slice::<Product>(&bytes).is_ok_and(|p| p == *expected)
 }
 
-struct Run {
-    started: Instant,
-    steps: Vec<Step>,
-    notes: Vec<String>,
+pub(crate) struct Run {
+    pub(crate) started: Instant,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) notes: Vec<String>,
 }
 
 impl Run {
-    fn step(&mut self, what: impl Into<String>) {
+    pub(crate) fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            steps: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub(crate) fn step(&mut self, what: impl Into<String>) {
         self.steps.push(Step {
             at_ms: self.started.elapsed().as_secs_f64() * 1e3,
             what: what.into(),
@@ -283,8 +309,13 @@ impl Run {
 }
 
 async fn seed(table: &EmbeddedTable, n: usize) -> Result<()> {
+    table.load(&seed_items(n))
+}
+
+/// The seeded products: `seed-0000000` onwards.
+pub(crate) fn seed_items(n: usize) -> Vec<Product> {
     let now = now_us();
-    let items: Vec<Product> = (0..n)
+    (0..n)
         .map(|i| Product {
             product_id: format!("seed-{i:07}"),
             product_category: ["Books", "Audio", "Games", "Home"][i % 4].into(),
@@ -293,8 +324,7 @@ async fn seed(table: &EmbeddedTable, n: usize) -> Result<()> {
             count_rating: (i % 7) as i64,
             updated_at_us: now,
         })
-        .collect();
-    table.load(&items)
+        .collect()
 }
 
 /// Runs the drill.
@@ -324,11 +354,7 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport> {
 }
 
 async fn run_method(method: Method, opts: &DrillOptions, dir: &std::path::Path) -> Result<MethodResult> {
-    let mut run = Run {
-        started: Instant::now(),
-        steps: Vec::new(),
-        notes: Vec::new(),
-    };
+    let mut run = Run::new();
     let primary_region = Arc::new(Region::new(dir, &opts.primary_region)?);
     let recovery_region = Arc::new(Region::new(dir, &opts.recovery_region)?);
     let primary = primary_region.create_table("Product")?;
@@ -355,7 +381,7 @@ async fn run_method(method: Method, opts: &DrillOptions, dir: &std::path::Path) 
         backups: None,
         api_key: None,
     });
-    let canaries = Canaries::start(primary.clone());
+    let canaries = Canaries::start(primary.clone() as Arc<dyn ProductStore>);
     run.step("canary writer started");
     tokio::time::sleep(Duration::from_millis(150)).await;
 
@@ -510,25 +536,7 @@ async fn run_method(method: Method, opts: &DrillOptions, dir: &std::path::Path) 
             opts.recovery_region
         ));
     }
-    // RTO: until the recovered API gives a correct answer for a seeded product.
-
-    let mut answered = false;
-    if let Some(probe) = &probe {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if correct_answer(&api, probe).await {
-                answered = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    let rto = disaster.elapsed();
-    run.step(if answered {
-        "first correct answer from the recovered API"
-    } else {
-        "no correct answer within 30 s"
-    });
+    let (rto, answered) = measure_rto(&mut run, &api, probe.as_ref(), disaster, opts.answer_timeout).await;
     if let Some(ts) = replicated_until {
         // The replica must equal the primary as of the last change it received (the
         // drill reads the lost primary's log once, to know the truth).
@@ -536,9 +544,58 @@ async fn run_method(method: Method, opts: &DrillOptions, dir: &std::path::Path) 
         primary_region.delete_table("Product")?;
     }
     let actual = recovered_table.snapshot()?;
-    let (missing, extra, different) = compare(&expected, &actual);
-    let acked_before: Vec<(String, u64)> = acked.into_iter().collect();
-    let (rpo_us, lost) = rpo(&acked_before, &actual);
+    Ok(verdict(
+        method, opts, run, rto, answered, &expected, &actual, &acked,
+    ))
+}
+
+/// RTO: from `disaster` until the recovered API answers correctly for `probe`
+/// (polled, backing off from 5 ms to 250 ms, for up to `timeout`). Returns the RTO
+/// and whether it answered.
+pub(crate) async fn measure_rto(
+    run: &mut Run,
+    api: &ApiState,
+    probe: Option<&Product>,
+    disaster: Instant,
+    timeout: Duration,
+) -> (Duration, bool) {
+    let mut answered = false;
+    if let Some(probe) = probe {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        while Instant::now() < deadline {
+            if correct_answer(api, probe).await {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+    let rto = disaster.elapsed();
+    run.step(if answered {
+        "first correct answer from the recovered API".to_string()
+    } else {
+        format!("no correct answer within {:.0} s", timeout.as_secs_f64())
+    });
+    (rto, answered)
+}
+
+/// Compares, measures RPO and decides: a pass needs a correct answer, no missing,
+/// extra or different item, and no failed check in the notes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn verdict(
+    method: Method,
+    opts: &DrillOptions,
+    mut run: Run,
+    rto: Duration,
+    answered: bool,
+    expected: &[Product],
+    actual: &[Product],
+    acked: &[(String, u64)],
+) -> MethodResult {
+    let (missing, extra, different) = compare(expected, actual);
+    let (rpo_us, lost) = rpo(acked, actual);
     run.step(format!(
         "verified {} items: {missing} missing, {extra} extra, {different} different",
         expected.len()
@@ -546,23 +603,21 @@ async fn run_method(method: Method, opts: &DrillOptions, dir: &std::path::Path) 
     let checks_ok = !run.notes.iter().any(|n| n.contains("FAILED"));
     let passed =
         answered && missing == 0 && extra == 0 && different == 0 && checks_ok && !expected.is_empty();
-    let rto_ms = rto.as_secs_f64() * 1e3;
-    let rpo_ms = rpo_us as f64 / 1e3;
-    Ok(MethodResult {
+    MethodResult {
         method,
         passed,
-        rto_ms,
-        rpo_ms,
+        rto_ms: rto.as_secs_f64() * 1e3,
+        rpo_ms: rpo_us as f64 / 1e3,
         within_targets: rto <= opts.rto_target && Duration::from_micros(rpo_us) <= opts.rpo_target,
         expected_items: expected.len(),
         missing,
         extra,
         different,
-        canaries_acknowledged: acked_before.len(),
+        canaries_acknowledged: acked.len(),
         canaries_lost: lost,
         notes: run.notes,
         steps: run.steps,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -625,6 +680,7 @@ mod tests {
             rto_target: Duration::from_secs(60),
             rpo_target: Duration::from_secs(60),
             pitr_window_days: 35,
+            answer_timeout: Duration::from_secs(30),
         };
         let report = run(&opts).await.unwrap();
         for m in &report.methods {

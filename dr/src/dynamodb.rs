@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
 use crate::product::Product;
 use crate::store::{Error, Page, ProductStore, Result};
 
-fn message<E: std::error::Error + ProvideErrorMetadata + 'static, R: std::fmt::Debug>(
+pub(crate) fn message<E: std::error::Error + ProvideErrorMetadata + 'static, R: std::fmt::Debug>(
     e: &SdkError<E, R>,
 ) -> String {
     match e.as_service_error() {
@@ -39,7 +39,7 @@ pub struct DynamoTable {
     table: String,
 }
 
-fn to_item(p: &Product) -> HashMap<String, AttributeValue> {
+pub(crate) fn to_item(p: &Product) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("product_id".to_string(), AttributeValue::S(p.product_id.clone())),
         (

@@ -12,6 +12,8 @@
 pub mod api;
 pub mod backup;
 pub mod drill;
+#[cfg(feature = "dynamodb")]
+pub mod drill_dynamodb;
 pub mod drill_report;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;

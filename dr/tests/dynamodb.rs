@@ -81,3 +81,48 @@ async fn create_backup_works_on_dynamodb() {
         "{details}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the emulator: scripts/emulator.sh cargo test -p tandem-dr --features dynamodb -- --include-ignored"]
+async fn the_drill_on_the_emulator_reports_what_it_does_not_emulate_as_failures() {
+    use std::time::Duration;
+    use tandem_dr::drill::{DrillOptions, Method};
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    client().await; // asserts the endpoint is the local emulator
+    let (primary, recovery) = tandem_dr::drill_dynamodb::clients(&config, "us-east-2", "us-east-1");
+    let opts = DrillOptions {
+        dir: std::env::temp_dir().join("unused-by-dynamodb"),
+        primary_region: "us-east-2".into(),
+        recovery_region: "us-east-1".into(),
+        products: 200,
+        methods: Method::ALL.to_vec(),
+        rto_target: Duration::from_secs(60),
+        rpo_target: Duration::from_secs(5),
+        pitr_window_days: 35,
+        answer_timeout: Duration::from_secs(1),
+    };
+    let report = tandem_dr::drill_dynamodb::run(&opts, primary, recovery)
+        .await
+        .unwrap();
+    assert_eq!(report.backend, "dynamodb");
+    assert!(
+        !report.passed,
+        "moto cannot pass every method; the drill must not claim it did"
+    );
+    let m = |name: &str| report.methods.iter().find(|m| m.method.name() == name).unwrap();
+    // On-demand backup and restore is emulated faithfully: it passes, verified.
+    let backup = m("backup");
+    assert!(
+        backup.passed && backup.missing + backup.extra + backup.different == 0,
+        "{backup:?}"
+    );
+    // moto restores the current state whatever time is asked: the damage shows.
+    let pitr = m("pitr");
+    assert!(!pitr.passed && pitr.missing + pitr.different > 0, "{pitr:?}");
+    // No AWS Backup plans, no cross-region copies, no global table replication.
+    assert!(!m("scheduled").passed && m("scheduled").notes.iter().any(|n| n.contains("AWS Backup")));
+    assert!(!m("cross-region").passed);
+    assert!(!m("pilot-light").passed && !m("warm-standby").passed);
+}
