@@ -7,7 +7,10 @@
 //! - [`watch`]: one look at a run's three Batch jobs, shaped for a Choice state:
 //!   `{finished, succeeded, stages, failed_indices}`.
 //! - [`product_api`]: the product API router over DynamoDB, run by `lambda_http`.
+//! - [`post_backup`]: after the scheduled backup: check it, copy it to the second
+//!   region, expire old recovery points, report.
 
+pub mod post_backup;
 pub mod prepare;
 pub mod product_api;
 pub mod watch;
