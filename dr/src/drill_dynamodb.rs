@@ -120,6 +120,7 @@ async fn run_method(
     ));
     let probe = table.get("seed-0000000").await?;
     let mut created: Vec<(Client, String)> = vec![(primary.clone(), name.clone())];
+    let mut backups_made: Vec<String> = Vec::new();
     let canaries = Canaries::start(Arc::new(table.clone()) as Arc<dyn ProductStore>);
     tokio::time::sleep(Duration::from_millis(150)).await;
 
@@ -210,6 +211,7 @@ async fn run_method(
                 }
             };
             run.step(format!("on-demand backup {}", arn.as_deref().unwrap_or("(none)")));
+            backups_made.extend(arn.clone());
             tokio::time::sleep(Duration::from_millis(100)).await;
             disaster = Instant::now();
             run.step(if method == Method::CrossRegion {
@@ -360,8 +362,12 @@ async fn run_method(
         );
         result.passed = false;
     }
+    // Everything the drill created goes: tables in both regions and its backups.
     for (client, t) in created {
         drop_table(&client, &t).await;
+    }
+    for arn in backups_made {
+        let _ = primary.delete_backup().backup_arn(arn).send().await;
     }
     Ok(result)
 }

@@ -125,4 +125,23 @@ async fn the_drill_on_the_emulator_reports_what_it_does_not_emulate_as_failures(
     assert!(!m("scheduled").passed && m("scheduled").notes.iter().any(|n| n.contains("AWS Backup")));
     assert!(!m("cross-region").passed);
     assert!(!m("pilot-light").passed && !m("warm-standby").passed);
+    // Nothing the drill made is left behind.
+    let (primary, recovery) = tandem_dr::drill_dynamodb::clients(&config, "us-east-2", "us-east-1");
+    for c in [&primary, &recovery] {
+        let tables = c.list_tables().send().await.unwrap();
+        assert!(
+            !tables
+                .table_names()
+                .iter()
+                .any(|t| t.starts_with("Product-drill-")),
+            "{tables:?}"
+        );
+    }
+    let backups = primary.list_backups().send().await.unwrap();
+    assert!(
+        !backups
+            .backup_summaries()
+            .iter()
+            .any(|b| b.table_name().is_some_and(|t| t.starts_with("Product-drill-")))
+    );
 }
