@@ -97,7 +97,7 @@ pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
 /// The service's own words for an SDK error: `Code: message` for a service error,
 /// the whole error chain otherwise (timeouts, DNS, TLS, a response that does not
 /// parse).
-pub(crate) fn sdk_message<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+pub fn sdk_message<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
 where
     E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,

@@ -268,6 +268,26 @@ pub(crate) fn rpo(acked: &[(String, u64)], recovered: &[Product]) -> (u64, usize
     (newest_lost.saturating_sub(start), lost.len())
 }
 
+/// The PITR method's "bad deploy": deletes every 40th seeded item of `before` and
+/// corrupts as many others. Returns how many items it damaged.
+pub(crate) async fn bad_deploy(store: &dyn ProductStore, before: &[Product]) -> Result<usize> {
+    let victims: Vec<&Product> = before
+        .iter()
+        .filter(|p| p.product_id.starts_with("seed-"))
+        .step_by(20)
+        .collect();
+    for (i, v) in victims.iter().enumerate() {
+        if i % 2 == 0 {
+            store.delete(&v.product_id).await?;
+        } else {
+            store
+                .update(&v.product_id, "corrupted", "corrupted", now_us())
+                .await?;
+        }
+    }
+    Ok(victims.len())
+}
+
 /// Asks the API for a product and checks the answer equals `expected`.
 async fn correct_answer(state: &ApiState, expected: &Product) -> bool {
     let req = Request::builder()
@@ -404,25 +424,8 @@ async fn run_method(method: Method, opts: &DrillOptions, dir: &std::path::Path) 
             let (before, as_of) = primary.snapshot_with_ts()?;
             run.step(format!("snapshot of the good state ({} items)", before.len()));
             // The bad deploy: deletes and corrupts seeded items.
-            let victims: Vec<Product> = before
-                .iter()
-                .filter(|p| p.product_id.starts_with("seed-"))
-                .step_by(20)
-                .cloned()
-                .collect();
-            for (i, v) in victims.iter().enumerate() {
-                if i % 2 == 0 {
-                    primary.delete(&v.product_id).await?;
-                } else {
-                    primary
-                        .update(&v.product_id, "corrupted", "corrupted", now_us())
-                        .await?;
-                }
-            }
-            run.step(format!(
-                "bad deploy deleted and corrupted {} items",
-                victims.len()
-            ));
+            let damaged = bad_deploy(primary.as_ref(), &before).await?;
+            run.step(format!("bad deploy deleted and corrupted {damaged} items"));
             disaster = Instant::now();
             run.step("disaster declared");
             acked = canaries.stop().await;

@@ -149,24 +149,8 @@ async fn run_method(
             let restore_point = std::time::SystemTime::now();
             canaries.pause(false).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let victims: Vec<&Product> = before
-                .iter()
-                .filter(|p| p.product_id.starts_with("seed-"))
-                .step_by(20)
-                .collect();
-            for (i, v) in victims.iter().enumerate() {
-                if i % 2 == 0 {
-                    table.delete(&v.product_id).await?;
-                } else {
-                    table
-                        .update(&v.product_id, "corrupted", "corrupted", crate::embedded::now_us())
-                        .await?;
-                }
-            }
-            run.step(format!(
-                "bad deploy deleted and corrupted {} items",
-                victims.len()
-            ));
+            let damaged = crate::drill::bad_deploy(&table, &before).await?;
+            run.step(format!("bad deploy deleted and corrupted {damaged} items"));
             disaster = Instant::now();
             run.step("disaster declared");
             acked = canaries.stop().await;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
     ScalarAttributeType,
@@ -16,17 +16,7 @@ use aws_sdk_dynamodb::types::{
 use crate::product::Product;
 use crate::store::{Error, Page, ProductStore, Result};
 
-pub(crate) fn message<E: std::error::Error + ProvideErrorMetadata + 'static, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-) -> String {
-    match e.as_service_error() {
-        Some(s) => match (s.code(), s.message()) {
-            (Some(c), Some(m)) => format!("{c}: {m}"),
-            _ => DisplayErrorContext(s).to_string(),
-        },
-        None => DisplayErrorContext(e).to_string(),
-    }
-}
+pub(crate) use tandem_aws::sdk_message as message;
 
 fn is_condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
