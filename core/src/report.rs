@@ -281,9 +281,11 @@ fn axis(h: &mut String, t0: u64, t1: u64, y: f64) {
     let span_s = (t1 - t0) as f64 / 1e6;
     for k in 0..=5 {
         let x = LEFT + (W - LEFT - 10.0) * k as f64 / 5.0;
+        // The last label ends at its tick so it stays inside the picture.
+        let anchor = if k == 5 { "end" } else { "middle" };
         let _ = write!(
             h,
-            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{:.3}s</text>",
+            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\">{:.3}s</text>",
             10.0,
             y + 14.0,
             span_s * k as f64 / 5.0
@@ -291,14 +293,16 @@ fn axis(h: &mut String, t0: u64, t1: u64, y: f64) {
     }
 }
 
-/// One row per band of indices (at most 200 bands); per stage a pale bar from the
-/// band's first start to its last end and a solid bar between the median start and
-/// the median end: the N_TO_N "fade" is the stages' bars sliding right together.
+/// One row per band of indices (at most 200 bands), with a lane per stage: a pale
+/// bar from the band's first start to its last end and a solid bar between the
+/// median start and the median end. The N_TO_N "fade" is the three lanes sliding
+/// right together, each band's later stages starting before the next band's first.
 fn timeline_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
     let max_index = children.iter().map(|c| c.index).max().unwrap_or(0) as usize + 1;
     let bands = max_index.min(200);
     let per_band = max_index.div_ceil(bands);
-    let row_h = 3.0f64.max(400.0 / bands as f64).min(14.0);
+    let row_h = (900.0 / bands as f64).clamp(4.5, 18.0);
+    let lane_h = row_h / 3.0;
     let height = row_h * bands as f64 + 40.0;
     let x = |t: u64| LEFT + (W - LEFT - 10.0) * (t.saturating_sub(t0)) as f64 / (t1 - t0) as f64;
     let _ = write!(
@@ -319,6 +323,7 @@ fn timeline_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
             if v.is_empty() {
                 continue;
             }
+            let y = y + lane_h * p as f64;
             let lo = v.iter().map(|t| t.0).min().unwrap_or(t0);
             let hi = v.iter().map(|t| t.1).max().unwrap_or(t0);
             let mut starts: Vec<u64> = v.iter().map(|t| t.0).collect();
@@ -331,11 +336,11 @@ fn timeline_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
                 "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\" opacity=\"0.25\"/><rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"/>",
                 x(lo),
                 (x(hi) - x(lo)).max(0.5),
-                row_h * 0.9,
+                lane_h * 0.95,
                 COLORS[p],
                 x(ms),
                 (x(me) - x(ms)).max(0.8),
-                row_h * 0.9,
+                lane_h * 0.95,
                 COLORS[p]
             );
         }

@@ -130,7 +130,7 @@ pub fn html(r: &DrillReport) -> String {
     for m in &r.methods {
         let _ = write!(
             h,
-            "<h3>{}</h3><table><tr><th>ms</th><th>step</th></tr>",
+            "<h3>{}</h3><table><tr><th>ms</th><th style=\"text-align:left\">step</th></tr>",
             m.method.name()
         );
         for s in &m.steps {
