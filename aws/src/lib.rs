@@ -55,11 +55,6 @@ impl Aws {
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
     }
-
-    /// A handle to the runtime.
-    pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.handle().clone()
-    }
 }
 
 pub use aws_config::SdkConfig;

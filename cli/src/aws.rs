@@ -187,13 +187,10 @@ fn status_line(r: &WatchReport) -> String {
 
 pub fn watch(a: WatchArgs) -> Result<()> {
     let jobs: Vec<(Stage, String)> = match (&a.jobs, &a.run_id) {
-        (Some(ids), _) => {
-            let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
+        (Some(raw), _) => {
+            let ids: Vec<&str> = raw.split(',').map(str::trim).collect();
             if ids.len() != 3 || ids.iter().any(|i| i.is_empty()) {
-                bail!(
-                    "--jobs {:?} is not valid: give the three job ids as procure,process,egress",
-                    a.jobs
-                );
+                bail!("--jobs {raw:?} is not valid: give the three job ids as procure,process,egress");
             }
             Stage::ALL
                 .into_iter()

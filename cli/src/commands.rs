@@ -2,6 +2,7 @@
 //! before any work starts, then calls tandem-core.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -11,6 +12,7 @@ use tandem_core::executor::{self, ChildRunner, Execution, ExecutorConfig, Task};
 use tandem_core::prepare::{PrepareOptions, prepare, remove_run};
 use tandem_core::report::{self, ChildTimes, StageStats};
 use tandem_core::stage::{RunContext, Stage};
+use tandem_core::store::ObjectStore;
 use tandem_core::verify::{VerifyReport, verify};
 
 use crate::Failed;
@@ -158,11 +160,13 @@ fn execute(ctx: &RunContext, tasks: &[Task], exec: &ExecConfig, progress_enabled
     ex
 }
 
-fn prepare_options(location: &Location, w: &WorkloadArgs) -> Result<PrepareOptions> {
-    // Open the bucket first: a bad URL fails before anything is written, and the
-    // manifest records its absolute form.
-    let bucket = tandem_aws::open_store(w.bucket.as_deref().unwrap_or(DEFAULT_BUCKET))?.url();
-    Ok(PrepareOptions {
+/// The options of a new run and its opened bucket.
+fn prepare_options(location: &Location, w: &WorkloadArgs) -> Result<(PrepareOptions, Arc<dyn ObjectStore>)> {
+    // Open the bucket first: a bad URL or a missing bucket fails before anything is
+    // written, and the manifest records its absolute form.
+    let store = tandem_aws::open_store(w.bucket.as_deref().unwrap_or(DEFAULT_BUCKET))?;
+    let bucket = store.url();
+    let opts = PrepareOptions {
         root: location.root.clone(),
         run_id: w.run_id.clone(),
         records: w.records,
@@ -170,7 +174,8 @@ fn prepare_options(location: &Location, w: &WorkloadArgs) -> Result<PrepareOptio
         ids_per_node: w.ids_per_node,
         seed: w.seed,
         bucket,
-    })
+    };
+    Ok((opts, store))
 }
 
 /// `tandem prepare` output: the run, under our names and the original's.
@@ -191,7 +196,7 @@ struct PrepareOutput {
 }
 
 fn prepare_cmd(a: PrepareArgs) -> Result<()> {
-    let opts = prepare_options(&a.location, &a.workload)?;
+    let (opts, _) = prepare_options(&a.location, &a.workload)?;
     let (layout, m) = prepare(&opts)?;
     output::json(&PrepareOutput {
         run_id: m.run_id.clone(),
@@ -392,14 +397,15 @@ fn write_report(path: &std::path::Path, ctx: &RunContext, children: &[ChildTimes
 
 fn loadtest(a: LoadtestArgs) -> Result<()> {
     let exec = check_exec(&a.exec)?;
-    let opts = prepare_options(&a.location, &a.workload)?;
+    let (opts, store) = prepare_options(&a.location, &a.workload)?;
     // Check the plan before creating anything.
     let plan = tandem_core::plan::PartitionPlan::new(opts.records, opts.ids_per_node)?;
     check_faults(&exec.faults, plan.array_size)?;
 
     let t0 = Instant::now();
     let (layout, _) = prepare(&opts)?;
-    let ctx = RunContext::open_with(layout.root(), layout.run_id(), None, &tandem_aws::open_store)?;
+    // The bucket is already open (and checked): hand it over rather than open it again.
+    let ctx = RunContext::open_with(layout.root(), layout.run_id(), None, &|_| Ok(store.clone()))?;
     let t_prepare = t0.elapsed();
 
     let tasks = executor::all_tasks(ctx.manifest.plan.array_size);

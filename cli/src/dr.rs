@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use tandem_dr::api::{ApiState, router};
-use tandem_dr::backup::{Backups, EmbeddedBackupCreator, check_pitr_window};
+use tandem_dr::backup::{Backups, EmbeddedBackupCreator};
 use tandem_dr::drill::{self, DrillOptions, Method};
 use tandem_dr::embedded::Region;
 
@@ -58,7 +58,6 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
     if a.products == 0 || a.products > 10_000_000 {
         bail!("--products {} is out of range: use 1 to 10000000", a.products);
     }
-    check_pitr_window(a.pitr_window_days)?;
     if a.region == a.primary_region {
         bail!(
             "--region {} is also the primary region: the recovery region must be another one",
@@ -91,6 +90,7 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
         pitr_window_days: a.pitr_window_days,
         answer_timeout: a.answer_timeout,
     };
+    opts.check()?;
     let report = runtime()?.block_on(async {
         match a.backend {
             DrBackend::Embedded => drill::run(&opts).await,

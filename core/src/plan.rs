@@ -80,16 +80,6 @@ impl PartitionPlan {
         let end = (start + self.ids_per_node).min(self.records);
         Ok(start as usize..end as usize)
     }
-
-    /// Number of IDs child `index` owns (0 for an index outside the plan).
-    pub fn len_of(&self, index: u32) -> u64 {
-        self.slice(index).map(|r| (r.end - r.start) as u64).unwrap_or(0)
-    }
-
-    /// The child that owns position `pos` of the ID list.
-    pub fn owner_of(&self, pos: u64) -> u32 {
-        (pos / self.ids_per_node) as u32
-    }
 }
 
 #[cfg(test)]
@@ -122,7 +112,6 @@ mod tests {
         let plan = PartitionPlan::new(1001, 100).unwrap();
         assert_eq!(plan.array_size, 11);
         assert_eq!(plan.slice(10).unwrap(), 1000..1001);
-        assert_eq!(plan.len_of(10), 1);
     }
 
     #[test]
@@ -177,15 +166,5 @@ mod tests {
         let plan = PartitionPlan::new(100, 10).unwrap();
         let err = plan.slice(10).unwrap_err().to_string();
         assert!(err.contains("index 10") && err.contains("0..=9"), "{err}");
-    }
-
-    #[test]
-    fn owner_of_matches_slices() {
-        let plan = PartitionPlan::new(1001, 100).unwrap();
-        for i in 0..plan.array_size {
-            for pos in plan.slice(i).unwrap() {
-                assert_eq!(plan.owner_of(pos as u64), i);
-            }
-        }
     }
 }

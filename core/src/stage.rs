@@ -53,11 +53,6 @@ impl Stage {
     pub fn next(self) -> Option<Stage> {
         Stage::ALL.get(self.position() + 1).copied()
     }
-
-    /// The stage before this one.
-    pub fn previous(self) -> Option<Stage> {
-        self.position().checked_sub(1).map(|i| Stage::ALL[i])
-    }
 }
 
 impl fmt::Display for Stage {

@@ -83,11 +83,6 @@ impl Backups {
         Ok(Self { region })
     }
 
-    /// The region.
-    pub fn region(&self) -> &Arc<Region> {
-        &self.region
-    }
-
     fn dir(&self) -> PathBuf {
         self.region.dir().join("backups")
     }

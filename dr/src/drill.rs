@@ -161,6 +161,35 @@ pub struct DrillReport {
     pub passed: bool,
 }
 
+impl DrillReport {
+    /// The report of `methods` run on `backend` with `opts`; passed only when there
+    /// is at least one method and every one passed.
+    pub fn new(backend: &str, opts: &DrillOptions, methods: Vec<MethodResult>) -> Self {
+        let passed = !methods.is_empty() && methods.iter().all(|m| m.passed);
+        Self {
+            backend: backend.into(),
+            primary_region: opts.primary_region.clone(),
+            recovery_region: opts.recovery_region.clone(),
+            products: opts.products,
+            rto_target_ms: opts.rto_target.as_secs_f64() * 1e3,
+            rpo_target_ms: opts.rpo_target.as_secs_f64() * 1e3,
+            methods,
+            passed,
+        }
+    }
+}
+
+impl DrillOptions {
+    /// Refuses options no backend can drill with, naming the value.
+    pub fn check(&self) -> Result<()> {
+        if self.products == 0 {
+            return Err(Error::InvalidInput("--products must be at least 1, got 0".into()));
+        }
+        crate::backup::check_pitr_window(self.pitr_window_days)?;
+        Ok(())
+    }
+}
+
 /// Item-by-item comparison by content hash: (missing, extra, different).
 pub fn compare(expected: &[Product], actual: &[Product]) -> (usize, usize, usize) {
     let want: HashMap<&str, u64> = expected
@@ -349,9 +378,7 @@ pub(crate) fn seed_items(n: usize) -> Vec<Product> {
 
 /// Runs the drill.
 pub async fn run(opts: &DrillOptions) -> Result<DrillReport> {
-    if opts.products == 0 {
-        return Err(Error::InvalidInput("--products must be at least 1".into()));
-    }
+    opts.check()?;
     let mut methods = Vec::new();
     for &m in &opts.methods {
         let dir = opts.dir.join(m.name());
@@ -360,17 +387,7 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport> {
         methods.push(result?);
     }
     let _ = std::fs::remove_dir_all(&opts.dir);
-    let passed = !methods.is_empty() && methods.iter().all(|m| m.passed);
-    Ok(DrillReport {
-        backend: "embedded".into(),
-        primary_region: opts.primary_region.clone(),
-        recovery_region: opts.recovery_region.clone(),
-        products: opts.products,
-        rto_target_ms: opts.rto_target.as_secs_f64() * 1e3,
-        rpo_target_ms: opts.rpo_target.as_secs_f64() * 1e3,
-        methods,
-        passed,
-    })
+    Ok(DrillReport::new("embedded", opts, methods))
 }
 
 async fn run_method(method: Method, opts: &DrillOptions, dir: &std::path::Path) -> Result<MethodResult> {

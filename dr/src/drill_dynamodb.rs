@@ -83,24 +83,12 @@ async fn drop_table(client: &Client, name: &str) {
 
 /// Runs the drill on DynamoDB: `primary` and `recovery` are clients for the two regions.
 pub async fn run(opts: &DrillOptions, primary: Client, recovery: Client) -> Result<DrillReport> {
-    if opts.products == 0 {
-        return Err(Error::InvalidInput("--products must be at least 1".into()));
-    }
+    opts.check()?;
     let mut methods = Vec::new();
     for &m in &opts.methods {
         methods.push(run_method(m, opts, &primary, &recovery).await?);
     }
-    let passed = !methods.is_empty() && methods.iter().all(|m| m.passed);
-    Ok(DrillReport {
-        backend: "dynamodb".into(),
-        primary_region: opts.primary_region.clone(),
-        recovery_region: opts.recovery_region.clone(),
-        products: opts.products,
-        rto_target_ms: opts.rto_target.as_secs_f64() * 1e3,
-        rpo_target_ms: opts.rpo_target.as_secs_f64() * 1e3,
-        methods,
-        passed,
-    })
+    Ok(DrillReport::new("dynamodb", opts, methods))
 }
 
 async fn run_method(
