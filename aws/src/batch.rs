@@ -15,8 +15,8 @@ use aws_sdk_batch::types::{
     KeyValuePair, RetryStrategy,
 };
 use serde::{Deserialize, Serialize};
+use tandem_core::names::{PerStage, Stage};
 use tandem_core::plan::MAX_ARRAY_SIZE;
-use tandem_core::stage::Stage;
 use tandem_core::{Error, Result};
 
 use crate::sdk_message;
@@ -90,20 +90,34 @@ pub fn check_spec(spec: &SubmitSpec) -> Result<()> {
 }
 
 /// Batch job names: letters, digits, hyphens and underscores, at most 128.
+///
+/// `tandem-RUN-STAGE[SUFFIX]`: when that is too long, the run id part is shortened
+/// (its start and end kept), never the stage or the suffix, so the three jobs of a
+/// run stay distinct and say which stage they are.
 pub fn job_name(run_id: &str, stage: Stage, suffix: &str) -> String {
-    let raw = format!("tandem-{run_id}-{}{suffix}", stage.name());
-    let mut name: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    name.truncate(128);
-    name
+    const MAX: usize = 128;
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let tail = clean(&format!("-{}{suffix}", stage.name()));
+    let tail: String = tail.chars().take(MAX - "tandem-".len() - 8).collect();
+    let mut run = clean(run_id);
+    let room = MAX - "tandem-".len() - tail.len();
+    if run.len() > room {
+        // Keep the start (the sortable stamp) and the end (the random suffix).
+        let keep_end = room / 3;
+        let keep_start = room - keep_end - 1;
+        run = format!("{}_{}", &run[..keep_start], &run[run.len() - keep_end..]);
+    }
+    format!("tandem-{run}{tail}")
 }
 
 /// Submits the three stages: stage 1 as an array job of the run's size, stages 2 and
@@ -150,39 +164,73 @@ pub async fn submit(client: &Client, spec: &SubmitSpec) -> Result<Vec<SubmittedS
         if let Some(a) = spec.attempts {
             req = req.retry_strategy(RetryStrategy::builder().attempts(a as i32).build());
         }
-        match req.send().await {
-            Ok(out) => done.push(SubmittedStage {
-                stage,
-                job_id: out.job_id().unwrap_or_default().to_string(),
-                job_name: out.job_name().unwrap_or(&name).to_string(),
-                array_size: spec.array_size,
-            }),
-            Err(e) => {
-                let message = sdk_message(&e);
-                for s in &done {
-                    let _ = client
-                        .terminate_job()
-                        .job_id(&s.job_id)
-                        .reason(format!("tandem: submitting {stage} failed"))
-                        .send()
-                        .await;
-                }
+        let result = match req.send().await {
+            Ok(out) => match out.job_id().filter(|id| !id.trim().is_empty()) {
+                Some(id) => Ok(SubmittedStage {
+                    stage,
+                    job_id: id.to_string(),
+                    job_name: out.job_name().unwrap_or(&name).to_string(),
+                    array_size: spec.array_size,
+                }),
+                // A later stage cannot depend on a job without an id.
+                None => Err("the service answered without a job id".to_string()),
+            },
+            Err(e) => Err(sdk_message(&e)),
+        };
+        match result {
+            Ok(submitted) => done.push(submitted),
+            Err(message) => {
+                let cleanup =
+                    terminate_all(client, &done, &format!("tandem: submitting {stage} failed")).await;
                 return Err(backend(
                     "submit",
                     format!(
                         "stage {stage} (queue {}, job definition {})",
                         spec.queues[p], spec.job_definitions[p]
                     ),
-                    if done.is_empty() {
-                        message
-                    } else {
-                        format!("{message}; the stages already submitted were terminated")
-                    },
+                    format!("{message}{cleanup}"),
                 ));
             }
         }
     }
     Ok(done)
+}
+
+/// Terminates the jobs of stages already submitted and says exactly what happened
+/// to each: `""` when there were none, otherwise `"; terminated ...; could not
+/// terminate ... (reason)"`, so nobody is told a job was stopped when it was not.
+async fn terminate_all(client: &Client, jobs: &[SubmittedStage], reason: &str) -> String {
+    if jobs.is_empty() {
+        return String::new();
+    }
+    let mut stopped = Vec::new();
+    let mut not = Vec::new();
+    for s in jobs {
+        match client
+            .terminate_job()
+            .job_id(&s.job_id)
+            .reason(reason)
+            .send()
+            .await
+        {
+            Ok(_) => stopped.push(format!("{} ({})", s.stage, s.job_id)),
+            Err(e) => not.push(format!("{} ({}): {}", s.stage, s.job_id, sdk_message(&e))),
+        }
+    }
+    let mut out = String::new();
+    if !stopped.is_empty() {
+        out.push_str(&format!(
+            "; terminated the stages already submitted: {}",
+            stopped.join(", ")
+        ));
+    }
+    if !not.is_empty() {
+        out.push_str(&format!(
+            "; could NOT terminate {}: stop them by hand (aws batch terminate-job)",
+            not.join("; ")
+        ));
+    }
+    out
 }
 
 /// The state of one stage's job.
@@ -213,14 +261,51 @@ pub struct FailedChild {
     pub stage: Stage,
     /// The child's array index (in the submitted array).
     pub index: u32,
-    /// Batch's status reason (e.g. "Essential container in task exited", or a
-    /// dependency failure).
+    /// Batch's status reason for the job (e.g. "Essential container in task exited",
+    /// "Dependent Job failed", or a host or capacity error).
     pub reason: String,
+    /// The container's own reason, when there is one (e.g. "OutOfMemoryError:
+    /// Container killed due to memory usage"), kept apart from `reason` so neither
+    /// hides the other.
+    pub container_reason: Option<String>,
     /// The container's exit code, when it ran.
     pub exit_code: Option<i32>,
 }
 
-/// One look at the three jobs: the shape the watch lambda returns to Step Functions.
+/// Failed children sharing a stage, reasons and exit code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureGroup {
+    /// The stage.
+    pub stage: Stage,
+    /// Batch's status reason.
+    pub reason: String,
+    /// The container's reason.
+    pub container_reason: Option<String>,
+    /// The exit code.
+    pub exit_code: Option<i32>,
+    /// How many children failed this way.
+    pub count: u32,
+    /// The first few of their indices.
+    pub first_indices: Vec<u32>,
+}
+
+/// Most failure groups kept per stage; the rest are counted in `other_failures`.
+pub const MAX_GROUPS_PER_STAGE: usize = 10;
+/// Failed indices listed per stage in a report.
+pub const MAX_INDICES_PER_STAGE: usize = 1000;
+/// Failed children listed in full (with reasons) in a report.
+pub const MAX_SAMPLE: usize = 20;
+/// Longest reason kept in a report, in characters.
+pub const MAX_REASON: usize = 400;
+
+/// One look at the three jobs: the shape the watch lambda returns to Step Functions
+/// and `tandem watch --json` prints.
+///
+/// Bounded whatever fails: a bad image fails 10,000 children and their 20,000
+/// dependents, and one entry each would be megabytes, far past Step Functions'
+/// 256 KiB payload limit. The report carries counts per stage and reason, the first
+/// failed indices and a small sample; the full list ([`Poll::failed`]) is written
+/// next to the run by whoever has the volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchReport {
     /// Every stage is SUCCEEDED or FAILED.
@@ -229,10 +314,134 @@ pub struct WatchReport {
     pub succeeded: bool,
     /// Per-stage status.
     pub stages: Vec<StageStatus>,
-    /// The failed children of finished, failed stages.
+    /// Failed children per stage.
+    pub failed_counts: PerStage<u32>,
+    /// Failed children grouped by stage, reasons and exit code, largest first
+    /// ([`MAX_GROUPS_PER_STAGE`] per stage).
+    pub failure_groups: Vec<FailureGroup>,
+    /// Failed children in groups that did not fit.
+    pub other_failures: u32,
+    /// The first failed indices per stage ([`MAX_INDICES_PER_STAGE`] each), for
+    /// state machines.
+    pub failed_indices: PerStage<Vec<u32>>,
+    /// True when `failed_indices` does not list every failed child.
+    pub failed_indices_truncated: bool,
+    /// The first failed children with their reasons ([`MAX_SAMPLE`]).
+    pub failed_sample: Vec<FailedChild>,
+    /// Where the full list of failed children was written, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_list: Option<String>,
+}
+
+/// A poll's bounded report and the full list of failed children behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    /// What to show and return.
+    pub report: WatchReport,
+    /// Every failed child, in stage and index order.
     pub failed: Vec<FailedChild>,
-    /// `failed` as indices per stage (procure, process, egress), for state machines.
-    pub failed_indices: [Vec<u32>; 3],
+}
+
+/// The file in a run's directory that holds every failed child of the last watch.
+pub const FAILED_LIST: &str = "failed-children.json";
+
+/// Writes every failed child as a JSON array to [`FAILED_LIST`] in `run_dir`
+/// (atomically: a temporary name, then renamed) and returns its path.
+pub fn write_failed_list(run_dir: &std::path::Path, failed: &[FailedChild]) -> Result<std::path::PathBuf> {
+    let path = run_dir.join(FAILED_LIST);
+    let tmp = run_dir.join(format!(".{FAILED_LIST}.tmp"));
+    let body = serde_json::to_vec(failed)
+        .map_err(|e| Error::corrupt(path.display(), format!("cannot encode the failed children: {e}")))?;
+    std::fs::write(&tmp, body).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+    Ok(path)
+}
+
+fn clip(s: &str) -> String {
+    if s.chars().count() <= MAX_REASON {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(MAX_REASON - 1).collect();
+        c.push('…');
+        c
+    }
+}
+
+/// Builds the bounded report of `failed` (sorted by stage and index).
+pub fn summarize(
+    finished: bool,
+    succeeded: bool,
+    stages: Vec<StageStatus>,
+    failed: &[FailedChild],
+) -> WatchReport {
+    let mut failed_counts = PerStage::<u32>::default();
+    let mut failed_indices = PerStage::<Vec<u32>>::default();
+    let mut truncated = false;
+    type Key = (Stage, String, Option<String>, Option<i32>);
+    let mut groups: BTreeMap<Key, (u32, Vec<u32>)> = BTreeMap::new();
+    for f in failed {
+        failed_counts[f.stage] += 1;
+        if failed_indices[f.stage].len() < MAX_INDICES_PER_STAGE {
+            failed_indices[f.stage].push(f.index);
+        } else {
+            truncated = true;
+        }
+        let g = groups
+            .entry((
+                f.stage,
+                clip(&f.reason),
+                f.container_reason.as_deref().map(clip),
+                f.exit_code,
+            ))
+            .or_default();
+        g.0 += 1;
+        if g.1.len() < 10 {
+            g.1.push(f.index);
+        }
+    }
+    let mut failure_groups = Vec::new();
+    let mut other = 0;
+    for stage in Stage::ALL {
+        let mut mine: Vec<_> = groups.iter().filter(|((s, ..), _)| *s == stage).collect();
+        mine.sort_by_key(|g| std::cmp::Reverse(g.1.0));
+        for (i, ((stage, reason, container_reason, exit_code), (count, first))) in
+            mine.into_iter().enumerate()
+        {
+            if i < MAX_GROUPS_PER_STAGE {
+                failure_groups.push(FailureGroup {
+                    stage: *stage,
+                    reason: reason.clone(),
+                    container_reason: container_reason.clone(),
+                    exit_code: *exit_code,
+                    count: *count,
+                    first_indices: first.clone(),
+                });
+            } else {
+                other += count;
+            }
+        }
+    }
+    let failed_sample = failed
+        .iter()
+        .take(MAX_SAMPLE)
+        .map(|f| FailedChild {
+            reason: clip(&f.reason),
+            container_reason: f.container_reason.as_deref().map(clip),
+            ..f.clone()
+        })
+        .collect();
+    WatchReport {
+        finished,
+        succeeded,
+        stages,
+        failed_counts,
+        failure_groups,
+        other_failures: other,
+        failed_indices,
+        failed_indices_truncated: truncated,
+        failed_sample,
+        failed_list: None,
+    }
 }
 
 fn stage_status(stage: Stage, job: &JobDetail) -> StageStatus {
@@ -260,7 +469,7 @@ fn stage_status(stage: Stage, job: &JobDetail) -> StageStatus {
 /// Describes the three jobs once (one `DescribeJobs` call) and, for stages that
 /// finished with failures, lists the failed children (`ListJobs` on the array job,
 /// all pages).
-pub async fn poll(client: &Client, jobs: &[(Stage, String)]) -> Result<WatchReport> {
+pub async fn poll(client: &Client, jobs: &[(Stage, String)]) -> Result<Poll> {
     let ids: Vec<String> = jobs.iter().map(|(_, id)| id.clone()).collect();
     let out = client
         .describe_jobs()
@@ -286,11 +495,13 @@ pub async fn poll(client: &Client, jobs: &[(Stage, String)]) -> Result<WatchRepo
             continue;
         }
         if !is_array {
+            let container = job.container();
             failed.push(FailedChild {
                 stage: st.stage,
                 index: 0,
                 reason: st.reason.clone().unwrap_or_else(|| "failed".into()),
-                exit_code: job.container().and_then(|c| c.exit_code()),
+                container_reason: container.and_then(|c| c.reason()).map(str::to_string),
+                exit_code: container.and_then(|c| c.exit_code()),
             });
             continue;
         }
@@ -298,21 +509,15 @@ pub async fn poll(client: &Client, jobs: &[(Stage, String)]) -> Result<WatchRepo
     }
     let finished = stages.iter().all(|(s, _, _)| s.is_done());
     let succeeded = finished && stages.iter().all(|(s, _, _)| s.status == "SUCCEEDED") && failed.is_empty();
-    let mut failed_indices: [Vec<u32>; 3] = Default::default();
-    for f in &failed {
-        failed_indices[f.stage.position()].push(f.index);
-    }
-    for v in &mut failed_indices {
-        v.sort_unstable();
-        v.dedup();
-    }
-    Ok(WatchReport {
+    failed.sort_by_key(|f| (f.stage, f.index));
+    failed.dedup_by_key(|f| (f.stage, f.index));
+    let report = summarize(
         finished,
         succeeded,
-        stages: stages.into_iter().map(|(s, _, _)| s).collect(),
-        failed,
-        failed_indices,
-    })
+        stages.into_iter().map(|(s, _, _)| s).collect(),
+        &failed,
+    );
+    Ok(Poll { report, failed })
 }
 
 /// The failed children of an array job, from every page of `ListJobs`.
@@ -324,6 +529,7 @@ async fn failed_children(client: &Client, stage: Stage, array_job_id: &str) -> R
             .list_jobs()
             .array_job_id(array_job_id)
             .job_status(JobStatus::Failed)
+            .max_results(1000)
             .set_next_token(token.take())
             .send()
             .await
@@ -344,14 +550,16 @@ async fn failed_children(client: &Client, stage: Stage, array_job_id: &str) -> R
                         .and_then(|s| s.parse().ok())
                 });
             let Some(index) = index else { continue };
+            let container_reason = j.container().and_then(|c| c.reason()).map(str::to_string);
             out.push(FailedChild {
                 stage,
                 index,
                 reason: j
                     .status_reason()
-                    .or_else(|| j.container().and_then(|c| c.reason()))
-                    .unwrap_or("failed")
-                    .to_string(),
+                    .map(str::to_string)
+                    .or_else(|| container_reason.clone())
+                    .unwrap_or_else(|| "failed".into()),
+                container_reason,
                 exit_code: j.container().and_then(|c| c.exit_code()),
             });
         }
@@ -392,32 +600,32 @@ pub async fn watch(
     jobs: &[(Stage, String)],
     options: WatchOptions,
     mut on_change: impl FnMut(&WatchReport),
-) -> Result<std::result::Result<WatchReport, Stalled>> {
+) -> Result<std::result::Result<Poll, Stalled>> {
     let mut interval = options.interval;
     let mut last_change = Instant::now();
-    let mut last: Option<WatchReport> = None;
+    let mut last: Option<Vec<StageStatus>> = None;
     loop {
-        let report = poll(client, jobs).await?;
-        let changed = last.as_ref().is_none_or(|l| l.stages != report.stages);
+        let polled = poll(client, jobs).await?;
+        let changed = last.as_ref().is_none_or(|l| *l != polled.report.stages);
         if changed {
-            on_change(&report);
+            on_change(&polled.report);
             last_change = Instant::now();
             interval = options.interval;
         } else {
             interval = (interval * 2).min(options.max_interval);
         }
-        if report.finished {
-            return Ok(Ok(report));
+        if polled.report.finished {
+            return Ok(Ok(polled));
         }
         if let Some(t) = options.stall_timeout
             && last_change.elapsed() >= t
         {
             return Ok(Err(Stalled {
                 unchanged_for: last_change.elapsed(),
-                last: report,
+                last: polled.report,
             }));
         }
-        last = Some(report);
+        last = Some(polled.report.stages);
         tokio::time::sleep(interval).await;
     }
 }
@@ -536,17 +744,30 @@ mod tests {
             RuleMode::MatchAny,
             [&describe, &page1, &page2, &egress]
         );
-        let report = poll(&client, &jobs()).await.unwrap();
+        let polled = poll(&client, &jobs()).await.unwrap();
+        let report = &polled.report;
         assert!(report.finished);
         assert!(
             !report.succeeded,
             "a FAILED stage must never be reported as success"
         );
-        assert_eq!(report.failed_indices, [vec![], vec![3, 7], vec![3, 7]]);
-        let f = &report.failed[0];
+        assert_eq!(report.failed_indices, PerStage([vec![], vec![3, 7], vec![3, 7]]));
+        assert_eq!(report.failed_counts, PerStage([0, 2, 2]));
+        let f = &polled.failed[0];
         assert_eq!((f.stage, f.index, f.exit_code), (Stage::Process, 3, Some(1)));
         assert!(f.reason.contains("Essential container"));
         assert_eq!(report.stages[1].counts.get("FAILED"), Some(&2));
+        // process: exit codes 1 and 2 are two groups; egress: one dependency group.
+        let egress: Vec<_> = report
+            .failure_groups
+            .iter()
+            .filter(|g| g.stage == Stage::Egress)
+            .collect();
+        assert_eq!(egress.len(), 1);
+        assert_eq!(
+            (egress[0].count, egress[0].first_indices.clone()),
+            (2, vec![3, 7])
+        );
         assert_eq!(page2.num_calls(), 1);
     }
 
@@ -560,8 +781,8 @@ mod tests {
                 .build()
         });
         let client = mock_client!(aws_sdk_batch, [&describe]);
-        let report = poll(&client, &jobs()).await.unwrap();
-        assert!(report.finished && report.succeeded && report.failed.is_empty());
+        let polled = poll(&client, &jobs()).await.unwrap();
+        assert!(polled.report.finished && polled.report.succeeded && polled.failed.is_empty());
     }
 
     #[tokio::test]
@@ -613,25 +834,27 @@ mod tests {
                     .with_max_attempts(5)
                     .with_initial_backoff(Duration::from_millis(1))
             ));
-        let report = poll(&client, &jobs()).await.unwrap();
-        assert!(report.succeeded);
+        let polled = poll(&client, &jobs()).await.unwrap();
+        assert!(polled.report.succeeded);
         assert_eq!(describe.num_calls(), 3);
     }
 
-    #[tokio::test]
-    async fn a_submission_failing_half_way_terminates_what_it_submitted() {
+    /// Procure and process are accepted (job id "j"); egress's queue does not exist.
+    fn egress_submission_fails() -> (aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
         let ok = mock!(Client::submit_job)
             .match_requests(|r| r.job_name().is_some_and(|n| !n.ends_with("egress")))
             .then_output(|| SubmitJobOutput::builder().job_id("j").job_name("n").build());
         let fail = mock!(Client::submit_job)
             .match_requests(|r| r.job_name().is_some_and(|n| n.ends_with("egress")))
             .then_error(|| {
-                SubmitJobError::ClientException(
-                    ClientException::builder()
-                        .message("JobQueue q3 not found")
-                        .build(),
-                )
+                SubmitJobError::ClientException(ClientException::builder().message("JobQueue q3 not found").build())
             });
+        (ok, fail)
+    }
+
+    #[tokio::test]
+    async fn a_submission_failing_half_way_terminates_what_it_submitted() {
+        let (ok, fail) = egress_submission_fails();
         let terminate = mock!(Client::terminate_job).then_output(|| TerminateJobOutput::builder().build());
         let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&ok, &fail, &terminate]);
         let spec = spec(5, ["q1", "q2", "q3"]);
@@ -661,6 +884,142 @@ mod tests {
             job_name("20261128T000000Z-ab.c", Stage::Egress, ""),
             "tandem-20261128T000000Z-ab_c-egress"
         );
-        assert!(job_name(&"x".repeat(200), Stage::Procure, "").len() <= 128);
+        // A 128-character run id: the run part is shortened, never the stage or the
+        // rerun suffix, so the three names stay distinct.
+        let run = format!("20261128T000000Z-{}-end", "x".repeat(107));
+        let names: Vec<String> = Stage::ALL
+            .iter()
+            .map(|s| job_name(&run, *s, "-rerun-20261128T010203Z"))
+            .collect();
+        for (n, s) in names.iter().zip(Stage::ALL) {
+            assert!(n.len() <= 128, "{n}");
+            assert!(n.ends_with(&format!("-{s}-rerun-20261128T010203Z")), "{n}");
+            assert!(
+                n.starts_with("tandem-20261128T000000Z-") && n.contains("-end-"),
+                "{n}"
+            );
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+        }
+        assert_ne!(names[0], names[1]);
+    }
+
+    #[test]
+    fn ten_thousand_failed_children_and_their_dependents_fit_in_a_state_payload() {
+        // A bad image: every procure child fails, every later child is a dependency
+        // failure. Step Functions refuses payloads over 256 KiB.
+        let mut failed = Vec::new();
+        for stage in Stage::ALL {
+            for index in 0..10_000u32 {
+                failed.push(FailedChild {
+                    stage,
+                    index,
+                    reason: if stage == Stage::Procure {
+                        format!(
+                            "CannotPullContainerError: pull image manifest has been retried 5 time(s): \
+                             failed to resolve ref 123456789012.dkr.ecr.us-east-2.amazonaws.com/tandem:{index}"
+                        )
+                    } else {
+                        "Dependent Job failed".into()
+                    },
+                    container_reason: (stage == Stage::Procure).then(|| "x".repeat(2000)),
+                    exit_code: None,
+                });
+            }
+        }
+        let stages = vec![];
+        let report = summarize(true, false, stages, &failed);
+        let json = serde_json::to_vec(&report).unwrap();
+        assert!(json.len() < 256 * 1024, "{} bytes", json.len());
+        assert_eq!(report.failed_counts, PerStage([10_000, 10_000, 10_000]));
+        assert!(report.failed_indices_truncated);
+        assert_eq!(report.failed_indices[Stage::Egress].len(), MAX_INDICES_PER_STAGE);
+        // Distinct reasons (one per child, here) are grouped as far as they fit and
+        // counted, never dropped.
+        let grouped: u32 = report.failure_groups.iter().map(|g| g.count).sum();
+        assert_eq!(grouped + report.other_failures, 30_000);
+    }
+
+    #[tokio::test]
+    async fn the_container_reason_is_kept_next_to_the_status_reason() {
+        let describe = mock!(Client::describe_jobs).then_output(|| {
+            DescribeJobsOutput::builder()
+                .jobs(job("p1", JobStatus::Failed, &[("FAILED", 1), ("SUCCEEDED", 9)]))
+                .jobs(job("p2", JobStatus::Failed, &[("FAILED", 1), ("SUCCEEDED", 9)]))
+                .jobs(job("p3", JobStatus::Failed, &[("FAILED", 1), ("SUCCEEDED", 9)]))
+                .build()
+        });
+        let list = mock!(Client::list_jobs).then_output(|| {
+            ListJobsOutput::builder()
+                .job_summary_list(
+                    JobSummary::builder()
+                        .job_id("a:4")
+                        .job_name("a")
+                        .status(JobStatus::Failed)
+                        .status_reason("Essential container in task exited")
+                        .array_properties(ArrayPropertiesSummary::builder().index(4).build())
+                        .container(
+                            ContainerSummary::builder()
+                                .exit_code(137)
+                                .reason("OutOfMemoryError: Container killed due to memory usage")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe, &list]);
+        let polled = poll(&client, &jobs()).await.unwrap();
+        let f = &polled.failed[0];
+        assert_eq!(f.reason, "Essential container in task exited");
+        assert_eq!(
+            f.container_reason.as_deref(),
+            Some("OutOfMemoryError: Container killed due to memory usage")
+        );
+        assert_eq!(f.exit_code, Some(137));
+    }
+
+    #[tokio::test]
+    async fn a_failed_terminate_is_reported_not_hidden() {
+        let (ok, fail) = egress_submission_fails();
+        let terminate = mock!(Client::terminate_job)
+            .sequence()
+            .output(|| TerminateJobOutput::builder().build())
+            .error(|| {
+                aws_sdk_batch::operation::terminate_job::TerminateJobError::ClientException(
+                    ClientException::builder().message("not authorized").build(),
+                )
+            })
+            .build();
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&ok, &fail, &terminate]);
+        let err = submit(&client, &spec(5, ["q1", "q2", "q3"]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("terminated the stages already submitted: procure (j)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("could NOT terminate process (j): ClientException: not authorized"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_submission_without_a_job_id_is_refused() {
+        let empty = mock!(Client::submit_job)
+            .then_output(|| SubmitJobOutput::builder().job_id("").job_name("n").build());
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&empty]);
+        let err = submit(&client, &spec(5, ["q", "q", "q"]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("without a job id") && err.contains("procure"),
+            "{err}"
+        );
     }
 }

@@ -28,10 +28,15 @@ use tandem_core::{Error, Result};
 pub struct Aws {
     runtime: Arc<tokio::runtime::Runtime>,
     config: aws_config::SdkConfig,
+    s3_endpoint_override: bool,
 }
 
 impl Aws {
     /// Starts the runtime and loads the SDK configuration ([`load_config`]).
+    ///
+    /// Environment read here (once): everything the SDK's default chain reads, and
+    /// whether S3 requests go to a compatible endpoint instead of AWS
+    /// (`AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_S3`), which are then path-style.
     pub fn from_env() -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -40,10 +45,18 @@ impl Aws {
             .build()
             .map_err(|e| Error::io("start the AWS runtime", "tokio", e))?;
         let config = runtime.block_on(load_config());
+        let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+        let s3_endpoint_override = config.endpoint_url().is_some() || set("AWS_ENDPOINT_URL_S3");
         Ok(Self {
             runtime: Arc::new(runtime),
             config,
+            s3_endpoint_override,
         })
+    }
+
+    /// True when S3 is reached through a compatible endpoint rather than AWS.
+    pub fn s3_endpoint_override(&self) -> bool {
+        self.s3_endpoint_override
     }
 
     /// The SDK configuration.
@@ -77,6 +90,9 @@ pub async fn load_config() -> SdkConfig {
 pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
     static AWS: OnceLock<Aws> = OnceLock::new();
     if url.starts_with("s3://") {
+        // A malformed URL is refused before the AWS configuration is loaded (which
+        // may query the instance metadata service for a region or credentials).
+        s3::S3Url::parse(url)?;
         let aws = match AWS.get() {
             Some(a) => a.clone(),
             None => {

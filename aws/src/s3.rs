@@ -76,11 +76,12 @@ pub struct S3Store {
 
 /// An S3 client for `aws`'s configuration.
 ///
-/// S3-compatible endpoints (`AWS_ENDPOINT_URL`: moto, MinIO, LocalStack) are addressed
-/// path-style; AWS itself keeps virtual-hosted style.
+/// S3-compatible endpoints (`AWS_ENDPOINT_URL`, or the S3-only `AWS_ENDPOINT_URL_S3`:
+/// moto, MinIO, LocalStack) are addressed path-style; AWS itself keeps
+/// virtual-hosted style.
 pub fn client(aws: &Aws) -> Client {
     let mut builder = aws_sdk_s3::config::Builder::from(aws.config());
-    if aws.config().endpoint_url().is_some() {
+    if aws.s3_endpoint_override() {
         builder = builder.force_path_style(true);
     }
     Client::from_conf(builder.build())
@@ -113,12 +114,23 @@ impl S3Store {
             Ok(_) => Ok(()),
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
-                let message = match status {
-                    Some(404) => format!("bucket {bucket:?} does not exist"),
-                    Some(403) => format!(
+                // S3 names the bucket's region in this header on HeadBucket answers,
+                // including the 301 and 400 a request to the wrong region gets.
+                let bucket_region = e
+                    .raw_response()
+                    .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                    .map(str::to_string);
+                let ours = self.client.config().region().map(|r| r.to_string());
+                let message = match (status, bucket_region) {
+                    (Some(301 | 400), Some(theirs)) if ours.as_deref() != Some(theirs.as_str()) => format!(
+                        "bucket {bucket:?} is in region {theirs}, not {}: set AWS_REGION={theirs}",
+                        ours.as_deref().unwrap_or("the configured region (none)")
+                    ),
+                    (Some(404), _) => format!("bucket {bucket:?} does not exist"),
+                    (Some(403), _) => format!(
                         "access to bucket {bucket:?} denied: check the credentials and the bucket policy"
                     ),
-                    Some(301) => format!("bucket {bucket:?} is in another region than AWS_REGION"),
+                    (Some(301), None) => format!("bucket {bucket:?} is in another region than AWS_REGION"),
                     _ => sdk_message(&e),
                 };
                 Err(Error::Backend {
@@ -484,6 +496,28 @@ mod mock_tests {
         let store = S3Store::with_client(&aws(), client, "s3://bucket").unwrap();
         store.put("k", Bytes::from_static(b"x")).unwrap();
         assert_eq!(put.num_calls(), 3);
+    }
+
+    #[test]
+    fn a_bucket_in_another_region_is_named_with_its_region() {
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        for status in [301u16, 400] {
+            let head = mock!(Client::head_bucket).then_http_response(move || {
+                let mut r = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+                r.headers_mut().insert("x-amz-bucket-region", "eu-west-1");
+                r
+            });
+            let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head], |c| c
+                .region(aws_sdk_s3::config::Region::new("us-east-2")));
+            let err = S3Store::with_client(&aws(), client, "s3://bucket")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("is in region eu-west-1, not us-east-2: set AWS_REGION=eu-west-1"),
+                "{status}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@
 use tandem_aws::fixtures::{batch_setup, bucket};
 use tandem_aws::{Aws, batch, open_store, s3};
 use tandem_core::executor::{self, ExecutorConfig};
+use tandem_core::names::Stage;
 use tandem_core::prepare::{PrepareOptions, prepare};
-use tandem_core::stage::{RunContext, Stage};
+use tandem_core::stage::RunContext;
 use tandem_core::store::{ObjectStore, suite};
 use tandem_core::verify::verify;
 
@@ -45,9 +46,9 @@ fn a_run_egresses_to_s3_and_verifies_exactly() {
         first_id: 1,
         ids_per_node: 40,
         seed: 42,
-        bucket: url.clone(),
+        overwrite: false,
     };
-    let (layout, _) = prepare(&opts).unwrap();
+    let (layout, _) = prepare(&opts, open_store(&url).unwrap().as_ref()).unwrap();
     let ctx = RunContext::open_with(layout.root(), layout.run_id(), None, &open_store).unwrap();
     let ex = executor::execute(
         &ctx,
@@ -73,7 +74,7 @@ fn a_run_egresses_to_s3_and_verifies_exactly() {
             .missing_objects,
         vec![7]
     );
-    let tasks = executor::rerun_tasks(&ctx, 4);
+    let tasks = executor::rerun_tasks(&ctx, 4).unwrap();
     assert_eq!(tasks.len(), 1);
     executor::execute(&ctx, &tasks, &ExecutorConfig::new(2, 1), &|_| {});
     assert!(verify(&ctx.manifest, ctx.store.as_ref(), 4).unwrap().ok);
@@ -170,12 +171,12 @@ fn submit_sends_array_jobs_chained_n_to_n_and_watch_sees_them_finish() {
         max_interval: std::time::Duration::from_millis(200),
         stall_timeout: Some(std::time::Duration::from_secs(20)),
     };
-    let report = aws
+    let polled = aws
         .block_on(batch::watch(&client, &pairs, opts, |_| {}))
         .unwrap()
         .unwrap();
-    assert!(report.finished && report.succeeded, "{report:?}");
-    assert!(report.failed.is_empty());
+    assert!(polled.report.finished && polled.report.succeeded, "{polled:?}");
+    assert!(polled.failed.is_empty());
 }
 
 #[test]

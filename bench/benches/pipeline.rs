@@ -10,9 +10,10 @@ use tandem_bench::{child_ids, completion, processed, procured};
 use tandem_core::exchange;
 use tandem_core::executor::{self, ExecutorConfig};
 use tandem_core::ids::{IdFile, write_range};
+use tandem_core::names::Stage;
 use tandem_core::plan::PartitionPlan;
 use tandem_core::prepare::{PrepareOptions, prepare};
-use tandem_core::stage::{RunContext, Stage};
+use tandem_core::stage::RunContext;
 use tandem_core::verify::verify;
 use tandem_core::workload::{self, DEFAULT_SEED, process_schema, procure_schema};
 
@@ -109,9 +110,12 @@ fn end_to_end(c: &mut Criterion) {
                         first_id: 1,
                         ids_per_node: 40,
                         seed: DEFAULT_SEED,
-                        bucket: format!("file://{}", base.join("bucket").display()),
+                        overwrite: false,
                     };
-                    let (layout, _) = prepare(&opts).expect("prepare");
+                    let store =
+                        tandem_core::store::open(&format!("file://{}", base.join("bucket").display()))
+                            .expect("bucket");
+                    let (layout, _) = prepare(&opts, store.as_ref()).expect("prepare");
                     let ctx = RunContext::open(layout.root(), layout.run_id(), None).expect("open");
                     let ex = executor::execute(
                         &ctx,

@@ -5,7 +5,7 @@
 
 use arrow_array::RecordBatch;
 use tandem_core::exchange::{Completion, StageTiming};
-use tandem_core::stage::Stage;
+use tandem_core::names::Stage;
 use tandem_core::workload::{self, DEFAULT_SEED, Digest};
 
 /// The IDs child 0 owns with `k` IDs per node and first id 1.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use tandem_core::stage::Stage;
+use tandem_core::names::{PerStage, Stage};
 
 /// tandem: array pipelines with AWS Batch semantics, on one machine or on AWS.
 ///
@@ -96,8 +96,8 @@ pub struct DrDrillArgs {
     pub products: usize,
     /// Methods to run, comma-separated: pitr, backup, scheduled, cross-region,
     /// pilot-light, warm-standby (default: all).
-    #[arg(long, value_name = "M1,M2")]
-    pub methods: Option<String>,
+    #[arg(long, value_name = "M1,M2", value_delimiter = ',', value_parser = parse_method)]
+    pub methods: Vec<tandem_dr::drill::Method>,
     /// RTO target the results are reported against.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub rto_target: std::time::Duration,
@@ -153,27 +153,84 @@ pub struct WorkloadArgs {
     /// Use this run id instead of a generated one.
     #[arg(long, value_name = "RUN_ID")]
     pub run_id: Option<String>,
-    /// Where egress puts results: file://DIR (default: tandem-data/bucket).
+    /// Where egress puts results: file://DIR or s3://BUCKET[/PREFIX] (default:
+    /// file://tandem-data/bucket).
     #[arg(long, env = "TANDEM_BUCKET", value_name = "URL")]
     pub bucket: Option<String>,
+    /// Replace an existing run of the same --run-id: its directory on the volume
+    /// and its results in the bucket (without it, either is refused).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// How the local executor runs children.
 #[derive(Debug, Clone, Args)]
 pub struct ExecArgs {
-    /// Worker threads (default: the number of cores).
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
+    /// Worker threads, 1 to 1024 (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Tries per child and stage, including the first, as Batch's retry strategy (1..=10).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10))]
     pub attempts: u32,
     /// Cap on concurrent children per stage, as procure,process,egress (e.g. 2,2,1).
-    #[arg(long, value_name = "A,B,C")]
-    pub stage_concurrency: Option<String>,
+    #[arg(long, value_name = "A,B,C", value_parser = parse_stage_caps)]
+    pub stage_concurrency: Option<PerStage<usize>>,
     /// Make a child fail, to rehearse failure handling: STAGE:INDEX fails every attempt,
     /// STAGE:INDEX:N fails the first N attempts. Repeatable.
-    #[arg(long, value_name = "STAGE:INDEX[:N]")]
-    pub inject_failure: Vec<String>,
+    #[arg(long, value_name = "STAGE:INDEX[:N]", value_parser = parse_injected_failure)]
+    pub inject_failure: Vec<InjectedFailure>,
+}
+
+/// A child made to fail on purpose (`--inject-failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InjectedFailure {
+    /// The stage.
+    pub stage: Stage,
+    /// The child.
+    pub index: u32,
+    /// How many of its first attempts fail (`u32::MAX`: every attempt).
+    pub failing_attempts: u32,
+}
+
+/// `A,B,C`: three caps of at least 1.
+fn parse_stage_caps(s: &str) -> Result<PerStage<usize>, String> {
+    let bad = || {
+        format!(
+            "{s:?} is not valid: give three numbers of at least 1, as procure,process,egress (e.g. 2,2,1)"
+        )
+    };
+    let caps: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>().ok().filter(|n| *n >= 1))
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    let caps: [usize; 3] = caps.try_into().map_err(|_| bad())?;
+    Ok(PerStage(caps))
+}
+
+/// `STAGE:INDEX` or `STAGE:INDEX:N`.
+fn parse_injected_failure(s: &str) -> Result<InjectedFailure, String> {
+    let bad =
+        || format!("{s:?} is not valid: use STAGE:INDEX or STAGE:INDEX:N (e.g. process:17 or egress:3:1)");
+    let parts: Vec<&str> = s.split(':').collect();
+    let (stage, index, n) = match parts.as_slice() {
+        [stage, index] => (*stage, *index, None),
+        [stage, index, n] => (*stage, *index, Some(*n)),
+        _ => return Err(bad()),
+    };
+    let stage: Stage = stage
+        .parse()
+        .map_err(|e: tandem_core::Error| format!("{s:?}: {e}"))?;
+    let index: u32 = index.parse().map_err(|_| bad())?;
+    let failing_attempts = match n {
+        None => u32::MAX,
+        Some(n) => n.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(bad)?,
+    };
+    Ok(InjectedFailure {
+        stage,
+        index,
+        failing_attempts,
+    })
 }
 
 #[derive(Debug, Args)]
@@ -259,9 +316,9 @@ pub struct RunArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// Reader threads (default: the number of cores; 32 for an s3:// bucket).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Reader threads, 1 to 256 (default: the number of cores; 32 for an s3:// bucket).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     /// Print the verification report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -312,6 +369,10 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
+fn parse_method(s: &str) -> Result<tandem_dr::drill::Method, String> {
+    tandem_dr::drill::Method::parse(s.trim()).map_err(|e| e.to_string())
+}
+
 fn parse_stage(s: &str) -> Result<Stage, String> {
     s.parse::<Stage>().map_err(|e| e.to_string())
 }
@@ -334,7 +395,7 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "DIR")]
     pub container_root: Option<String>,
     /// Batch retry attempts per child (1..=10; default: the job definition's).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10))]
     pub attempts: Option<u32>,
 }
 

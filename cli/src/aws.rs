@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tandem_aws::Aws;
 use tandem_aws::batch::{self, SubmitSpec, SubmittedStage, WatchOptions, WatchReport};
-use tandem_core::stage::Stage;
+use tandem_core::names::Stage;
 
 use crate::Failed;
 use crate::args::{RerunArgs, SubmitArgs, WatchArgs};
@@ -83,7 +83,7 @@ pub fn submit(a: SubmitArgs) -> Result<()> {
 fn submit_spec(root: &Path, spec: &SubmitSpec) -> Result<SubmitRecord> {
     batch::check_spec(spec)?;
     if !spec.bucket.starts_with("s3://") {
-        eprintln!(
+        crate::note!(
             "tandem: warning: the run's bucket is {}; Batch containers write there only if they mount it",
             spec.bucket
         );
@@ -122,14 +122,15 @@ pub fn rerun(a: RerunArgs) -> Result<()> {
     three("--queue", queues)?;
     three("--job-definition", defs)?;
     let ctx = open_run(&a.run)?;
-    let workers = a.exec.workers.unwrap_or(4).clamp(1, 64);
-    let indices: Vec<u32> = tandem_core::executor::rerun_tasks(&ctx, workers)
+    let workers = a.exec.workers.map_or(4, usize::from).min(64);
+    ctx.check_id_file()?;
+    let indices: Vec<u32> = tandem_core::executor::rerun_tasks(&ctx, workers)?
         .iter()
         .map(|t| t.index)
         .collect();
     let run_id = ctx.manifest.run_id.clone();
     if indices.is_empty() {
-        eprintln!("tandem: every child of run {run_id} is complete; nothing to rerun");
+        crate::note!("tandem: every child of run {run_id} is complete; nothing to rerun");
         return output::json(&RerunOnAws {
             run_id,
             indices,
@@ -222,58 +223,99 @@ pub fn watch(a: WatchArgs) -> Result<()> {
     let quiet = a.json;
     let outcome = aws.block_on(batch::watch(&client, &jobs, opts, |r| {
         if !quiet {
-            eprintln!("{}", status_line(r));
+            crate::note!("{}", status_line(r));
         }
     }))?;
-    let (report, timed_out) = match &outcome {
-        Ok(r) => (r, false),
-        Err(stalled) => (&stalled.last, true),
+    let (mut report, failed, timed_out) = match outcome {
+        Ok(p) => (p.report, p.failed, false),
+        Err(stalled) => (stalled.last, Vec::new(), true),
     };
-    if a.json {
-        output::json(&WatchOutput { report, timed_out })?;
-    } else {
-        let mut s = String::new();
-        for f in report.failed.iter().take(50) {
-            let code = f
-                .exit_code
-                .map(|c| format!(" (exit code {c})"))
-                .unwrap_or_default();
-            s.push_str(&format!(
-                "failed: {} child {}: {}{code}\n",
-                f.stage, f.index, f.reason
-            ));
+    // The report is bounded; the full list goes next to the run when we know it.
+    if let (Some(run), false) = (&a.run_id, failed.is_empty()) {
+        let dir = a.location.root.join(run);
+        match batch::write_failed_list(&dir, &failed) {
+            Ok(path) => report.failed_list = Some(path.display().to_string()),
+            Err(e) => {
+                crate::note!("tandem: warning: could not write the full list of failed children: {e:#}")
+            }
         }
-        if report.failed.len() > 50 {
-            s.push_str(&format!(
-                "... and {} more failed children\n",
-                report.failed.len() - 50
-            ));
-        }
-        s.push_str(&format!("{}\n", status_line(report)));
-        output::text(&s)?;
     }
-    if let Err(stalled) = outcome {
+    if a.json {
+        output::json(&WatchOutput {
+            report: &report,
+            timed_out,
+        })?;
+    } else {
+        output::text(&watch_text(&report))?;
+    }
+    if timed_out {
         return Err(Failed(format!(
             "no progress for {:.0} s: {}",
-            stalled.unchanged_for.as_secs_f64(),
-            status_line(&stalled.last)
+            a.timeout.unwrap_or_default().as_secs_f64(),
+            status_line(&report)
         ))
         .into());
     }
     if report.succeeded {
         Ok(())
     } else {
-        let n: usize = report.failed_indices.iter().map(Vec::len).sum();
-        let per_stage: Vec<String> = Stage::ALL
-            .iter()
-            .zip(&report.failed_indices)
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(s, v)| format!("{s} {v:?}"))
-            .collect();
-        Err(Failed(format!(
-            "the run failed: {n} failed children ({})",
-            per_stage.join("; ")
-        ))
-        .into())
+        Err(Failed(failure_line(&report)).into())
     }
+}
+
+/// The failures of a finished watch, for people: groups by stage and reason, a
+/// sample of children, the status line.
+pub fn watch_text(report: &WatchReport) -> String {
+    let mut s = String::new();
+    for g in &report.failure_groups {
+        let code = g
+            .exit_code
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default();
+        let container = g
+            .container_reason
+            .as_deref()
+            .map(|r| format!(" / container: {r}"))
+            .unwrap_or_default();
+        let first: Vec<String> = g.first_indices.iter().map(u32::to_string).collect();
+        s.push_str(&format!(
+            "failed: {} {} {} ({}{container}{code}), e.g. indices {}\n",
+            g.count,
+            g.stage,
+            if g.count == 1 { "child" } else { "children" },
+            g.reason,
+            first.join(", ")
+        ));
+    }
+    if report.other_failures > 0 {
+        s.push_str(&format!(
+            "failed: {} more children with other reasons\n",
+            report.other_failures
+        ));
+    }
+    if let Some(path) = &report.failed_list {
+        s.push_str(&format!("every failed child, with its reasons: {path}\n"));
+    }
+    s.push_str(&format!("{}\n", status_line(report)));
+    s
+}
+
+/// One line naming the failed children per stage.
+pub fn failure_line(report: &WatchReport) -> String {
+    let n: u32 = report.failed_counts.values().sum();
+    let per_stage: Vec<String> = report
+        .failed_indices
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(s, v)| {
+            let shown: Vec<String> = v.iter().take(20).map(u32::to_string).collect();
+            let more = report.failed_counts[s] as usize - shown.len();
+            if more > 0 {
+                format!("{s} [{} and {more} more]", shown.join(", "))
+            } else {
+                format!("{s} [{}]", shown.join(", "))
+            }
+        })
+        .collect();
+    format!("the run failed: {n} failed children ({})", per_stage.join("; "))
 }

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use tandem_core::exchange::Completion;
 use tandem_core::executor::{self, ChildRunner, Execution, ExecutorConfig, Task};
+use tandem_core::names::{PerStage, Stage};
 use tandem_core::prepare::{PrepareOptions, prepare, remove_run};
 use tandem_core::report::{self, ChildTimes, StageStats};
-use tandem_core::stage::{RunContext, Stage};
+use tandem_core::stage::RunContext;
 use tandem_core::store::ObjectStore;
 use tandem_core::verify::{VerifyReport, verify};
 
@@ -60,56 +61,18 @@ struct ExecConfig {
     faults: HashMap<(Stage, u32), u32>,
 }
 
-fn check_exec(a: &ExecArgs) -> Result<ExecConfig> {
-    let workers = a.workers.unwrap_or_else(cores);
-    if !(1..=1024).contains(&workers) {
-        bail!("--workers {workers} is out of range: use 1 to 1024");
-    }
-    if !(1..=10).contains(&a.attempts) {
-        bail!(
-            "--attempts {} is out of range: AWS Batch allows 1 to 10",
-            a.attempts
-        );
-    }
+fn check_exec(a: &ExecArgs) -> ExecConfig {
+    let workers = a.workers.map_or_else(cores, usize::from);
     let mut config = ExecutorConfig::new(workers, a.attempts);
-    if let Some(s) = &a.stage_concurrency {
-        let parts: Vec<&str> = s.split(',').collect();
-        let caps: Vec<usize> = parts
-            .iter()
-            .filter_map(|p| p.trim().parse().ok())
-            .filter(|n| *n >= 1)
-            .collect();
-        if parts.len() != 3 || caps.len() != 3 {
-            bail!(
-                "--stage-concurrency {s:?} is not valid: give three numbers of at least 1, as procure,process,egress (e.g. 2,2,1)"
-            );
-        }
-        config.stage_concurrency = [caps[0], caps[1], caps[2]];
+    if let Some(caps) = a.stage_concurrency {
+        config.stage_concurrency = caps;
     }
-    let mut faults = HashMap::new();
-    for f in &a.inject_failure {
-        let bad = || {
-            anyhow!(
-                "--inject-failure {f:?} is not valid: use STAGE:INDEX or STAGE:INDEX:N (e.g. process:17 or egress:3:1)"
-            )
-        };
-        let mut it = f.split(':');
-        let stage: Stage = it
-            .next()
-            .ok_or_else(bad)?
-            .parse()
-            .map_err(|e| anyhow!("--inject-failure {f:?}: {e}"))?;
-        let index: u32 = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-        let n: u32 = match it.next() {
-            Some(n) => n.parse().map_err(|_| bad())?,
-            None => u32::MAX,
-        };
-        if it.next().is_some() {
-            return Err(bad());
-        }
-        faults.insert((stage, index), n);
-    }
-    Ok(ExecConfig { config, faults })
+    let faults = a
+        .inject_failure
+        .iter()
+        .map(|f| ((f.stage, f.index), f.failing_attempts))
+        .collect();
+    ExecConfig { config, faults }
 }
 
 /// Fails chosen children on chosen attempts, then runs the real stage.
@@ -144,10 +107,10 @@ fn check_faults(faults: &HashMap<(Stage, u32), u32>, array_size: u32) -> Result<
 }
 
 fn execute(ctx: &RunContext, tasks: &[Task], exec: &ExecConfig, progress_enabled: bool) -> Execution {
-    let mut totals = [0u64; 3];
+    let mut totals = PerStage::<u64>::default();
     for t in tasks {
-        for s in Stage::ALL.iter().filter(|s| **s >= t.from) {
-            totals[s.position()] += 1;
+        for s in Stage::ALL.into_iter().filter(|s| *s >= t.from) {
+            totals[s] += 1;
         }
     }
     let progress = Progress::new(progress_enabled, totals);
@@ -165,7 +128,6 @@ fn prepare_options(location: &Location, w: &WorkloadArgs) -> Result<(PrepareOpti
     // Open the bucket first: a bad URL or a missing bucket fails before anything is
     // written, and the manifest records its absolute form.
     let store = tandem_aws::open_store(w.bucket.as_deref().unwrap_or(DEFAULT_BUCKET))?;
-    let bucket = store.url();
     let opts = PrepareOptions {
         root: location.root.clone(),
         run_id: w.run_id.clone(),
@@ -173,7 +135,7 @@ fn prepare_options(location: &Location, w: &WorkloadArgs) -> Result<(PrepareOpti
         first_id: w.first_id,
         ids_per_node: w.ids_per_node,
         seed: w.seed,
-        bucket,
+        overwrite: w.overwrite,
     };
     Ok((opts, store))
 }
@@ -196,8 +158,8 @@ struct PrepareOutput {
 }
 
 fn prepare_cmd(a: PrepareArgs) -> Result<()> {
-    let (opts, _) = prepare_options(&a.location, &a.workload)?;
-    let (layout, m) = prepare(&opts)?;
+    let (opts, store) = prepare_options(&a.location, &a.workload)?;
+    let (layout, m) = prepare(&opts, store.as_ref())?;
     output::json(&PrepareOutput {
         run_id: m.run_id.clone(),
         array_size: m.plan.array_size,
@@ -236,9 +198,10 @@ fn worker(a: WorkerArgs) -> Result<()> {
     if a.index_map.is_some()
         && let Ok(done) = ctx.check_output(a.stage, index)
     {
-        eprintln!(
+        crate::note!(
             "tandem: {} child {index} of run {} is already complete; skipped",
-            a.stage, a.run_id
+            a.stage,
+            a.run_id
         );
         if a.json {
             output::json(&done)?;
@@ -283,10 +246,10 @@ fn verify_text(v: &VerifyReport) -> String {
 
 fn verify_cmd(a: VerifyArgs) -> Result<()> {
     let ctx = open_run(&a.run)?;
+    ctx.check_id_file()?;
     let threads = a
         .threads
-        .unwrap_or_else(|| reader_threads(&ctx.store.url()))
-        .clamp(1, 256);
+        .map_or_else(|| reader_threads(&ctx.store.url()), usize::from);
     let v = verify(&ctx.manifest, ctx.store.as_ref(), threads)?;
     if a.json {
         output::json(&v)?;
@@ -303,9 +266,9 @@ fn verify_cmd(a: VerifyArgs) -> Result<()> {
 /// Machine-readable summary of an execution (loadtest and rerun).
 #[derive(Serialize)]
 struct ExecSummary {
-    succeeded: [usize; 3],
-    failed: [usize; 3],
-    dependency_failed: [usize; 3],
+    succeeded: PerStage<usize>,
+    failed: PerStage<usize>,
+    dependency_failed: PerStage<usize>,
     retries: u32,
     failures: Vec<FailureOut>,
 }
@@ -320,9 +283,9 @@ struct FailureOut {
 fn exec_summary(ex: &Execution) -> ExecSummary {
     let c = ex.counts();
     ExecSummary {
-        succeeded: [c[0][0], c[1][0], c[2][0]],
-        failed: [c[0][1], c[1][1], c[2][1]],
-        dependency_failed: [c[0][2], c[1][2], c[2][2]],
+        succeeded: c.map(|_, c| c.succeeded),
+        failed: c.map(|_, c| c.failed),
+        dependency_failed: c.map(|_, c| c.dependency_failed),
         retries: ex.retries(),
         failures: ex
             .failures()
@@ -396,14 +359,14 @@ fn write_report(path: &std::path::Path, ctx: &RunContext, children: &[ChildTimes
 }
 
 fn loadtest(a: LoadtestArgs) -> Result<()> {
-    let exec = check_exec(&a.exec)?;
+    let exec = check_exec(&a.exec);
     let (opts, store) = prepare_options(&a.location, &a.workload)?;
     // Check the plan before creating anything.
     let plan = tandem_core::plan::PartitionPlan::new(opts.records, opts.ids_per_node)?;
     check_faults(&exec.faults, plan.array_size)?;
 
     let t0 = Instant::now();
-    let (layout, _) = prepare(&opts)?;
+    let (layout, _) = prepare(&opts, store.as_ref())?;
     // The bucket is already open (and checked): hand it over rather than open it again.
     let ctx = RunContext::open_with(layout.root(), layout.run_id(), None, &|_| Ok(store.clone()))?;
     let t_prepare = t0.elapsed();
@@ -526,7 +489,7 @@ struct RerunOutput {
     ok: bool,
     run_id: String,
     children_rerun: usize,
-    from_stage: [usize; 3],
+    from_stage: PerStage<usize>,
     skipped: u32,
     execute_ms: f64,
     execution: ExecSummary,
@@ -536,13 +499,14 @@ fn rerun(a: RerunArgs) -> Result<()> {
     if a.on == RerunOn::Aws {
         return crate::aws::rerun(a);
     }
-    let exec = check_exec(&a.exec)?;
+    let exec = check_exec(&a.exec);
     let ctx = open_run(&a.run)?;
     check_faults(&exec.faults, ctx.manifest.plan.array_size)?;
-    let tasks = executor::rerun_tasks(&ctx, reader_threads(&ctx.store.url()));
-    let mut from = [0usize; 3];
+    ctx.check_id_file()?;
+    let tasks = executor::rerun_tasks(&ctx, reader_threads(&ctx.store.url()))?;
+    let mut from = PerStage::<usize>::default();
     for t in &tasks {
-        from[t.from.position()] += 1;
+        from[t.from] += 1;
     }
     let ex = if tasks.is_empty() {
         Execution::default()
@@ -567,9 +531,9 @@ fn rerun(a: RerunArgs) -> Result<()> {
             ctx.manifest.run_id,
             skipped,
             tasks.len(),
-            from[0],
-            from[1],
-            from[2],
+            from[Stage::Procure],
+            from[Stage::Process],
+            from[Stage::Egress],
             ms(ex.elapsed)
         );
         s.push_str(&failures_text(&ex));
@@ -578,7 +542,13 @@ fn rerun(a: RerunArgs) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Failed(format!("{} children still fail", ex.failures().len())).into())
+        let n = ex.failures().len();
+        Err(Failed(format!(
+            "{n} {} still {}",
+            if n == 1 { "child" } else { "children" },
+            if n == 1 { "fails" } else { "fail" }
+        ))
+        .into())
     }
 }
 
@@ -594,7 +564,8 @@ struct ReportOutput {
 
 fn report_cmd(a: ReportArgs) -> Result<()> {
     let ctx = open_run(&a.run)?;
-    let children = report::collect(&ctx, reader_threads(&ctx.store.url()));
+    ctx.check_id_file()?;
+    let children = report::collect(&ctx, reader_threads(&ctx.store.url()))?;
     write_report(&a.output, &ctx, &children)?;
     let stats = report::stage_stats(&children);
     if a.json {

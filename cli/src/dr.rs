@@ -39,7 +39,7 @@ pub fn serve(a: ApiServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(a.addr)
             .await
             .with_context(|| format!("listening on {}", a.addr))?;
-        eprintln!(
+        crate::note!(
             "tandem: product API on http://{} (region {}, table {})",
             listener.local_addr()?,
             a.region,
@@ -64,12 +64,10 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
             a.region
         );
     }
-    let methods = match &a.methods {
-        None => Method::ALL.to_vec(),
-        Some(list) => list
-            .split(',')
-            .map(|m| Method::parse(m.trim()))
-            .collect::<Result<Vec<_>, _>>()?,
+    let methods = if a.methods.is_empty() {
+        Method::ALL.to_vec()
+    } else {
+        a.methods.clone()
     };
     let tmp;
     let dir = match &a.dir {

@@ -36,6 +36,7 @@ impl std::fmt::Display for Failed {
 impl std::error::Error for Failed {}
 
 fn main() -> ExitCode {
+    tandem_core::guard::install_panic_hook();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("tandem: {err:#}");
+            crate::note!("tandem: {err:#}");
             if err.downcast_ref::<Failed>().is_some() {
                 ExitCode::from(1)
             } else {

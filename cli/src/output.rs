@@ -4,14 +4,37 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
+use tandem_core::names::Stage;
 use tandem_core::report::{SlowChild, StageStats};
 
 /// Writes `value` as one pretty JSON document to stdout.
+///
+/// The document is encoded first and written in one piece, so that a closed stdout
+/// surfaces as the `io::Error` it is (which `main` turns into exit 0), not wrapped
+/// inside a serializer error.
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
+    let mut doc = serde_json::to_vec_pretty(value)?;
+    doc.push(b'\n');
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
+    out.write_all(&doc)?;
+    out.flush()?;
     Ok(())
+}
+
+/// Writes a line for people to stderr. A closed or full stderr is not a reason to
+/// stop (or to panic, as `eprintln!` does): the message is dropped.
+pub fn note(line: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line);
+    let _ = err.write_all(b"\n");
+}
+
+/// `note!("...", args)`: [`note`] with `format!` syntax.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::output::note(format_args!($($arg)*))
+    };
 }
 
 /// Writes text to stdout.
@@ -52,7 +75,11 @@ pub fn slowest_table(slow: &[SlowChild]) -> String {
     for c in slow {
         s.push_str(&format!(
             "  index {:>5}  {:>9.3}  ({:.3} / {:.3} / {:.3})\n",
-            c.index, c.span_ms, c.stage_ms[0], c.stage_ms[1], c.stage_ms[2]
+            c.index,
+            c.span_ms,
+            c.stage_ms[Stage::Procure],
+            c.stage_ms[Stage::Process],
+            c.stage_ms[Stage::Egress]
         ));
     }
     s

@@ -5,16 +5,16 @@ use std::io::IsTerminal;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tandem_core::executor::Event;
-use tandem_core::stage::Stage;
+use tandem_core::names::{PerStage, Stage};
 
 /// Per-stage bars, or nothing.
 pub struct Progress {
-    bars: Option<(MultiProgress, [ProgressBar; 3])>,
+    bars: Option<(MultiProgress, PerStage<ProgressBar>)>,
 }
 
 impl Progress {
     /// Bars for `totals` children per stage, if stderr is a terminal and `enabled`.
-    pub fn new(enabled: bool, totals: [u64; 3]) -> Self {
+    pub fn new(enabled: bool, totals: PerStage<u64>) -> Self {
         if !enabled || !std::io::stderr().is_terminal() {
             return Self { bars: None };
         }
@@ -22,8 +22,8 @@ impl Progress {
         let style = ProgressStyle::with_template("{prefix:>8} [{bar:40}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
-        let bars = Stage::ALL.map(|s| {
-            let b = multi.add(ProgressBar::new(totals[s.position()]));
+        let bars = PerStage::from_fn(|s: Stage| {
+            let b = multi.add(ProgressBar::new(totals[s]));
             b.set_style(style.clone());
             b.set_prefix(s.name());
             b
@@ -38,20 +38,20 @@ impl Progress {
         let Some((_, bars)) = &self.bars else { return };
         match event {
             Event::Finished { stage, ok } => {
-                let bar = &bars[stage.position()];
+                let bar = &bars[stage];
                 bar.inc(1);
                 if !ok {
                     bar.set_message("(failures)");
                 }
             }
-            Event::Retrying { stage } => bars[stage.position()].set_message("(retrying)"),
+            Event::Retrying { stage } => bars[stage].set_message("(retrying)"),
         }
     }
 
     /// Removes the bars.
     pub fn finish(&self) {
         if let Some((multi, bars)) = &self.bars {
-            for b in bars {
+            for b in bars.values() {
                 b.finish_and_clear();
             }
             let _ = multi.clear();

@@ -103,6 +103,70 @@ fn loadtest_egresses_to_s3_and_verify_reads_it_back() {
 
 #[test]
 #[ignore = "needs the emulator"]
+fn the_s3_only_endpoint_variable_is_honoured() {
+    let aws = fixtures::emulator();
+    let url = fixtures::bucket(&aws, "tandem-s3-only-endpoint");
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["loadtest", "--records", "100", "--bucket", &url, "--json"])
+        .env_remove("TANDEM_BUCKET")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_ENDPOINT_URL_S3", &endpoint)
+        .env("TANDEM_ROOT", dir.path().join("vol"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lt: Loadtest = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(lt.ok && lt.verify.ok);
+}
+
+#[test]
+#[ignore = "needs the emulator"]
+fn a_run_id_whose_results_already_exist_in_the_bucket_is_refused() {
+    let aws = fixtures::emulator();
+    let url = fixtures::bucket(&aws, "tandem-shared-bucket");
+    // Two machines (two volumes) share one bucket and pick the same run id.
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let args = [
+        "loadtest",
+        "--records",
+        "100",
+        "--run-id",
+        "nightly",
+        "--bucket",
+        &url,
+        "--keep",
+    ];
+    let out = tandem(a.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tandem(b.path(), &args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("already holds 3 result objects of a run named \"nightly\"")
+            && stderr(&out).contains("--overwrite"),
+        "{}",
+        stderr(&out)
+    );
+    let mut with_overwrite = args.to_vec();
+    with_overwrite.extend(["--overwrite", "--seed", "7"]);
+    let out = tandem(b.path(), &with_overwrite);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Machine A's run now meets the other seed's objects: verify and rerun agree
+    // that every child is wrong, and rerun puts A's results back.
+    let out = tandem(a.path(), &["verify", "--run", "nightly", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = tandem(a.path(), &["rerun", "--run", "nightly", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rerun: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rerun["children_rerun"], 3);
+    assert!(tandem(a.path(), &["verify", "--run", "nightly"]).status.success());
+}
+
+#[test]
+#[ignore = "needs the emulator"]
 fn a_bucket_that_does_not_exist_fails_before_any_work() {
     let _aws = fixtures::emulator();
     let dir = tempfile::tempdir().unwrap();

@@ -322,11 +322,29 @@ fn bad_input_is_refused_with_the_value_named() {
             &["loadtest", "--records", "18446744073709551615"],
             "more than tandem accepts",
         ),
-        (&["loadtest", "--attempts", "11"], "--attempts 11 is out of range"),
-        (&["loadtest", "--workers", "0"], "--workers 0 is out of range"),
+        (
+            &["loadtest", "--attempts", "11"],
+            "invalid value '11' for '--attempts <N>': 11 is not in 1..=10",
+        ),
+        (
+            &["loadtest", "--workers", "0"],
+            "invalid value '0' for '--workers <N>': 0 is not in 1..=1024",
+        ),
         (
             &["loadtest", "--stage-concurrency", "1,2"],
-            "--stage-concurrency \"1,2\"",
+            "invalid value '1,2' for '--stage-concurrency <A,B,C>'",
+        ),
+        (
+            &["verify", "--run", "x", "--threads", "0"],
+            "invalid value '0' for '--threads <N>': 0 is not in 1..=256",
+        ),
+        (
+            &["loadtest", "--bucket", "file:relative"],
+            "bucket \"file:relative\" starts like a URL",
+        ),
+        (
+            &["loadtest", "--bucket", "s3://"],
+            "bucket name \"\" in \"s3://\" is not valid",
         ),
         (
             &["loadtest", "--inject-failure", "bake:1"],

@@ -23,8 +23,9 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Corrupt { path: String, reason: String },
 
-    /// An operating-system error on a path.
-    #[error("{op} {path}: {source}")]
+    /// An operating-system error on a path. The OS's words are the `source()`, so
+    /// `{:#}` (anyhow) or [`chain`] shows them once.
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -79,5 +80,57 @@ impl Error {
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             _ => false,
         }
+    }
+}
+
+/// An error and all its sources, joined by ": " (what anyhow's `{:#}` shows), for
+/// places that keep an error as text: a failed child's outcome, an unreadable
+/// object's reason, a Lambda's error message.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        // Some errors repeat their source in their own message: show it once.
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_show_the_os_words_once() {
+        let e = Error::io(
+            "create bucket directory",
+            "/proc/x",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(e.to_string(), "create bucket directory /proc/x");
+        assert_eq!(chain(&e), "create bucket directory /proc/x: entity not found");
+        assert_eq!(format!("{:#}", anyhow_like(&e)), chain(&e));
+    }
+
+    /// What anyhow's alternate Display does: the message and each source.
+    fn anyhow_like(e: &Error) -> impl std::fmt::Display + '_ {
+        struct D<'a>(&'a Error);
+        impl std::fmt::Display for D<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}", self.0)?;
+                let mut s = std::error::Error::source(self.0);
+                while let Some(x) = s {
+                    write!(f, ": {x}")?;
+                    s = x.source();
+                }
+                Ok(())
+            }
+        }
+        D(e)
     }
 }

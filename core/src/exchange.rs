@@ -8,6 +8,14 @@
 //! foreign file fails one of those checks and is treated as missing. This costs no
 //! extra files (on EFS every create is a network round trip) and lets an output be
 //! written in place: a retried child simply truncates and rewrites it.
+//!
+//! Every file is also sealed: the footer holds a CRC-32 of the whole file (computed
+//! with the seal's own eight digits read as `00000000`). A flipped bit anywhere (a
+//! data page, a statistic, the embedded Arrow schema other readers rely on) fails
+//! the seal before any decoder sees the bytes, so a corrupt file is "unreadable" with
+//! a reason, and egress can copy a file's data pages without decoding them and still
+//! never publish a damaged one. The decoders themselves run under
+//! [`crate::guard::guarded`], so a file that makes them panic is unreadable too.
 
 use std::sync::{Arc, LazyLock};
 
@@ -25,12 +33,99 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
-use crate::stage::Stage;
+use crate::names::Stage;
 use crate::workload::{self, Digest};
 use crate::{Error, Result};
 
 /// The footer key holding the completion record (JSON).
 pub const COMPLETION_KEY: &str = "tandem.completion";
+
+/// The footer key holding the file's seal: its CRC-32 as eight lowercase hex digits.
+pub const SEAL_KEY: &str = "tandem.crc32";
+
+/// What the seal holds while the CRC is computed.
+const SEAL_BLANK: &[u8; 8] = b"00000000";
+
+/// The bytes of the seal's key-value entry in the Thrift compact encoding of the
+/// footer, up to its value: field 1 (binary) of length 12, the key, field 2 (binary)
+/// of length 8. The value's eight bytes follow.
+const SEAL_MARKER: &[u8] = b"\x18\x0ctandem.crc32\x18\x08";
+
+/// Where the seal's eight digits are in `bytes`, a complete Parquet file: exactly
+/// one seal entry inside the footer.
+fn seal_position(bytes: &[u8]) -> std::result::Result<usize, String> {
+    let len = bytes.len();
+    if len < 12 || &bytes[..4] != b"PAR1" || &bytes[len - 4..] != b"PAR1" {
+        return Err(format!(
+            "not a complete Parquet file (half written, truncated or foreign): {len} bytes without PAR1 at both ends"
+        ));
+    }
+    let meta_len =
+        u32::from_le_bytes([bytes[len - 8], bytes[len - 7], bytes[len - 6], bytes[len - 5]]) as usize;
+    let footer_start = len.checked_sub(8 + meta_len).filter(|s| *s >= 4).ok_or_else(|| {
+        format!("footer length {meta_len} does not fit in the file ({len} bytes): truncated or corrupt")
+    })?;
+    let footer = &bytes[footer_start..len - 8];
+    let mut found = footer
+        .windows(SEAL_MARKER.len())
+        .enumerate()
+        .filter(|(_, w)| *w == SEAL_MARKER)
+        .map(|(i, _)| footer_start + i + SEAL_MARKER.len());
+    match (found.next(), found.next()) {
+        (Some(pos), None) if pos + 8 <= len - 8 => Ok(pos),
+        (None, _) => Err(format!(
+            "no {SEAL_KEY} seal in the footer: not written by this version of tandem, or the footer is corrupt"
+        )),
+        _ => Err(format!("the footer holds more than one {SEAL_KEY} seal: corrupt")),
+    }
+}
+
+/// CRC-32 of `bytes` with the seal at `pos` read as blank.
+fn crc_with_blank_seal(bytes: &[u8], pos: usize) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..pos]);
+    h.update(SEAL_BLANK);
+    h.update(&bytes[pos + 8..]);
+    h.finalize()
+}
+
+/// Writes the seal into an encoded file whose footer holds a blank one.
+fn seal(path: &str, bytes: &mut [u8]) -> Result<()> {
+    let pos = seal_position(bytes).map_err(|e| Error::corrupt(path, format!("cannot seal the file: {e}")))?;
+    let crc = crc_with_blank_seal(bytes, pos);
+    bytes[pos..pos + 8].copy_from_slice(format!("{crc:08x}").as_bytes());
+    Ok(())
+}
+
+/// Checks a file's seal: the CRC-32 in its footer matches its bytes. Reads nothing
+/// but the trailer and the footer's bytes; no decoder runs.
+pub fn check_seal(path: &str, bytes: &[u8]) -> Result<()> {
+    let pos = seal_position(bytes).map_err(|e| Error::corrupt(path, e))?;
+    let digits = &bytes[pos..pos + 8];
+    let stored = std::str::from_utf8(digits)
+        .ok()
+        .filter(|d| {
+            d.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+        .and_then(|d| u32::from_str_radix(d, 16).ok())
+        .ok_or_else(|| {
+            Error::corrupt(
+                path,
+                format!("the {SEAL_KEY} seal {digits:?} is not eight hex digits: corrupt"),
+            )
+        })?;
+    let computed = crc_with_blank_seal(bytes, pos);
+    if stored != computed {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "checksum mismatch: the file changed after it was written (sealed crc32 {stored:08x}, bytes give {computed:08x})"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// When one stage ran for a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +207,9 @@ pub fn encode(batch: &RecordBatch, completion: &mut Completion) -> Result<Vec<u8
     }
     let json = serde_json::to_string(completion).map_err(|e| fail("the completion record", &e))?;
     writer.append_key_value_metadata(KeyValue::new(COMPLETION_KEY.to_string(), json));
+    writer.append_key_value_metadata(blank_seal());
     writer.close().map_err(|e| fail("Parquet", &e))?;
+    seal(&format!("{stage} child {index}"), &mut out)?;
     Ok(out)
 }
 
@@ -134,11 +231,20 @@ pub struct Footer {
     pub completion: Completion,
 }
 
-/// Parses the footer of an encoded file (no data pages are read). A file whose
-/// footer does not parse is half written, truncated or not Parquet.
+fn blank_seal() -> KeyValue {
+    KeyValue::new(
+        SEAL_KEY.to_string(),
+        String::from_utf8_lossy(SEAL_BLANK).into_owned(),
+    )
+}
+
+/// Checks the seal and parses the footer of an encoded file (no data pages are
+/// decoded). A file whose seal or footer does not check out is half written,
+/// truncated, corrupt or not tandem's.
 pub fn read_footer(path: &str, bytes: &Bytes) -> Result<Footer> {
-    let metadata = ParquetMetaDataReader::new()
-        .parse_and_finish(bytes)
+    check_seal(path, bytes)?;
+    let metadata = crate::guard::guarded(|| ParquetMetaDataReader::new().parse_and_finish(bytes))
+        .map_err(|panic| Error::corrupt(path, format!("the Parquet footer decoder failed: {panic}")))?
         .map_err(|e| incomplete(path, e))?;
     let completion = completion_of(path, &metadata)?;
     Ok(Footer {
@@ -174,8 +280,8 @@ fn completion_of(path: &str, meta: &ParquetMetaData) -> Result<Completion> {
     serde_json::from_str(json).map_err(|e| Error::corrupt(path, format!("unreadable completion record: {e}")))
 }
 
-/// Decodes a stage file: checks the footer, the schema against `schema`, and that
-/// the rows reproduce the recorded digest.
+/// Decodes a stage file: checks the seal, the footer, the schema against `schema`,
+/// and that the rows reproduce the recorded digest.
 ///
 /// The rows are read with `schema` supplied, which skips decoding the Arrow schema
 /// embedded in the file (kept there for other readers, such as pyarrow).
@@ -190,23 +296,8 @@ pub fn decode(path: &str, bytes: Bytes, schema: &SchemaRef) -> Result<Decoded> {
             format!("schema does not match: found columns {found:?}, expected {wanted:?}"),
         ));
     }
-    let rows = metadata.file_metadata().num_rows().max(1) as usize;
-    let options = ArrowReaderOptions::new().with_schema(schema.clone());
-    let arrow_meta = ArrowReaderMetadata::try_new(metadata, options)
-        .map_err(|e| Error::corrupt(path, format!("schema does not match: {e}")))?;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, arrow_meta)
-        .with_batch_size(rows)
-        .build()
-        .map_err(|e| incomplete(path, e))?;
-    let mut batches = Vec::with_capacity(1);
-    for b in reader {
-        batches.push(b.map_err(|e| incomplete(path, e))?);
-    }
-    let batch = match batches.len() {
-        0 => RecordBatch::new_empty(schema.clone()),
-        1 => batches.pop().unwrap_or_else(|| unreachable!()),
-        _ => arrow_select::concat::concat_batches(schema, &batches).map_err(|e| incomplete(path, e))?,
-    };
+    let batch = crate::guard::guarded(|| read_rows(path, bytes, metadata, schema))
+        .map_err(|panic| Error::corrupt(path, format!("the Parquet decoder failed: {panic}")))??;
     let digest = if completion.stage == Stage::Procure {
         workload::digest_procured(&batch)?
     } else {
@@ -222,6 +313,34 @@ pub fn decode(path: &str, bytes: Bytes, schema: &SchemaRef) -> Result<Decoded> {
         ));
     }
     Ok(Decoded { batch, completion })
+}
+
+/// All rows of a file whose footer is parsed, in one batch.
+fn read_rows(
+    path: &str,
+    bytes: Bytes,
+    metadata: Arc<ParquetMetaData>,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let rows = usize::try_from(metadata.file_metadata().num_rows())
+        .map_err(|_| Error::corrupt(path, "negative row count in the footer"))?
+        .max(1);
+    let options = ArrowReaderOptions::new().with_schema(schema.clone());
+    let arrow_meta = ArrowReaderMetadata::try_new(metadata, options)
+        .map_err(|e| Error::corrupt(path, format!("schema does not match: {e}")))?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, arrow_meta)
+        .with_batch_size(rows)
+        .build()
+        .map_err(|e| incomplete(path, e))?;
+    let mut batches = Vec::with_capacity(1);
+    for b in reader {
+        batches.push(b.map_err(|e| incomplete(path, e))?);
+    }
+    match batches.len() {
+        0 => Ok(RecordBatch::new_empty(schema.clone())),
+        1 => Ok(batches.swap_remove(0)),
+        _ => arrow_select::concat::concat_batches(schema, &batches).map_err(|e| incomplete(path, e)),
+    }
 }
 
 /// Replaces the completion record in the footer of an encoded Parquet file without
@@ -243,9 +362,15 @@ pub fn restamp(path: &str, bytes: &Bytes, footer: &Footer, completion: &Completi
     let fm = footer.metadata.file_metadata();
     let mut kv: Vec<KeyValue> = fm
         .key_value_metadata()
-        .map(|kv| kv.iter().filter(|k| k.key != COMPLETION_KEY).cloned().collect())
+        .map(|kv| {
+            kv.iter()
+                .filter(|k| k.key != COMPLETION_KEY && k.key != SEAL_KEY)
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
     kv.push(KeyValue::new(COMPLETION_KEY.to_string(), json));
+    kv.push(blank_seal());
     let new_fm = FileMetaData::new(
         fm.version(),
         fm.num_rows(),
@@ -260,6 +385,7 @@ pub fn restamp(path: &str, bytes: &Bytes, footer: &Footer, completion: &Completi
     ParquetMetaDataWriter::new(&mut out, &new_meta)
         .finish()
         .map_err(|e| Error::corrupt(path, format!("cannot write the new footer: {e}")))?;
+    seal(path, &mut out)?;
     Ok(out)
 }
 
@@ -317,6 +443,70 @@ mod tests {
                 "a file cut at {cut} of {} bytes was accepted",
                 bytes.len()
             );
+        }
+    }
+
+    fn sample_files() -> Vec<(&'static str, Vec<u8>, SchemaRef)> {
+        let ids: Vec<u64> = (1..=40).collect();
+        let (b1, d1) = procure(&ids, 42);
+        let procured = encode(&b1, &mut completion(Stage::Procure, d1)).unwrap();
+        let (b2, d2) = process(&b1).unwrap();
+        let mut c2 = completion(Stage::Process, d2);
+        let processed = Bytes::from(encode(&b2, &mut c2).unwrap());
+        let mut c3 = c2.clone();
+        c3.stage = Stage::Egress;
+        let footer = read_footer("f", &processed).unwrap();
+        let object = restamp("f", &processed, &footer, &c3).unwrap();
+        vec![
+            ("procure", procured, procure_schema()),
+            ("process", processed.to_vec(), process_schema()),
+            ("object", object, process_schema()),
+        ]
+    }
+
+    #[test]
+    fn every_flipped_byte_breaks_the_seal() {
+        for (name, bytes, schema) in sample_files() {
+            check_seal("f", &bytes).unwrap();
+            for pos in 0..bytes.len() {
+                for mask in [0x01u8, 0x80, 0xff] {
+                    let mut b = bytes.clone();
+                    b[pos] ^= mask;
+                    let err = decode("f", Bytes::from(b), &schema).unwrap_err().to_string();
+                    assert!(
+                        err.contains("checksum mismatch")
+                            || err.contains("seal")
+                            || err.contains("not a complete Parquet file")
+                            || err.contains("does not fit"),
+                        "{name}: byte {pos} ^ {mask:#x}: {err}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_decoders_never_panic_even_on_resealed_garbage() {
+        // A forged seal lets the corrupt bytes reach the decoders: every flip must
+        // still end as a value or an error, never a panic.
+        for (name, bytes, schema) in sample_files() {
+            let seal_at = seal_position(&bytes).unwrap();
+            for pos in 0..bytes.len() {
+                if (seal_at..seal_at + 8).contains(&pos) {
+                    continue;
+                }
+                for mask in [0x01u8, 0x10, 0x80] {
+                    let mut b = bytes.clone();
+                    b[pos] ^= mask;
+                    if seal(name, &mut b).is_err() {
+                        continue;
+                    }
+                    let r = std::panic::catch_unwind(|| {
+                        decode("f", Bytes::from(b), &schema).map(|d| d.batch.num_rows())
+                    });
+                    assert!(r.is_ok(), "{name}: byte {pos} ^ {mask:#x} escaped the guard");
+                }
+            }
         }
     }
 

@@ -18,7 +18,8 @@ use std::sync::{Condvar, Mutex};
 use serde::Serialize;
 
 use crate::exchange::Completion;
-use crate::stage::{RunContext, Stage};
+use crate::names::{PerStage, Stage};
+use crate::stage::RunContext;
 use crate::{Error, Result};
 
 /// Runs one child of one stage; the executor's only view of the work.
@@ -41,7 +42,7 @@ pub struct ExecutorConfig {
     /// Tries per child and stage, including the first (Batch's `attempts`, 1..=10).
     pub attempts: u32,
     /// The most children of each stage running at once.
-    pub stage_concurrency: [usize; 3],
+    pub stage_concurrency: PerStage<usize>,
 }
 
 impl ExecutorConfig {
@@ -50,7 +51,7 @@ impl ExecutorConfig {
         Self {
             workers: workers.max(1),
             attempts: attempts.max(1),
-            stage_concurrency: [usize::MAX; 3],
+            stage_concurrency: PerStage::splat(usize::MAX),
         }
     }
 }
@@ -93,6 +94,17 @@ pub enum Outcome {
     },
 }
 
+/// How many children of one stage ended each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct OutcomeCounts {
+    /// Finished.
+    pub succeeded: usize,
+    /// Failed on every attempt.
+    pub failed: usize,
+    /// Not run because an earlier stage of the same index failed.
+    pub dependency_failed: usize,
+}
+
 /// Something happened (for progress displays).
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
@@ -115,7 +127,7 @@ pub enum Event {
 pub struct Execution {
     /// `(index, [procure, process, egress])`, in task order; `None` for stages
     /// before the task's `from` stage.
-    pub children: Vec<(u32, [Option<Outcome>; 3])>,
+    pub children: Vec<(u32, PerStage<Option<Outcome>>)>,
     /// Wall time of the whole execution.
     pub elapsed: std::time::Duration,
 }
@@ -125,24 +137,24 @@ impl Execution {
     pub fn failures(&self) -> Vec<(u32, Stage, String)> {
         let mut v = Vec::new();
         for (index, outcomes) in &self.children {
-            for (pos, o) in outcomes.iter().enumerate() {
+            for (stage, o) in outcomes.iter() {
                 if let Some(Outcome::Failed { error, .. }) = o {
-                    v.push((*index, Stage::ALL[pos], error.clone()));
+                    v.push((*index, stage, error.clone()));
                 }
             }
         }
         v
     }
 
-    /// Number of children with each outcome per stage: `[succeeded, failed, dependency_failed]`.
-    pub fn counts(&self) -> [[usize; 3]; 3] {
-        let mut c = [[0usize; 3]; 3];
+    /// Number of children with each outcome, per stage.
+    pub fn counts(&self) -> PerStage<OutcomeCounts> {
+        let mut c = PerStage::<OutcomeCounts>::default();
         for (_, outcomes) in &self.children {
-            for (pos, o) in outcomes.iter().enumerate() {
+            for (stage, o) in outcomes.iter() {
                 match o {
-                    Some(Outcome::Succeeded { .. }) => c[pos][0] += 1,
-                    Some(Outcome::Failed { .. }) => c[pos][1] += 1,
-                    Some(Outcome::DependencyFailed { .. }) => c[pos][2] += 1,
+                    Some(Outcome::Succeeded { .. }) => c[stage].succeeded += 1,
+                    Some(Outcome::Failed { .. }) => c[stage].failed += 1,
+                    Some(Outcome::DependencyFailed { .. }) => c[stage].dependency_failed += 1,
                     None => {}
                 }
             }
@@ -154,7 +166,7 @@ impl Execution {
     pub fn retries(&self) -> u32 {
         self.children
             .iter()
-            .flat_map(|(_, o)| o.iter().flatten())
+            .flat_map(|(_, o)| o.values().flatten())
             .map(|o| match o {
                 Outcome::Succeeded { attempts, .. } | Outcome::Failed { attempts, .. } => attempts - 1,
                 Outcome::DependencyFailed { .. } => 0,
@@ -165,21 +177,20 @@ impl Execution {
 
 struct State {
     /// Ready queues per stage: (slot in `results`, attempt).
-    ready: [VecDeque<(usize, u32)>; 3],
-    running: [usize; 3],
+    ready: PerStage<VecDeque<(usize, u32)>>,
+    running: PerStage<usize>,
     /// Chains not yet finished.
     open: usize,
-    results: Vec<(u32, [Option<Outcome>; 3])>,
+    results: Vec<(u32, PerStage<Option<Outcome>>)>,
 }
 
 impl State {
-    fn take(&mut self, caps: &[usize; 3]) -> Option<(Stage, usize, u32)> {
+    fn take(&mut self, caps: &PerStage<usize>) -> Option<(Stage, usize, u32)> {
         for stage in [Stage::Egress, Stage::Process, Stage::Procure] {
-            let p = stage.position();
-            if self.running[p] < caps[p]
-                && let Some((slot, attempt)) = self.ready[p].pop_front()
+            if self.running[stage] < caps[stage]
+                && let Some((slot, attempt)) = self.ready[stage].pop_front()
             {
-                self.running[p] += 1;
+                self.running[stage] += 1;
                 return Some((stage, slot, attempt));
             }
         }
@@ -198,12 +209,12 @@ pub fn execute(
     let started = std::time::Instant::now();
     let mut state = State {
         ready: Default::default(),
-        running: [0; 3],
+        running: PerStage::default(),
         open: tasks.len(),
-        results: tasks.iter().map(|t| (t.index, [None, None, None])).collect(),
+        results: tasks.iter().map(|t| (t.index, PerStage::default())).collect(),
     };
     for (slot, t) in tasks.iter().enumerate() {
-        state.ready[t.from.position()].push_back((slot, 1));
+        state.ready[t.from].push_back((slot, 1));
     }
     let shared = (Mutex::new(state), Condvar::new());
     let workers = config.workers.min(tasks.len()).max(1);
@@ -257,11 +268,10 @@ fn worker(
         let finished_us = crate::time::now_micros();
         let mut events: Vec<Event> = Vec::with_capacity(3);
         guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let p = stage.position();
-        guard.running[p] -= 1;
+        guard.running[stage] -= 1;
         match result {
             Ok(completion) => {
-                guard.results[slot].1[p] = Some(Outcome::Succeeded {
+                guard.results[slot].1[stage] = Some(Outcome::Succeeded {
                     attempts: attempt,
                     started_us,
                     finished_us,
@@ -269,26 +279,25 @@ fn worker(
                 });
                 events.push(Event::Finished { stage, ok: true });
                 match stage.next() {
-                    Some(next) => guard.ready[next.position()].push_back((slot, 1)),
+                    Some(next) => guard.ready[next].push_back((slot, 1)),
                     None => guard.open -= 1,
                 }
             }
             Err(e) if attempt < config.attempts => {
                 tracing::debug!(%stage, index, attempt, error = %e, "attempt failed, retrying");
-                guard.ready[p].push_back((slot, attempt + 1));
+                guard.ready[stage].push_back((slot, attempt + 1));
                 events.push(Event::Retrying { stage });
             }
             Err(e) => {
                 tracing::debug!(%stage, index, attempt, error = %e, "child failed for good");
-                guard.results[slot].1[p] = Some(Outcome::Failed {
+                guard.results[slot].1[stage] = Some(Outcome::Failed {
                     attempts: attempt,
-                    error: e.to_string(),
+                    error: crate::error::chain(&e),
                 });
                 events.push(Event::Finished { stage, ok: false });
                 let mut later = stage.next();
                 while let Some(l) = later {
-                    guard.results[slot].1[l.position()] =
-                        Some(Outcome::DependencyFailed { failed_stage: stage });
+                    guard.results[slot].1[l] = Some(Outcome::DependencyFailed { failed_stage: stage });
                     events.push(Event::Finished { stage: l, ok: false });
                     later = l.next();
                 }
@@ -317,23 +326,33 @@ pub fn all_tasks(array_size: u32) -> Vec<Task> {
 /// What rerun must do for each child whose result is not verified: the first stage
 /// whose output is missing or does not verify, looking backwards from egress. A
 /// child whose object verifies is skipped.
-pub fn rerun_tasks(ctx: &RunContext, workers: usize) -> Vec<Task> {
-    crate::par::for_each_index(ctx.manifest.plan.array_size, workers, |index| {
-        if ctx.check_output(Stage::Egress, index).is_ok() {
-            return None;
-        }
-        let from = if ctx.check_output(Stage::Process, index).is_ok() {
-            Stage::Egress
-        } else if ctx.check_output(Stage::Procure, index).is_ok() {
-            Stage::Process
-        } else {
-            Stage::Procure
-        };
-        Some(Task { index, from })
-    })
-    .into_iter()
-    .map(|(_, t)| t)
-    .collect()
+///
+/// The checks run on `threads` reader threads (rayon): they are independent reads,
+/// exactly what a data-parallel iterator is for. The executor itself keeps its own
+/// threads: its work is a dependency graph with per-stage caps, retries and
+/// readiness that changes as children finish, which a fixed parallel iterator cannot
+/// express.
+pub fn rerun_tasks(ctx: &RunContext, threads: usize) -> Result<Vec<Task>> {
+    use rayon::prelude::*;
+    let n = ctx.manifest.plan.array_size;
+    Ok(crate::verify::reader_pool(threads)?.install(|| {
+        (0..n)
+            .into_par_iter()
+            .filter_map(|index| {
+                if ctx.check_output(Stage::Egress, index).is_ok() {
+                    return None;
+                }
+                let from = if ctx.check_output(Stage::Process, index).is_ok() {
+                    Stage::Egress
+                } else if ctx.check_output(Stage::Procure, index).is_ok() {
+                    Stage::Process
+                } else {
+                    Stage::Procure
+                };
+                Some(Task { index, from })
+            })
+            .collect()
+    }))
 }
 
 #[cfg(test)]
@@ -404,7 +423,11 @@ mod tests {
     fn child_i_of_a_stage_starts_after_child_i_of_the_previous_and_not_after_the_stage() {
         let fake = Fake::new(&[]);
         let ex = run(&fake, 50, 2, 1);
-        assert_eq!(ex.counts(), [[50, 0, 0]; 3]);
+        assert!(ex.counts().values().all(|c| *c
+            == OutcomeCounts {
+                succeeded: 50,
+                ..Default::default()
+            }));
         let log = fake.log.lock().unwrap();
         let pos = |s: Stage, i: u32| log.iter().position(|&(st, ix, _)| st == s && ix == i).unwrap();
         for i in 0..50 {
@@ -425,7 +448,10 @@ mod tests {
         assert!(ex.failures().is_empty());
         assert_eq!(ex.retries(), 2);
         let (_, o) = &ex.children[3];
-        assert!(matches!(o[1], Some(Outcome::Succeeded { attempts: 3, .. })));
+        assert!(matches!(
+            o[Stage::Process],
+            Some(Outcome::Succeeded { attempts: 3, .. })
+        ));
     }
 
     #[test]
@@ -437,20 +463,30 @@ mod tests {
             vec![(2, Stage::Procure, "procure child 2: injected".to_string())]
         );
         let (_, o) = &ex.children[2];
-        assert!(matches!(o[0], Some(Outcome::Failed { attempts: 2, .. })));
+        assert!(matches!(
+            o[Stage::Procure],
+            Some(Outcome::Failed { attempts: 2, .. })
+        ));
         assert_eq!(
-            o[1],
+            o[Stage::Process],
             Some(Outcome::DependencyFailed {
                 failed_stage: Stage::Procure
             })
         );
         assert_eq!(
-            o[2],
+            o[Stage::Egress],
             Some(Outcome::DependencyFailed {
                 failed_stage: Stage::Procure
             })
         );
-        assert_eq!(ex.counts()[2], [5, 0, 1]);
+        assert_eq!(
+            ex.counts()[Stage::Egress],
+            OutcomeCounts {
+                succeeded: 5,
+                failed: 0,
+                dependency_failed: 1
+            }
+        );
         let log = fake.log.lock().unwrap();
         assert!(!log.iter().any(|&(s, i, _)| i == 2 && s != Stage::Procure));
         assert_eq!(
@@ -465,9 +501,13 @@ mod tests {
     fn stage_concurrency_is_respected() {
         let fake = Fake::new(&[]);
         let mut cfg = ExecutorConfig::new(4, 1);
-        cfg.stage_concurrency = [1, 1, 1];
+        cfg.stage_concurrency = PerStage::splat(1);
         let ex = execute(&fake, &all_tasks(30), &cfg, &|_| {});
-        assert_eq!(ex.counts(), [[30, 0, 0]; 3]);
+        assert!(ex.counts().values().all(|c| *c
+            == OutcomeCounts {
+                succeeded: 30,
+                ..Default::default()
+            }));
         assert!(fake.peak.load(Ordering::SeqCst) <= 3);
     }
 
@@ -487,7 +527,7 @@ mod tests {
         let ex = execute(&fake, &tasks, &ExecutorConfig::new(2, 1), &|_| {});
         let log = fake.log.lock().unwrap();
         assert_eq!(log.len(), 3);
-        assert!(ex.children[0].1[0].is_none() && ex.children[0].1[1].is_none());
+        assert!(ex.children[0].1[Stage::Procure].is_none() && ex.children[0].1[Stage::Process].is_none());
     }
 
     #[test]

@@ -210,6 +210,43 @@ impl IdFile {
     }
 }
 
+impl IdFile {
+    /// Checks that positions `range` hold the run's IDs, `first_id + position`: the
+    /// manifest's range is what the file must hold. A file of another run (another
+    /// first ID, or the same count of other IDs) or an altered ID is refused here,
+    /// naming the first position that differs.
+    pub fn check_range(&self, first_id: u64, range: std::ops::Range<usize>) -> Result<()> {
+        let start = range.start;
+        let ids = self.ids(range)?;
+        let bad = ids
+            .iter()
+            .enumerate()
+            .find(|(j, id)| **id != first_id.wrapping_add((start + j) as u64));
+        match bad {
+            None => Ok(()),
+            Some((j, id)) => {
+                let pos = start + j;
+                Err(Error::corrupt(
+                    self.path.display(),
+                    format!(
+                        "does not hold this run's IDs: position {pos} holds {id}, the manifest's range \
+                         (first ID {first_id}) puts {} there; the file belongs to another run or was altered",
+                        first_id.wrapping_add(pos as u64)
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// [`IdFile::check_range`] over the whole file.
+    pub fn check_all(&self, first_id: u64) -> Result<()> {
+        for (pos, arr) in self.batches.iter() {
+            self.check_range(first_id, *pos as usize..(*pos as usize + arr.len()))?;
+        }
+        Ok(())
+    }
+}
+
 /// Maps `path` read-only, or reads it when mapping is not possible.
 fn map_or_read(path: &Path) -> Result<bytes::Bytes> {
     let file = File::open(path).map_err(|e| {
@@ -305,6 +342,33 @@ mod tests {
         write_range(&path, u64::MAX - 2, 3).unwrap();
         let f = IdFile::open(&path).unwrap();
         assert_eq!(&*f.ids(0..3).unwrap(), &[u64::MAX - 2, u64::MAX - 1, u64::MAX]);
+    }
+
+    #[test]
+    fn ids_of_another_range_or_one_altered_id_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.arrow");
+        write_range(&path, 1, 1000).unwrap();
+        let f = IdFile::open(&path).unwrap();
+        f.check_all(1).unwrap();
+        f.check_range(1, 40..80).unwrap();
+        // Another run's file with the same count.
+        let err = f.check_all(101).unwrap_err().to_string();
+        assert!(
+            err.contains("position 0 holds 1") && err.contains("another run"),
+            "{err}"
+        );
+        // One ID changed in place (its bytes found and rewritten).
+        let mut bytes = std::fs::read(&path).unwrap();
+        let needle = 500u64.to_le_bytes();
+        let at = bytes.windows(8).position(|w| w == needle).unwrap();
+        bytes[at..at + 8].copy_from_slice(&7777u64.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let f = IdFile::open(&path).unwrap();
+        let err = f.check_all(1).unwrap_err().to_string();
+        assert!(err.contains("position 499 holds 7777"), "{err}");
+        f.check_range(1, 0..400).unwrap();
+        assert!(f.check_range(1, 480..520).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::stage::Stage;
+use crate::names::Stage;
 use crate::{Error, Result};
 
 /// Shard directories per stage.

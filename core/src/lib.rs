@@ -21,11 +21,12 @@
 pub mod error;
 pub mod exchange;
 pub mod executor;
+pub mod guard;
 pub mod ids;
 pub mod index_map;
 pub mod layout;
 pub mod manifest;
-pub mod par;
+pub mod names;
 pub mod plan;
 pub mod prepare;
 pub mod report;

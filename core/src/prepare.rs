@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::layout::{RunLayout, check_run_id, new_run_id};
 use crate::manifest::{FORMAT, Manifest};
+use crate::names::{Stage, results_prefix};
 use crate::plan::PartitionPlan;
-use crate::stage::{Stage, results_prefix};
 use crate::store::{ObjectStore, ObjectStoreExt};
 use crate::{Error, Result};
 
@@ -28,12 +28,18 @@ pub struct PrepareOptions {
     pub ids_per_node: u64,
     /// Workload seed.
     pub seed: u64,
-    /// Bucket URL egress writes to.
-    pub bucket: String,
+    /// Replace a run of the same id: its directory on the volume and its results in
+    /// the bucket. Without it, either is refused.
+    pub overwrite: bool,
 }
 
-/// Prepares a run and returns its layout and manifest.
-pub fn prepare(opts: &PrepareOptions) -> Result<(RunLayout, Manifest)> {
+/// Prepares a run whose results go to `store` and returns its layout and manifest.
+///
+/// A run id is refused when the volume already holds a run of that id, and also
+/// when the bucket already holds results under it (a shared bucket, another machine's
+/// run): those objects would otherwise be taken for this run's. `overwrite` removes
+/// both first.
+pub fn prepare(opts: &PrepareOptions, store: &dyn ObjectStore) -> Result<(RunLayout, Manifest)> {
     let plan = PartitionPlan::new(opts.records, opts.ids_per_node)?;
     if opts.first_id.checked_add(opts.records - 1).is_none() {
         return Err(Error::InvalidInput(format!(
@@ -52,11 +58,31 @@ pub fn prepare(opts: &PrepareOptions) -> Result<(RunLayout, Manifest)> {
     };
     std::fs::create_dir_all(&opts.root).map_err(|e| root_error(&opts.root, e))?;
     let layout = RunLayout::new(&opts.root, &run_id)?;
+    let prefix = results_prefix(&run_id);
+    let stale = store.list(&prefix)?;
+    if !stale.is_empty() {
+        if !opts.overwrite {
+            return Err(Error::InvalidInput(format!(
+                "the bucket already holds {} result objects of a run named {run_id:?} ({}/{prefix}): \
+                 choose another --run-id, or pass --overwrite to delete them",
+                stale.len(),
+                store.url()
+            )));
+        }
+        store.delete_prefix(&prefix)?;
+    }
+    if opts.overwrite {
+        match std::fs::remove_dir_all(layout.dir()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", layout.dir(), e)),
+        }
+    }
     match std::fs::create_dir(layout.dir()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(Error::InvalidInput(format!(
-                "run {run_id:?} already exists at {}; choose another --run-id or remove it",
+                "run {run_id:?} already exists at {}: choose another --run-id, or pass --overwrite to replace it",
                 layout.dir().display()
             )));
         }
@@ -70,7 +96,7 @@ pub fn prepare(opts: &PrepareOptions) -> Result<(RunLayout, Manifest)> {
         seed: opts.seed,
         plan,
         id_file: "ids.arrow".into(),
-        bucket: opts.bucket.clone(),
+        bucket: store.url(),
     };
     let result = crate::ids::write_range(&layout.ids(), opts.first_id, opts.records)
         .and_then(|()| manifest.write(&layout));

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::exchange::{self, StageTiming};
 use crate::executor::{Execution, Outcome};
-use crate::stage::{RunContext, Stage, object_key};
+use crate::names::{PerStage, Stage, object_key};
+use crate::stage::RunContext;
 
 /// The stage timings known for one child.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,7 +38,7 @@ pub fn from_execution(ex: &Execution) -> Vec<ChildTimes> {
         .map(|(index, outcomes)| ChildTimes {
             index: *index,
             history: outcomes
-                .iter()
+                .values()
                 .flatten()
                 .filter_map(|o| match o {
                     Outcome::Succeeded {
@@ -61,28 +62,32 @@ pub fn from_execution(ex: &Execution) -> Vec<ChildTimes> {
 
 /// Children's timings read from a run's files: the egressed object's footer, or
 /// for a child that did not get that far, its latest stage file.
-pub fn collect(ctx: &RunContext, threads: usize) -> Vec<ChildTimes> {
+pub fn collect(ctx: &RunContext, threads: usize) -> crate::Result<Vec<ChildTimes>> {
+    use rayon::prelude::*;
     let run_id = ctx.layout.run_id();
-    crate::par::for_each_index(ctx.manifest.plan.array_size, threads, |index| {
-        let from_object = ctx
-            .store
-            .get(&object_key(run_id, index))
-            .ok()
-            .and_then(|b| exchange::read_completion("object", &b).ok());
-        let found = from_object.or_else(|| {
-            [Stage::Process, Stage::Procure].into_iter().find_map(|st| {
-                let b = std::fs::read(ctx.layout.stage_file(st, index)).ok()?;
-                exchange::read_completion("file", &bytes::Bytes::from(b)).ok()
+    let pool = crate::verify::reader_pool(threads)?;
+    Ok(pool.install(|| {
+        (0..ctx.manifest.plan.array_size)
+            .into_par_iter()
+            .filter_map(|index| {
+                let from_object = ctx
+                    .store
+                    .get(&object_key(run_id, index))
+                    .ok()
+                    .and_then(|b| exchange::read_completion("object", &b).ok());
+                let found = from_object.or_else(|| {
+                    [Stage::Process, Stage::Procure].into_iter().find_map(|st| {
+                        let b = std::fs::read(ctx.layout.stage_file(st, index)).ok()?;
+                        exchange::read_completion("file", &bytes::Bytes::from(b)).ok()
+                    })
+                })?;
+                (found.run_id == run_id && found.index == index).then_some(ChildTimes {
+                    index,
+                    history: found.history,
+                })
             })
-        })?;
-        (found.run_id == run_id && found.index == index).then_some(ChildTimes {
-            index,
-            history: found.history,
-        })
-    })
-    .into_iter()
-    .map(|(_, c)| c)
-    .collect()
+            .collect()
+    }))
 }
 
 /// Duration statistics of one stage, in milliseconds.
@@ -150,7 +155,7 @@ pub struct SlowChild {
     /// First start to last end, in milliseconds (includes waiting between stages).
     pub span_ms: f64,
     /// Time in each stage, in milliseconds.
-    pub stage_ms: [f64; 3],
+    pub stage_ms: PerStage<f64>,
 }
 
 /// The `n` children with the longest span, slowest first.
@@ -161,9 +166,9 @@ pub fn slowest(children: &[ChildTimes], n: usize) -> Vec<SlowChild> {
         .map(|c| {
             let start = c.history.iter().map(|t| t.start_us).min().unwrap_or(0);
             let end = c.history.iter().map(|t| t.end_us).max().unwrap_or(0);
-            let mut stage_ms = [0.0; 3];
+            let mut stage_ms = PerStage::<f64>::default();
             for t in &c.history {
-                stage_ms[t.stage.position()] = ms(t);
+                stage_ms[t.stage] = ms(t);
             }
             SlowChild {
                 index: c.index,
@@ -187,8 +192,8 @@ fn bounds(children: &[ChildTimes]) -> Option<(u64, u64)> {
 
 /// Mean number of children running in each stage, over `bins` equal slices of the
 /// run's span.
-pub fn concurrency(children: &[ChildTimes], bins: usize) -> [Vec<f64>; 3] {
-    let mut out = [vec![0.0; bins], vec![0.0; bins], vec![0.0; bins]];
+pub fn concurrency(children: &[ChildTimes], bins: usize) -> PerStage<Vec<f64>> {
+    let mut out = PerStage::splat(vec![0.0; bins]);
     let Some((t0, t1)) = bounds(children) else {
         return out;
     };
@@ -196,7 +201,7 @@ pub fn concurrency(children: &[ChildTimes], bins: usize) -> [Vec<f64>; 3] {
     for t in children.iter().flat_map(|c| c.history.iter()) {
         let (s, e) = ((t.start_us - t0) as f64, (t.end_us.max(t.start_us) - t0) as f64);
         let (b0, b1) = ((s / width) as usize, ((e / width) as usize).min(bins - 1));
-        for (b, slot) in out[t.stage.position()]
+        for (b, slot) in out[t.stage]
             .iter_mut()
             .enumerate()
             .take(b1 + 1)
@@ -212,7 +217,7 @@ pub fn concurrency(children: &[ChildTimes], bins: usize) -> [Vec<f64>; 3] {
     out
 }
 
-const COLORS: [&str; 3] = ["#4e79a7", "#f28e2b", "#59a14f"];
+const COLORS: PerStage<&str> = PerStage(["#4e79a7", "#f28e2b", "#59a14f"]);
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -243,8 +248,7 @@ pub fn render_html(title: &str, title_rows: &[(String, String)], children: &[Chi
         let _ = write!(
             h,
             "<span class=\"k\" style=\"background:{}\"></span>{}",
-            COLORS[s.position()],
-            s
+            COLORS[s], s
         );
     }
     h.push_str("</div><h2>Stage durations (ms)</h2><table><tr><th>stage</th><th>children</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>");
@@ -267,7 +271,11 @@ pub fn render_html(title: &str, title_rows: &[(String, String)], children: &[Chi
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>",
-            s.index, s.span_ms, s.stage_ms[0], s.stage_ms[1], s.stage_ms[2]
+            s.index,
+            s.span_ms,
+            s.stage_ms[Stage::Procure],
+            s.stage_ms[Stage::Process],
+            s.stage_ms[Stage::Egress]
         );
     }
     h.push_str("</table></body></html>\n");
@@ -310,20 +318,20 @@ fn timeline_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
         "<h2>Timeline: children by index ({per_band} per row), time since the first start</h2><svg width=\"{W}\" height=\"{height:.0}\" viewBox=\"0 0 {W} {height:.0}\">"
     );
     axis(h, t0, t1, height - 22.0);
-    let mut groups: Vec<[Vec<(u64, u64)>; 3]> = (0..bands).map(|_| Default::default()).collect();
+    let mut groups: Vec<PerStage<Vec<(u64, u64)>>> = (0..bands).map(|_| Default::default()).collect();
     for c in children {
         let band = (c.index as usize / per_band).min(bands - 1);
         for t in &c.history {
-            groups[band][t.stage.position()].push((t.start_us, t.end_us));
+            groups[band][t.stage].push((t.start_us, t.end_us));
         }
     }
     for (b, g) in groups.iter_mut().enumerate() {
         let y = 10.0 + b as f64 * row_h;
-        for (p, v) in g.iter_mut().enumerate() {
+        for (stage, v) in g.iter_mut() {
             if v.is_empty() {
                 continue;
             }
-            let y = y + lane_h * p as f64;
+            let y = y + lane_h * stage.position() as f64;
             let lo = v.iter().map(|t| t.0).min().unwrap_or(t0);
             let hi = v.iter().map(|t| t.1).max().unwrap_or(t0);
             let mut starts: Vec<u64> = v.iter().map(|t| t.0).collect();
@@ -337,11 +345,11 @@ fn timeline_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
                 x(lo),
                 (x(hi) - x(lo)).max(0.5),
                 lane_h * 0.95,
-                COLORS[p],
+                COLORS[stage],
                 x(ms),
                 (x(me) - x(ms)).max(0.8),
                 lane_h * 0.95,
-                COLORS[p]
+                COLORS[stage]
             );
         }
         if b % (bands / 10).max(1) == 0 {
@@ -359,7 +367,7 @@ fn timeline_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
 fn concurrency_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
     let bins = 300;
     let series = concurrency(children, bins);
-    let peak = series.iter().flatten().copied().fold(1.0f64, f64::max);
+    let peak = series.values().flatten().copied().fold(1.0f64, f64::max);
     let height = 240.0;
     let plot_h = height - 40.0;
     let _ = write!(
@@ -367,7 +375,7 @@ fn concurrency_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
         "<h2>Concurrency over time (children running per stage, peak {peak:.1})</h2><svg width=\"{W}\" height=\"{height:.0}\" viewBox=\"0 0 {W} {height:.0}\">"
     );
     axis(h, t0, t1, height - 22.0);
-    for (p, s) in series.iter().enumerate() {
+    for (stage, s) in series.iter() {
         let mut pts = String::new();
         for (b, v) in s.iter().enumerate() {
             let x = LEFT + (W - LEFT - 10.0) * (b as f64 + 0.5) / bins as f64;
@@ -377,7 +385,7 @@ fn concurrency_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
         let _ = write!(
             h,
             "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>",
-            COLORS[p],
+            COLORS[stage],
             pts.trim_end()
         );
     }
@@ -433,7 +441,7 @@ mod tests {
         let cs: Vec<ChildTimes> = (0..4).map(|i| child(i, 0)).collect();
         let c = concurrency(&cs, 30);
         // 4 children, each 1 ms per stage; span 3 ms over 30 bins of 0.1 ms.
-        let busy: f64 = c[0].iter().sum::<f64>() * 0.1;
+        let busy: f64 = c[Stage::Procure].iter().sum::<f64>() * 0.1;
         assert!((busy - 4.0).abs() < 1e-6, "{busy}");
     }
 

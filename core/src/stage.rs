@@ -2,85 +2,20 @@
 //! executor schedules. Both call [`RunContext::run_child`], so what is tested
 //! locally is exactly what runs in Batch.
 
-use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use crate::exchange::{self, Completion, StageTiming};
 use crate::ids::IdFile;
 use crate::layout::RunLayout;
 use crate::manifest::Manifest;
+use crate::names::{Stage, object_key};
 use crate::store::{self, ObjectStore};
 use crate::workload;
 use crate::{Error, Result};
-
-/// The three stages, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    /// Stage 1: generate the child's records from its IDs.
-    Procure,
-    /// Stage 2: compute `total_cents`.
-    Process,
-    /// Stage 3: put the child's result in the object store.
-    Egress,
-}
-
-impl Stage {
-    /// All stages, in order.
-    pub const ALL: [Stage; 3] = [Stage::Procure, Stage::Process, Stage::Egress];
-
-    /// The stage's name as used on the command line and on disk.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Procure => "procure",
-            Stage::Process => "process",
-            Stage::Egress => "egress",
-        }
-    }
-
-    /// 0, 1, 2.
-    pub fn position(self) -> usize {
-        self as usize
-    }
-
-    /// The stage after this one.
-    pub fn next(self) -> Option<Stage> {
-        Stage::ALL.get(self.position() + 1).copied()
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Stage {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Stage::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "unknown stage {s:?}: expected procure, process or egress"
-            ))
-        })
-    }
-}
-
-/// The object key of child `index`'s result: `RUN_ID/results/IIIII.parquet`.
-pub fn object_key(run_id: &str, index: u32) -> String {
-    format!("{run_id}/results/{index:05}.parquet")
-}
-
-/// The key prefix holding a run's results.
-pub fn results_prefix(run_id: &str) -> String {
-    format!("{run_id}/results/")
-}
 
 /// Everything a child needs: the run's layout and manifest, the mapped ID file and
 /// the object store. Opened once per process and shared by all children in it.
@@ -134,15 +69,27 @@ impl RunContext {
         })
     }
 
-    /// The IDs child `index` owns, borrowed from the mapped ID file.
+    /// The IDs child `index` owns, borrowed from the mapped ID file, checked against
+    /// the manifest's range (O(K), so every child checks exactly what it uses).
     pub fn child_ids(&self, index: u32) -> Result<std::borrow::Cow<'_, [u64]>> {
         let range = self.manifest.plan.slice(index)?;
+        self.ids.check_range(self.manifest.first_id, range.clone())?;
         self.ids.ids(range)
+    }
+
+    /// Checks the whole ID file against the manifest's range. Commands that act on
+    /// a whole run (verify, rerun, report) call it before any work; a Batch child
+    /// checks only its own slice ([`RunContext::child_ids`]) and never reads the
+    /// rest of a file that may be 80 MB on EFS.
+    pub fn check_id_file(&self) -> Result<()> {
+        self.ids.check_all(self.manifest.first_id)
     }
 
     /// Runs `stage` for child `index` (attempt is 1-based) and returns what it wrote
     /// in its completion record.
     pub fn run_child(&self, stage: Stage, index: u32, attempt: u32) -> Result<Completion> {
+        // An index past the array is a bad argument, whatever the stage reads first.
+        self.manifest.plan.slice(index)?;
         let start_us = crate::time::now_micros();
         let run_id = self.layout.run_id();
         let timing = |now| StageTiming {
@@ -247,16 +194,22 @@ impl RunContext {
         Ok(())
     }
 
-    /// Checks whether child `index` has a complete, verified output of `stage`
-    /// (for egress: its object in the store). Used by rerun to skip finished work.
-    pub fn check_output(&self, stage: Stage, index: u32) -> Result<Completion> {
+    /// Checks whether child `index` has a complete, verified output of `stage`. Used
+    /// by rerun to skip finished work.
+    ///
+    /// For procure and process: the stage file decodes, is this child's of this run,
+    /// and holds the child's IDs. For egress: the object in the store passes exactly
+    /// the check [`crate::verify`] applies to it (every row against the workload), so
+    /// rerun never calls complete what verify would not pass, such as a stale object
+    /// of another run that reused this run id.
+    pub fn check_output(&self, stage: Stage, index: u32) -> Result<()> {
         match stage {
-            Stage::Procure | Stage::Process => Ok(self.read_stage_file(stage, index)?.completion),
+            Stage::Procure | Stage::Process => self.read_stage_file(stage, index).map(|_| ()),
             Stage::Egress => {
                 let key = object_key(self.layout.run_id(), index);
                 let bytes = self.store.get(&key)?;
-                let what = format!("{}/{key}", self.store.url());
-                Ok(self.check_decoded(Stage::Egress, index, &what, bytes)?.completion)
+                crate::verify::check_result(&self.manifest, index, bytes)
+                    .map_err(|why| Error::corrupt(format!("{}/{key}", self.store.url()), why))
             }
         }
     }

@@ -73,7 +73,28 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
              expected file://DIR"
         )));
     }
+    if let Some(scheme) = scheme_like(url) {
+        return Err(Error::InvalidInput(format!(
+            "bucket {url:?} starts like a URL ({scheme}:) but is not one: use file://DIR, \
+             s3://BUCKET[/PREFIX], or a plain directory path"
+        )));
+    }
+    if url.is_empty() {
+        return Err(Error::InvalidInput(
+            "bucket is empty: use file://DIR, s3://BUCKET[/PREFIX], or a directory path".into(),
+        ));
+    }
     Ok(Arc::new(LocalStore::new(Path::new(url))?))
+}
+
+/// `file` for `file:relative`: a scheme (RFC 3986 letters, digits, `+ - .`) and a
+/// colon at the start. A plain path such as `data/bucket` has none.
+fn scheme_like(s: &str) -> Option<&str> {
+    let (scheme, _) = s.split_once(':')?;
+    let mut b = scheme.bytes();
+    let ok = b.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    ok.then_some(scheme)
 }
 
 /// Checks an object key: non-empty `/`-separated segments, none empty, `.` or `..`,
@@ -412,5 +433,12 @@ mod tests {
         let err = open("gs://b/p").unwrap_err().to_string();
         assert!(err.contains("gs://"), "{err}");
         assert!(open("file://").is_err());
+        let err = open("file:relative").unwrap_err().to_string();
+        assert!(
+            err.contains("file://DIR") && err.contains("\"file:relative\""),
+            "{err}"
+        );
+        assert!(open("s3:bucket").is_err());
+        assert!(open("").is_err());
     }
 }

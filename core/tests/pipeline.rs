@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use tandem_core::executor::{self, ExecutorConfig, Task};
+use tandem_core::names::{Stage, object_key};
 use tandem_core::prepare::{PrepareOptions, prepare};
-use tandem_core::stage::{RunContext, Stage, object_key};
+use tandem_core::stage::RunContext;
 use tandem_core::verify::verify;
 use tandem_core::workload;
 
@@ -16,13 +17,17 @@ fn opts(root: &Path, records: u64, k: u64) -> PrepareOptions {
         first_id: 1,
         ids_per_node: k,
         seed: 42,
-        bucket: format!("file://{}", root.join("bucket").display()),
+        overwrite: false,
     }
+}
+
+fn bucket(root: &Path) -> std::sync::Arc<dyn tandem_core::store::ObjectStore> {
+    tandem_core::store::open(&format!("file://{}", root.join("bucket").display())).unwrap()
 }
 
 /// Prepares and executes a run of `records` IDs, `k` per child.
 fn executed_run(root: &Path, records: u64, k: u64) -> RunContext {
-    let (layout, _) = prepare(&opts(root, records, k)).unwrap();
+    let (layout, _) = prepare(&opts(root, records, k), bucket(root).as_ref()).unwrap();
     let ctx = RunContext::open(layout.root(), layout.run_id(), None).unwrap();
     let ex = executor::execute(
         &ctx,
@@ -77,7 +82,7 @@ fn rerun_skips_finished_children_and_resumes_from_the_first_missing_stage() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = executed_run(dir.path(), 100, 10);
     let layout = ctx.layout.clone();
-    assert!(executor::rerun_tasks(&ctx, 2).is_empty());
+    assert!(executor::rerun_tasks(&ctx, 2).unwrap().is_empty());
     let run = layout.run_id();
     ctx.store.delete(&object_key(run, 2)).unwrap();
     ctx.store.delete(&object_key(run, 4)).unwrap();
@@ -88,7 +93,7 @@ fn rerun_skips_finished_children_and_resumes_from_the_first_missing_stage() {
     std::fs::write(&p7, &b[..b.len() / 2]).unwrap();
     std::fs::remove_file(layout.stage_file(Stage::Process, 7)).unwrap();
     ctx.store.delete(&object_key(run, 7)).unwrap();
-    let tasks = executor::rerun_tasks(&ctx, 2);
+    let tasks = executor::rerun_tasks(&ctx, 2).unwrap();
     assert_eq!(
         tasks,
         vec![
@@ -109,13 +114,13 @@ fn rerun_skips_finished_children_and_resumes_from_the_first_missing_stage() {
     let ex = executor::execute(&ctx, &tasks, &ExecutorConfig::new(2, 1), &|_| {});
     assert!(ex.failures().is_empty());
     assert!(verify(&ctx.manifest, ctx.store.as_ref(), 2).unwrap().ok);
-    assert!(executor::rerun_tasks(&ctx, 2).is_empty());
+    assert!(executor::rerun_tasks(&ctx, 2).unwrap().is_empty());
 }
 
 #[test]
 fn a_retried_child_overwrites_its_outputs_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (layout, _) = prepare(&opts(dir.path(), 50, 10)).unwrap();
+    let (layout, _) = prepare(&opts(dir.path(), 50, 10), bucket(dir.path()).as_ref()).unwrap();
     let ctx = RunContext::open(layout.root(), layout.run_id(), None).unwrap();
     for attempt in 1..=3 {
         for stage in Stage::ALL {
@@ -123,7 +128,9 @@ fn a_retried_child_overwrites_its_outputs_cleanly() {
             assert_eq!(c.history.last().unwrap().attempt, attempt);
         }
     }
-    let c = ctx.check_output(Stage::Egress, 1).unwrap();
+    ctx.check_output(Stage::Egress, 1).unwrap();
+    let object = ctx.store.get(&object_key(layout.run_id(), 1)).unwrap();
+    let c = tandem_core::exchange::read_completion("object", &object).unwrap();
     assert_eq!(c.history.len(), 3);
     assert_eq!(c.digest, workload::expected(11, 10, 42));
 }
@@ -131,7 +138,7 @@ fn a_retried_child_overwrites_its_outputs_cleanly() {
 #[test]
 fn a_stage_refuses_input_from_another_child_or_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (layout, _) = prepare(&opts(dir.path(), 50, 10)).unwrap();
+    let (layout, _) = prepare(&opts(dir.path(), 50, 10), bucket(dir.path()).as_ref()).unwrap();
     let ctx = RunContext::open(layout.root(), layout.run_id(), None).unwrap();
     ctx.run_child(Stage::Procure, 0, 1).unwrap();
     ctx.run_child(Stage::Procure, 1, 1).unwrap();
@@ -155,19 +162,39 @@ fn a_stage_refuses_input_from_another_child_or_run() {
 fn prepare_refuses_bad_input_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path(), 0, 40);
-    assert!(prepare(&o).unwrap_err().to_string().contains("--records"));
+    assert!(
+        prepare(&o, bucket(dir.path()).as_ref())
+            .unwrap_err()
+            .to_string()
+            .contains("--records")
+    );
     o.records = 10;
     o.first_id = u64::MAX - 3;
-    assert!(prepare(&o).unwrap_err().to_string().contains("--first-id"));
+    assert!(
+        prepare(&o, bucket(dir.path()).as_ref())
+            .unwrap_err()
+            .to_string()
+            .contains("--first-id")
+    );
     o.first_id = 1;
     o.run_id = Some("same".into());
-    prepare(&o).unwrap();
-    assert!(prepare(&o).unwrap_err().to_string().contains("already exists"));
+    prepare(&o, bucket(dir.path()).as_ref()).unwrap();
+    assert!(
+        prepare(&o, bucket(dir.path()).as_ref())
+            .unwrap_err()
+            .to_string()
+            .contains("already exists")
+    );
     // A root under a regular file cannot be created.
     std::fs::write(dir.path().join("file"), b"x").unwrap();
     o.root = dir.path().join("file").join("vol");
     o.run_id = None;
-    assert!(prepare(&o).unwrap_err().to_string().contains("not writable"));
+    assert!(
+        prepare(&o, bucket(dir.path()).as_ref())
+            .unwrap_err()
+            .to_string()
+            .contains("not writable")
+    );
 }
 
 #[test]
@@ -175,7 +202,7 @@ fn unknown_run_lists_the_runs_there_are() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path(), 10, 5);
     o.run_id = Some("known-run".into());
-    prepare(&o).unwrap();
+    prepare(&o, bucket(dir.path()).as_ref()).unwrap();
     let err = RunContext::open(&o.root, "nope", None).unwrap_err();
     assert!(err.is_not_found());
     let msg = err.to_string();
@@ -185,7 +212,7 @@ fn unknown_run_lists_the_runs_there_are() {
 #[test]
 fn a_truncated_id_file_is_refused_when_a_child_opens_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (layout, _) = prepare(&opts(dir.path(), 1000, 10)).unwrap();
+    let (layout, _) = prepare(&opts(dir.path(), 1000, 10), bucket(dir.path()).as_ref()).unwrap();
     let b = std::fs::read(layout.ids()).unwrap();
     std::fs::write(layout.ids(), &b[..b.len() - 20]).unwrap();
     let err = RunContext::open(layout.root(), layout.run_id(), None)

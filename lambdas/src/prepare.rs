@@ -59,6 +59,15 @@ pub struct PrepareOutput {
     pub ids_per_node: u64,
 }
 
+/// [`handle`] from async code (the Lambda runtime): prepare writes files and opens
+/// the bucket with blocking calls (tandem-aws runs its own runtime for them), so it
+/// runs on a blocking thread rather than on the runtime driving the function.
+pub async fn handle_async(config: Config, event: PrepareEvent) -> Result<PrepareOutput, String> {
+    tokio::task::spawn_blocking(move || handle(&config, event))
+        .await
+        .map_err(|e| format!("prepare did not finish: {e}"))?
+}
+
 /// Prepares a run. Errors are messages for the Step Functions execution history.
 pub fn handle(config: &Config, event: PrepareEvent) -> Result<PrepareOutput, String> {
     let opts = PrepareOptions {
@@ -68,9 +77,10 @@ pub fn handle(config: &Config, event: PrepareEvent) -> Result<PrepareOutput, Str
         first_id: event.first_id.unwrap_or(1),
         ids_per_node: event.ids_per_node.unwrap_or(40),
         seed: event.seed.unwrap_or(DEFAULT_SEED),
-        bucket: config.bucket.clone(),
+        overwrite: false,
     };
-    let (_, m) = prepare(&opts).map_err(|e| e.to_string())?;
+    let store = tandem_aws::open_store(&config.bucket).map_err(|e| tandem_core::error::chain(&e))?;
+    let (_, m) = prepare(&opts, store.as_ref()).map_err(|e| tandem_core::error::chain(&e))?;
     Ok(PrepareOutput {
         run_id: m.run_id.clone(),
         array_size: m.plan.array_size,
@@ -88,7 +98,7 @@ mod tests {
     fn config(dir: &std::path::Path) -> Config {
         Config {
             root: dir.join("efs"),
-            bucket: "s3://results/runs".into(),
+            bucket: format!("file://{}", dir.join("bucket").display()),
         }
     }
 
@@ -132,6 +142,29 @@ mod tests {
         };
         let err = handle(&config(dir.path()), event).unwrap_err();
         assert!(err.contains("--ids-per-node 100"), "{err}");
+    }
+
+    #[test]
+    #[ignore = "needs the emulator"]
+    fn prepares_from_the_lambda_runtime_with_an_s3_bucket() {
+        let aws = tandem_aws::fixtures::emulator();
+        let bucket = tandem_aws::fixtures::bucket(&aws, "tandem-lambda-prepare");
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            root: dir.path().join("efs"),
+            bucket: format!("{bucket}/runs"),
+        };
+        let event = PrepareEvent {
+            records: Some(1000),
+            ..Default::default()
+        };
+        // As in the function: the handler runs on a multi-threaded runtime.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = rt.block_on(handle_async(config, event)).unwrap();
+        assert_eq!(out.array_size, 25);
     }
 
     #[test]
