@@ -618,3 +618,175 @@ fn api_serve_answers_over_http_and_keeps_its_data() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn a_closed_stdout_exits_0_and_a_closed_stderr_does_not_panic() {
+    let env = Env::new();
+    let (_, lt) = loadtest(&env, &["--keep"]);
+    for (stdout_closed, args) in [
+        (true, vec!["verify", "--run", lt.run_id.as_str(), "--json"]),
+        (true, vec!["verify", "--run", lt.run_id.as_str()]),
+        (false, vec!["verify", "--run", "no-such-run"]),
+        (false, vec!["rerun", "--run", lt.run_id.as_str()]),
+    ] {
+        // A pipe whose reading end is gone: every write to it fails with EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+        cmd.args(&args)
+            .env("TANDEM_ROOT", env.root())
+            .env("TANDEM_BUCKET", env.bucket())
+            .current_dir(env.dir.path());
+        if stdout_closed {
+            cmd.stdout(writer);
+        } else {
+            cmd.stderr(writer);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+        assert!(!text.contains("panicked"), "{args:?}: {text}");
+        let want = if args[2] == "no-such-run" { 2 } else { 0 };
+        assert_eq!(code(&out), want, "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn a_run_id_whose_results_exist_in_the_bucket_is_refused_unless_overwritten() {
+    let env = Env::new();
+    let (out, _) = loadtest(&env, &["--run-id", "nightly", "--keep"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Another volume (another machine), the same bucket.
+    let other = env.dir.path().join("vol2");
+    let args = [
+        "prepare",
+        "--records",
+        "1000",
+        "--run-id",
+        "nightly",
+        "--root",
+        other.to_str().unwrap(),
+    ];
+    let out = env.tandem(&args);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("already holds 25 result objects of a run named \"nightly\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !other.join("nightly").exists(),
+        "a refused prepare left its run behind"
+    );
+    let mut again = args.to_vec();
+    again.push("--overwrite");
+    let out = env.tandem(&again);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The first run's results are gone: its verify says so, by child.
+    let out = env.tandem(&["verify", "--run", "nightly", "--json"]);
+    let v: Verify = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.missing_objects.len(), 25);
+}
+
+#[test]
+fn a_foreign_or_altered_id_file_stops_every_command_before_it_runs() {
+    let env = Env::new();
+    let (_, lt) = loadtest(&env, &["--keep"]);
+    // Another run with the same count but other IDs.
+    let out = env.tandem(&[
+        "prepare",
+        "--records",
+        "1000",
+        "--first-id",
+        "5001",
+        "--run-id",
+        "other",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids = env.root().join(&lt.run_id).join("ids.arrow");
+    std::fs::copy(env.root().join("other/ids.arrow"), &ids).unwrap();
+    let before = std::fs::read(
+        env.dir
+            .path()
+            .join("bucket")
+            .join(&lt.run_id)
+            .join("results/00000.parquet"),
+    )
+    .unwrap();
+    for args in [
+        vec!["verify", "--run", lt.run_id.as_str()],
+        vec!["rerun", "--run", lt.run_id.as_str()],
+        vec![
+            "worker",
+            "--run",
+            lt.run_id.as_str(),
+            "--stage",
+            "procure",
+            "--index",
+            "3",
+        ],
+    ] {
+        let out = env.tandem(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("ids.arrow: does not hold this run's IDs: position"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let after = std::fs::read(
+        env.dir
+            .path()
+            .join("bucket")
+            .join(&lt.run_id)
+            .join("results/00000.parquet"),
+    )
+    .unwrap();
+    assert_eq!(before, after, "a result was rewritten from a foreign ID file");
+}
+
+#[test]
+fn verify_names_children_with_wrong_values_and_unreadable_objects() {
+    let env = Env::new();
+    let (_, lt) = loadtest(&env, &["--keep"]);
+    // A result of another seed where child 2's should be: the same IDs, other values.
+    let out = env.tandem(&[
+        "loadtest",
+        "--records",
+        "1000",
+        "--seed",
+        "7",
+        "--run-id",
+        "seven",
+        "--keep",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = env.dir.path().join("bucket");
+    std::fs::copy(
+        results.join("seven/results/00002.parquet"),
+        results.join(&lt.run_id).join("results/00002.parquet"),
+    )
+    .unwrap();
+    // A directory where child 9's object should be.
+    let nine = results.join(&lt.run_id).join("results/00009.parquet");
+    std::fs::remove_file(&nine).unwrap();
+    std::fs::create_dir(&nine).unwrap();
+    let out = env.tandem(&["verify", "--run", &lt.run_id, "--json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["indices_with_wrong_values"], serde_json::json!([2]));
+    assert_eq!(v["wrong_values"], 40);
+    assert_eq!(v["unreadable_objects"][0][0], 9);
+    assert!(
+        v["unreadable_objects"][0][1]
+            .as_str()
+            .unwrap()
+            .contains("Is a directory"),
+        "{v}"
+    );
+    // rerun agrees: child 2 is redone (its object is a stale one, not complete).
+    std::fs::remove_dir(&nine).unwrap();
+    let out = env.tandem(&["rerun", "--run", &lt.run_id, "--json"]);
+    let r: Rerun = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((r.children_rerun, r.from_stage), (2, [0, 0, 2]));
+    assert!(env.tandem(&["verify", "--run", &lt.run_id]).status.success());
+}
