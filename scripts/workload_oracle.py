@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-# Vendored from the team's reference (shared/workload_oracle.py) so the repository is
-# self-contained; scripts/test.sh checks tandem against it. Keep the two identical.
+# The reference answer, computed from the formulas alone (docs/workload.md); the
+# repository carries it so that scripts/test.sh can check tandem against it.
 """Exact answer for the reference workload (see workload.md).
 
 usage: workload_oracle.py N [first_id] [seed]

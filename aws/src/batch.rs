@@ -847,7 +847,11 @@ mod tests {
         let fail = mock!(Client::submit_job)
             .match_requests(|r| r.job_name().is_some_and(|n| n.ends_with("egress")))
             .then_error(|| {
-                SubmitJobError::ClientException(ClientException::builder().message("JobQueue q3 not found").build())
+                SubmitJobError::ClientException(
+                    ClientException::builder()
+                        .message("JobQueue q3 not found")
+                        .build(),
+                )
             });
         (ok, fail)
     }

@@ -1,6 +1,6 @@
 //! Deterministic inputs for the criterion benchmarks in `benches/`.
 //!
-//! Every benchmark computes the reference workload (`shared/workload.md`), so the
+//! Every benchmark computes the reference workload (`docs/workload.md`), so the
 //! inputs are the IDs and batches one array child sees.
 
 use arrow_array::RecordBatch;

@@ -344,7 +344,13 @@ struct LoadtestOutput {
     report: Option<String>,
 }
 
-fn write_report(path: &std::path::Path, ctx: &RunContext, children: &[ChildTimes]) -> Result<()> {
+fn write_report(
+    path: &std::path::Path,
+    ctx: &RunContext,
+    children: &[ChildTimes],
+    failures: &[report::ChildFailure],
+    outcome: Result<(), &str>,
+) -> Result<()> {
     let m = &ctx.manifest;
     let rows = vec![
         ("run".to_string(), m.run_id.clone()),
@@ -352,10 +358,22 @@ fn write_report(path: &std::path::Path, ctx: &RunContext, children: &[ChildTimes
         ("ids per node".to_string(), m.plan.ids_per_node.to_string()),
         ("array size".to_string(), m.plan.array_size.to_string()),
         ("children with timings".to_string(), children.len().to_string()),
+        ("failed children".to_string(), failures.len().to_string()),
         ("prepared".to_string(), m.created_at.clone()),
     ];
-    let html = report::render_html(&format!("tandem run {}", m.run_id), &rows, children);
+    let html = report::render_html(&report::ReportInput {
+        title: &format!("tandem run {}", m.run_id),
+        rows: &rows,
+        children,
+        failures,
+        outcome,
+    });
     std::fs::write(path, html).with_context(|| format!("writing the report to {}", path.display()))
+}
+
+/// "1 child" / "3 children".
+fn count_children(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "child" } else { "children" })
 }
 
 fn loadtest(a: LoadtestArgs) -> Result<()> {
@@ -385,10 +403,17 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
     let total = t0.elapsed();
 
     let children = report::from_execution(&ex);
+    let failures = report::failures_from_execution(&ex);
+    let ok = v.ok && failures.is_empty();
     if let Some(path) = &a.report {
-        write_report(path, &ctx, &children)?;
+        let why = if !failures.is_empty() {
+            format!("{} failed", count_children(failures.len()))
+        } else {
+            format!("verification failed: {}", v.problems().join("; "))
+        };
+        let outcome = if ok { Ok(()) } else { Err(why.as_str()) };
+        write_report(path, &ctx, &children, &failures, outcome)?;
     }
-    let ok = v.ok && ex.failures().is_empty();
     let keep = a.keep || !ok;
     let t2 = Instant::now();
     if !keep {
@@ -557,6 +582,7 @@ struct ReportOutput {
     run_id: String,
     children_with_timings: usize,
     array_size: u32,
+    failed: Vec<report::ChildFailure>,
     stages: Vec<StageStats>,
     slowest: Vec<report::SlowChild>,
     output: String,
@@ -565,14 +591,21 @@ struct ReportOutput {
 fn report_cmd(a: ReportArgs) -> Result<()> {
     let ctx = open_run(&a.run)?;
     ctx.check_id_file()?;
-    let children = report::collect(&ctx, reader_threads(&ctx.store.url()))?;
-    write_report(&a.output, &ctx, &children)?;
+    let (children, failures) = report::collect(&ctx, reader_threads(&ctx.store.url()))?;
+    let why = format!("{} without a complete result", count_children(failures.len()));
+    let outcome = if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(why.as_str())
+    };
+    write_report(&a.output, &ctx, &children, &failures, outcome)?;
     let stats = report::stage_stats(&children);
     if a.json {
         output::json(&ReportOutput {
             run_id: ctx.manifest.run_id.clone(),
             children_with_timings: children.len(),
             array_size: ctx.manifest.plan.array_size,
+            failed: failures,
             stages: stats,
             slowest: report::slowest(&children, 10),
             output: a.output.display().to_string(),

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use serde::Deserialize;
 
-/// `python3 shared/workload_oracle.py 1000`
+/// `python3 scripts/workload_oracle.py 1000`
 const ORACLE_1000: u64 = 2_449_902_434;
 
 struct Env {

@@ -60,34 +60,104 @@ pub fn from_execution(ex: &Execution) -> Vec<ChildTimes> {
         .collect()
 }
 
-/// Children's timings read from a run's files: the egressed object's footer, or
-/// for a child that did not get that far, its latest stage file.
-pub fn collect(ctx: &RunContext, threads: usize) -> crate::Result<Vec<ChildTimes>> {
+/// A child that did not finish, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildFailure {
+    /// Array index.
+    pub index: u32,
+    /// The stage that failed (or the first stage with no output).
+    pub stage: Stage,
+    /// Why, as the executor, Batch or the files say.
+    pub reason: String,
+}
+
+/// The children that failed in an in-process execution (a failed stage, not the
+/// later stages that failed as its dependents).
+pub fn failures_from_execution(ex: &Execution) -> Vec<ChildFailure> {
+    ex.failures()
+        .into_iter()
+        .map(|(index, stage, reason)| ChildFailure { index, stage, reason })
+        .collect()
+}
+
+/// One entry of the failed-children list `tandem watch` writes next to a run.
+#[derive(serde::Deserialize)]
+struct ListedFailure {
+    stage: Stage,
+    index: u32,
+    reason: String,
+}
+
+/// Children's timings read from a run's files (the egressed object's footer, or for
+/// a child that did not get that far, its latest stage file), and the children
+/// without a complete result: the stage they stopped at and why (Batch's reason when
+/// `tandem watch` left the list of failed children next to the run).
+pub fn collect(ctx: &RunContext, threads: usize) -> crate::Result<(Vec<ChildTimes>, Vec<ChildFailure>)> {
     use rayon::prelude::*;
     let run_id = ctx.layout.run_id();
+    let listed: std::collections::HashMap<(Stage, u32), String> =
+        std::fs::read(ctx.layout.dir().join("failed-children.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<ListedFailure>>(&b).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| ((f.stage, f.index), f.reason))
+            .collect();
     let pool = crate::verify::reader_pool(threads)?;
-    Ok(pool.install(|| {
+    let per_child: Vec<(Option<ChildTimes>, Option<ChildFailure>)> = pool.install(|| {
         (0..ctx.manifest.plan.array_size)
             .into_par_iter()
-            .filter_map(|index| {
-                let from_object = ctx
+            .map(|index| {
+                let mine = |c: exchange::Completion| (c.run_id == run_id && c.index == index).then_some(c);
+                let object = ctx
                     .store
                     .get(&object_key(run_id, index))
-                    .ok()
-                    .and_then(|b| exchange::read_completion("object", &b).ok());
-                let found = from_object.or_else(|| {
-                    [Stage::Process, Stage::Procure].into_iter().find_map(|st| {
-                        let b = std::fs::read(ctx.layout.stage_file(st, index)).ok()?;
-                        exchange::read_completion("file", &bytes::Bytes::from(b)).ok()
-                    })
-                })?;
-                (found.run_id == run_id && found.index == index).then_some(ChildTimes {
+                    .and_then(|b| exchange::read_completion("object", &b));
+                let (found, missing) = match object {
+                    Ok(c) if mine(c.clone()).is_some() => (Some(c), None),
+                    other => {
+                        let why = match other {
+                            Err(e) if e.is_not_found() => "no result object".to_string(),
+                            Err(e) => format!("result object unreadable: {}", crate::error::chain(&e)),
+                            Ok(_) => "the result object belongs to another run or child".to_string(),
+                        };
+                        let latest = [Stage::Process, Stage::Procure].into_iter().find_map(|st| {
+                            let b = std::fs::read(ctx.layout.stage_file(st, index)).ok()?;
+                            exchange::read_completion("file", &bytes::Bytes::from(b))
+                                .ok()
+                                .and_then(mine)
+                        });
+                        let stopped = latest
+                            .as_ref()
+                            .and_then(|c| c.stage.next())
+                            .unwrap_or(Stage::Procure);
+                        let reason = listed
+                            .get(&(stopped, index))
+                            .cloned()
+                            .unwrap_or_else(|| format!("{why}; no {stopped} output"));
+                        (
+                            latest,
+                            Some(ChildFailure {
+                                index,
+                                stage: stopped,
+                                reason,
+                            }),
+                        )
+                    }
+                };
+                let times = found.map(|c| ChildTimes {
                     index,
-                    history: found.history,
-                })
+                    history: c.history,
+                });
+                (times, missing)
             })
             .collect()
-    }))
+    });
+    let (times, failures): (Vec<_>, Vec<_>) = per_child.into_iter().unzip();
+    Ok((
+        times.into_iter().flatten().collect(),
+        failures.into_iter().flatten().collect(),
+    ))
 }
 
 /// Duration statistics of one stage, in milliseconds.
@@ -226,8 +296,28 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Renders the report. `title_rows` are (label, value) pairs shown at the top.
-pub fn render_html(title: &str, title_rows: &[(String, String)], children: &[ChildTimes]) -> String {
+/// What a report shows.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportInput<'a> {
+    /// The page title.
+    pub title: &'a str,
+    /// (label, value) pairs shown at the top.
+    pub rows: &'a [(String, String)],
+    /// Every child's timings.
+    pub children: &'a [ChildTimes],
+    /// The children that did not finish.
+    pub failures: &'a [ChildFailure],
+    /// Whether the run succeeded (every child finished and, where it was checked,
+    /// verification passed), and if not, why, in one line.
+    pub outcome: Result<(), &'a str>,
+}
+
+/// Rows of the failed-children table the page lists in full.
+const FAILURES_SHOWN: usize = 200;
+
+/// Renders the report.
+pub fn render_html(r: &ReportInput<'_>) -> String {
+    let children = r.children;
     let mut h = String::with_capacity(64 * 1024);
     let _ = write!(
         h,
@@ -235,11 +325,24 @@ pub fn render_html(title: &str, title_rows: &[(String, String)], children: &[Chi
          body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}}\
          table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}}\
          th:first-child,td:first-child{{text-align:left}}h2{{margin-top:28px;font-size:17px}}svg{{background:#fafafa;border:1px solid #eee}}\
-         .k{{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}}</style></head><body><h1>{}</h1><table>",
-        esc(title),
-        esc(title)
+         .k{{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}}\
+         .status{{padding:8px 12px;border-radius:4px;font-weight:600}}.ok{{background:#e6f4e6;color:#1d5e1d}}\
+         .bad{{background:#fde8e8;color:#8a1010}}td.reason{{text-align:left}}</style></head><body><h1>{}</h1>",
+        esc(r.title),
+        esc(r.title)
     );
-    for (k, v) in title_rows {
+    match r.outcome {
+        Ok(()) => h.push_str("<p class=\"status ok\">The run succeeded: every child finished.</p>"),
+        Err(why) => {
+            let _ = write!(
+                h,
+                "<p class=\"status bad\">The run did not succeed: {}</p>",
+                esc(why)
+            );
+        }
+    }
+    h.push_str("<table>");
+    for (k, v) in r.rows {
         let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
     }
     h.push_str("</table>");
@@ -249,6 +352,12 @@ pub fn render_html(title: &str, title_rows: &[(String, String)], children: &[Chi
             h,
             "<span class=\"k\" style=\"background:{}\"></span>{}",
             COLORS[s], s
+        );
+    }
+    if !r.failures.is_empty() {
+        let _ = write!(
+            h,
+            "<span class=\"k\" style=\"background:{FAILED}\"></span>failed child"
         );
     }
     h.push_str("</div><h2>Stage durations (ms)</h2><table><tr><th>stage</th><th>children</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>");
@@ -261,10 +370,34 @@ pub fn render_html(title: &str, title_rows: &[(String, String)], children: &[Chi
     }
     h.push_str("</table>");
     if let Some((t0, t1)) = bounds(children) {
-        timeline_svg(&mut h, children, t0, t1);
+        timeline_svg(&mut h, children, r.failures, t0, t1);
         concurrency_svg(&mut h, children, t0, t1);
     } else {
         h.push_str("<p>No child has completed a stage yet: nothing to draw.</p>");
+    }
+    if !r.failures.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Failed children ({})</h2><table><tr><th>index</th><th>stage</th><th style=\"text-align:left\">reason</th></tr>",
+            r.failures.len()
+        );
+        for f in r.failures.iter().take(FAILURES_SHOWN) {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"reason\">{}</td></tr>",
+                f.index,
+                f.stage,
+                esc(&f.reason)
+            );
+        }
+        h.push_str("</table>");
+        if r.failures.len() > FAILURES_SHOWN {
+            let _ = write!(
+                h,
+                "<p>... and {} more failed children.</p>",
+                r.failures.len() - FAILURES_SHOWN
+            );
+        }
     }
     h.push_str("<h2>Slowest children</h2><table><tr><th>index</th><th>span ms</th><th>procure ms</th><th>process ms</th><th>egress ms</th></tr>");
     for s in slowest(children, 15) {
@@ -281,6 +414,9 @@ pub fn render_html(title: &str, title_rows: &[(String, String)], children: &[Chi
     h.push_str("</table></body></html>\n");
     h
 }
+
+/// The colour failed children are marked with.
+const FAILED: &str = "#d62728";
 
 const W: f64 = 1000.0;
 const LEFT: f64 = 60.0;
@@ -305,8 +441,17 @@ fn axis(h: &mut String, t0: u64, t1: u64, y: f64) {
 /// bar from the band's first start to its last end and a solid bar between the
 /// median start and the median end. The N_TO_N "fade" is the three lanes sliding
 /// right together, each band's later stages starting before the next band's first.
-fn timeline_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
-    let max_index = children.iter().map(|c| c.index).max().unwrap_or(0) as usize + 1;
+///
+/// A band holding failed children gets a red mark in the left margin (its tooltip
+/// counts them), so where the failures sit in the array shows at a glance.
+fn timeline_svg(h: &mut String, children: &[ChildTimes], failures: &[ChildFailure], t0: u64, t1: u64) {
+    let max_index = children
+        .iter()
+        .map(|c| c.index)
+        .chain(failures.iter().map(|f| f.index))
+        .max()
+        .unwrap_or(0) as usize
+        + 1;
     let bands = max_index.min(200);
     let per_band = max_index.div_ceil(bands);
     let row_h = (900.0 / bands as f64).clamp(4.5, 18.0);
@@ -350,6 +495,21 @@ fn timeline_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
                 (x(me) - x(ms)).max(0.8),
                 lane_h * 0.95,
                 COLORS[stage]
+            );
+        }
+        let failed = failures
+            .iter()
+            .filter(|f| (f.index as usize / per_band).min(bands - 1) == b)
+            .count();
+        if failed > 0 {
+            let _ = write!(
+                h,
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"6\" height=\"{:.1}\" fill=\"{FAILED}\"><title>{failed} failed {} in indices {}..{}</title></rect>",
+                LEFT - 8.0,
+                (row_h * 0.95).max(1.0),
+                if failed == 1 { "child" } else { "children" },
+                b * per_band,
+                (b + 1) * per_band - 1
             );
         }
         if b % (bands / 10).max(1) == 0 {
@@ -448,9 +608,44 @@ mod tests {
     #[test]
     fn html_is_self_contained() {
         let cs: Vec<ChildTimes> = (0..10_000).map(|i| child(i, u64::from(i) * 10)).collect();
-        let html = render_html("run <x>", &[("records".into(), "400000".into())], &cs);
+        let html = render_html(&ReportInput {
+            title: "run <x>",
+            rows: &[("records".into(), "400000".into())],
+            children: &cs,
+            failures: &[],
+            outcome: Ok(()),
+        });
         assert!(html.contains("<svg") && html.contains("run &lt;x&gt;"));
+        assert!(html.contains("The run succeeded"));
         assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
         assert!(html.len() < 2_000_000, "{} bytes", html.len());
+    }
+
+    #[test]
+    fn failed_children_are_listed_and_marked_and_the_top_says_so() {
+        let cs: Vec<ChildTimes> = (0..100)
+            .filter(|i| *i != 42)
+            .map(|i| child(i, u64::from(i) * 10))
+            .collect();
+        let failures = [ChildFailure {
+            index: 42,
+            stage: Stage::Process,
+            reason: "injected <failure>".into(),
+        }];
+        let html = render_html(&ReportInput {
+            title: "run",
+            rows: &[],
+            children: &cs,
+            failures: &failures,
+            outcome: Err("1 child failed"),
+        });
+        assert!(html.contains("The run did not succeed: 1 child failed"));
+        assert!(
+            html.contains("<td>42</td><td>process</td><td class=\"reason\">injected &lt;failure&gt;</td>")
+        );
+        assert!(
+            html.contains("<title>1 failed child in indices 42..42</title>"),
+            "{html}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The reference workload (`shared/workload.md`): record generation (stage 1,
+//! The reference workload (`docs/workload.md`): record generation (stage 1,
 //! "procure"), processing (stage 2, "process") and the exact answer.
 //!
 //! Pure functions over `&[u64]` and `RecordBatch`: no I/O, so benchmarks measure
@@ -275,14 +275,14 @@ mod tests {
 
     #[test]
     fn expected_matches_the_python_oracle_for_1000() {
-        // python3 shared/workload_oracle.py 1000
+        // python3 scripts/workload_oracle.py 1000
         let d = expected(1, 1000, 42);
         assert_eq!(d.rows, 1000);
         assert_eq!(d.id_sum, 500_500);
         assert_eq!(d.checksum, ORACLE_1000);
     }
 
-    /// `python3 shared/workload_oracle.py 1000` -> checksum.
+    /// `python3 scripts/workload_oracle.py 1000` -> checksum.
     const ORACLE_1000: u64 = 2_449_902_434;
 
     #[test]

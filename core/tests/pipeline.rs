@@ -46,7 +46,7 @@ fn a_run_verifies_against_the_oracle_for_any_k() {
         let ctx = executed_run(dir.path(), 1000, k);
         let report = verify(&ctx.manifest, ctx.store.as_ref(), 2).unwrap();
         assert!(report.ok, "K={k}: {:?}", report.problems());
-        // `python3 shared/workload_oracle.py 1000`
+        // `python3 scripts/workload_oracle.py 1000`
         assert_eq!(report.checksum, 2_449_902_434);
         assert_eq!(report.rows, 1000);
     }
