@@ -3,36 +3,19 @@
 #
 # usage: scripts/emulator.sh CMD [ARGS...]
 #
-# Installs moto[server] (pinned) into a virtualenv when the machine has no matching
-# moto_server, starts it on a free port, waits until it answers, switches its Batch
+# Uses moto[server] (pinned) from the tools virtualenv (scripts/tools.sh installs it
+# on first use), starts it on a free port, waits until it answers, switches its Batch
 # backend to "no docker" (jobs are accepted and described, never run), exports the
 # standard AWS variables (AWS_ENDPOINT_URL, AWS_REGION, test credentials), runs CMD,
 # and stops the server by PID whatever happens. Exits with CMD's status.
 #
-# env: TANDEM_VENV  virtualenv for moto (default: ~/.cache/tandem/venv)
+# env: TANDEM_CACHE  where the tools virtualenv lives (default: ~/.cache/tandem)
 set -euo pipefail
 
 MOTO_VERSION=5.2.1
-venv="${TANDEM_VENV:-$HOME/.cache/tandem/venv}"
-
-have_moto() { # python -> true when it has moto at MOTO_VERSION with the server extras
-    "$1" - "$MOTO_VERSION" <<'PY' 2>/dev/null
-import sys, importlib.metadata as m
-assert m.version("moto") == sys.argv[1]
-import flask, flask_cors, moto.server  # noqa: F401  (the [server] extras)
-PY
-}
-
-if have_moto python3; then
-    py=python3
-else
-    if ! have_moto "$venv/bin/python"; then
-        echo "emulator: installing moto[server]==$MOTO_VERSION into $venv" >&2
-        python3 -m venv "$venv"
-        "$venv/bin/python" -m pip install --quiet "moto[server]==$MOTO_VERSION"
-    fi
-    py="$venv/bin/python"
-fi
+# shellcheck source=tools.sh
+source "$(dirname "$0")/tools.sh"
+py="$(tandem_venv)/python"
 
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp -t moto.XXXXXX.log)

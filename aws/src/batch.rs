@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub use aws_sdk_batch::Client;
 use aws_sdk_batch::types::{
     ArrayJobDependency, ArrayProperties, ContainerOverrides, JobDependency, JobDetail, JobStatus,
-    KeyValuePair, RetryStrategy,
+    KeyValuePair, KeyValuesPair, RetryStrategy,
 };
 use serde::{Deserialize, Serialize};
 use tandem_core::names::{PerStage, Stage};
@@ -233,6 +233,66 @@ async fn terminate_all(client: &Client, jobs: &[SubmittedStage], reason: &str) -
     out
 }
 
+/// The jobs of run `run_id`, found by their names in each stage's queue: a run the
+/// state machine started has no `batch-jobs.json`, but its jobs are named
+/// [`job_name`]`(run, stage, "")`. The newest job of each name wins (a rerun adds a
+/// suffix, so it never matches).
+pub async fn find_jobs(
+    client: &Client,
+    queues: &PerStage<String>,
+    run_id: &str,
+) -> Result<Vec<(Stage, String)>> {
+    let mut found = Vec::with_capacity(3);
+    let mut missing = Vec::new();
+    for (stage, queue) in queues.iter() {
+        let name = job_name(run_id, stage, "");
+        let mut newest: Option<(i64, String)> = None;
+        let mut token: Option<String> = None;
+        loop {
+            let page = client
+                .list_jobs()
+                .job_queue(queue)
+                .filters(KeyValuesPair::builder().name("JOB_NAME").values(&name).build())
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    backend(
+                        "find the jobs of",
+                        format!("run {run_id} in queue {queue}"),
+                        sdk_message(&e),
+                    )
+                })?;
+            for j in page.job_summary_list() {
+                if j.job_name() != Some(name.as_str()) {
+                    continue;
+                }
+                let (Some(id), created) = (j.job_id(), j.created_at().unwrap_or(0)) else {
+                    continue;
+                };
+                if newest.as_ref().is_none_or(|(t, _)| created > *t) {
+                    newest = Some((created, id.to_string()));
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        match newest {
+            Some((_, id)) => found.push((stage, id)),
+            None => missing.push(format!("{stage} ({name} in {queue})")),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::NotFound {
+            what: format!("Batch jobs of run {run_id}"),
+            location: missing.join(", "),
+        });
+    }
+    Ok(found)
+}
+
 /// The state of one stage's job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageStatus {
@@ -331,6 +391,77 @@ pub struct WatchReport {
     /// Where the full list of failed children was written, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_list: Option<String>,
+    /// Stages that were never submitted (a submission that failed), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_submitted: Vec<Stage>,
+    /// What happened to stages that were still running when a failed run was
+    /// wound down: `procure (JOB): terminated` or why it could not be.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terminated: Vec<String>,
+    /// One line for people and for a state machine's Fail cause (at most
+    /// [`MAX_SUMMARY`] characters).
+    pub summary: String,
+}
+
+/// Longest [`WatchReport::summary`], in characters (Step Functions caps a Fail
+/// state's cause at 32,768).
+pub const MAX_SUMMARY: usize = 2000;
+
+impl WatchReport {
+    /// Recomputes [`WatchReport::summary`] from the report.
+    pub fn summarize_line(&mut self) {
+        let mut parts = Vec::new();
+        if self.succeeded {
+            let children: Vec<String> = self
+                .stages
+                .iter()
+                .map(|s| format!("{} {}", s.stage, s.counts.get("SUCCEEDED").copied().unwrap_or(0)))
+                .collect();
+            parts.push(format!(
+                "the run succeeded: every stage SUCCEEDED ({})",
+                children.join(", ")
+            ));
+        } else if !self.finished {
+            parts.push("the run is still running".to_string());
+        } else {
+            let n: u32 = self.failed_counts.values().sum();
+            let per_stage: Vec<String> = self
+                .failed_indices
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(s, v)| {
+                    let shown: Vec<String> = v.iter().take(20).map(u32::to_string).collect();
+                    let more = self.failed_counts[s] as usize - shown.len();
+                    if more > 0 {
+                        format!("{s} [{} and {more} more]", shown.join(", "))
+                    } else {
+                        format!("{s} [{}]", shown.join(", "))
+                    }
+                })
+                .collect();
+            parts.push(format!(
+                "the run failed: {n} failed {} ({})",
+                if n == 1 { "child" } else { "children" },
+                if per_stage.is_empty() {
+                    "none listed".to_string()
+                } else {
+                    per_stage.join("; ")
+                }
+            ));
+            if let Some(g) = self.failure_groups.first() {
+                parts.push(format!("most common: {} x {} {}", g.count, g.stage, g.reason));
+            }
+        }
+        if !self.not_submitted.is_empty() {
+            let names: Vec<&str> = self.not_submitted.iter().map(|s| s.name()).collect();
+            parts.push(format!("never submitted: {}", names.join(", ")));
+        }
+        if !self.terminated.is_empty() {
+            parts.push(self.terminated.join("; "));
+        }
+        let line = parts.join("; ");
+        self.summary = clip_to(&line, MAX_SUMMARY);
+    }
 }
 
 /// A poll's bounded report and the full list of failed children behind it.
@@ -358,10 +489,14 @@ pub fn write_failed_list(run_dir: &std::path::Path, failed: &[FailedChild]) -> R
 }
 
 fn clip(s: &str) -> String {
-    if s.chars().count() <= MAX_REASON {
+    clip_to(s, MAX_REASON)
+}
+
+fn clip_to(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
         s.to_string()
     } else {
-        let mut c: String = s.chars().take(MAX_REASON - 1).collect();
+        let mut c: String = s.chars().take(max - 1).collect();
         c.push('…');
         c
     }
@@ -430,7 +565,7 @@ pub fn summarize(
             ..f.clone()
         })
         .collect();
-    WatchReport {
+    let mut report = WatchReport {
         finished,
         succeeded,
         stages,
@@ -441,7 +576,36 @@ pub fn summarize(
         failed_indices_truncated: truncated,
         failed_sample,
         failed_list: None,
+        not_submitted: Vec::new(),
+        terminated: Vec::new(),
+        summary: String::new(),
+    };
+    report.summarize_line();
+    report
+}
+
+/// Terminates every stage of `report` that has not finished (a failed run being
+/// wound down) and returns what happened to each, for [`WatchReport::terminated`].
+pub async fn terminate_unfinished(client: &Client, report: &WatchReport, reason: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for st in report.stages.iter().filter(|s| !s.is_done()) {
+        match client
+            .terminate_job()
+            .job_id(&st.job_id)
+            .reason(reason)
+            .send()
+            .await
+        {
+            Ok(_) => out.push(format!("{} ({}): terminated", st.stage, st.job_id)),
+            Err(e) => out.push(format!(
+                "{} ({}): could NOT terminate: {}",
+                st.stage,
+                st.job_id,
+                sdk_message(&e)
+            )),
+        }
     }
+    out
 }
 
 fn stage_status(stage: Stage, job: &JobDetail) -> StageStatus {
@@ -1010,6 +1174,42 @@ mod tests {
             err.contains("could NOT terminate process (j): ClientException: not authorized"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_jobs_of_a_run_are_found_by_name_in_their_queues() {
+        let list = mock!(Client::list_jobs).then_compute_output(|r| {
+            let queue = r.job_queue().unwrap_or_default().to_string();
+            let name = r.filters()[0].values()[0].clone();
+            let job = |id: &str, created: i64| {
+                JobSummary::builder()
+                    .job_id(id)
+                    .job_name(&name)
+                    .created_at(created)
+                    .build()
+            };
+            // Two jobs of the same name in procure's queue (an earlier attempt): the newest wins.
+            let mut out = ListJobsOutput::builder().job_summary_list(job(&format!("{queue}-new"), 20));
+            if queue == "q1" {
+                out = out.job_summary_list(job("q1-old", 10));
+            }
+            out.build()
+        });
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&list]);
+        let queues = PerStage(["q1".to_string(), "q2".to_string(), "q3".to_string()]);
+        let jobs = find_jobs(&client, &queues, "r1").await.unwrap();
+        assert_eq!(
+            jobs,
+            vec![
+                (Stage::Procure, "q1-new".to_string()),
+                (Stage::Process, "q2-new".to_string()),
+                (Stage::Egress, "q3-new".to_string())
+            ]
+        );
+        let none = mock!(Client::list_jobs).then_output(|| ListJobsOutput::builder().build());
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&none]);
+        let err = find_jobs(&client, &queues, "r1").await.unwrap_err().to_string();
+        assert!(err.contains("procure (tandem-r1-procure in q1)"), "{err}");
     }
 
     #[tokio::test]

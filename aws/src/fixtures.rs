@@ -106,3 +106,45 @@ pub fn batch_setup(aws: &Aws, name: &str) -> aws_sdk_batch::Client {
     .unwrap();
     client
 }
+
+/// A CloudFormation stack on the emulator whose outputs are `outputs` (static
+/// values; the one resource is a placeholder the emulator can create).
+pub fn stack(aws: &Aws, name: &str, outputs: &[(&str, &str)]) {
+    let client = aws_sdk_cloudformation::Client::new(aws.config());
+    let template = serde_json::json!({
+        "Resources": { "Placeholder": { "Type": "AWS::CloudFormation::WaitConditionHandle" } },
+        "Outputs": outputs
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!({ "Value": v })))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    aws.block_on(
+        client
+            .create_stack()
+            .stack_name(name)
+            .template_body(template.to_string())
+            .send(),
+    )
+    .expect("create stack");
+}
+
+/// A state machine on the emulator that passes its input through (one Pass state),
+/// standing in for the run state machine; returns its ARN.
+pub fn state_machine(aws: &Aws, name: &str) -> String {
+    let client = aws_sdk_sfn::Client::new(aws.config());
+    let definition = serde_json::json!({
+        "StartAt": "Prepare",
+        "States": { "Prepare": { "Type": "Pass", "Result": {"run_id": "r1"}, "ResultPath": "$.run", "End": true } }
+    });
+    let out = aws
+        .block_on(
+            client
+                .create_state_machine()
+                .name(name)
+                .definition(definition.to_string())
+                .role_arn(emulator_role(&format!("{name}-role")))
+                .send(),
+        )
+        .expect("create state machine");
+    out.state_machine_arn().to_string()
+}

@@ -3,7 +3,9 @@
 //! - [`s3::S3Store`]: the `s3://BUCKET/PREFIX` object store egress writes to;
 //! - [`batch`]: submitting a run's three stages as AWS Batch array jobs chained
 //!   N_TO_N, and watching them until they succeed or fail (naming the failed
-//!   children).
+//!   children);
+//! - [`stack`]: the outputs of the deployed stacks (`--stack NAME`);
+//! - [`sfn`]: starting the run state machine and following an execution.
 //!
 //! The SDK is async; tandem-core is not. [`Aws`] owns one small tokio runtime per
 //! process and one `SdkConfig` loaded from the standard environment
@@ -15,6 +17,10 @@ pub mod batch;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod s3;
+#[cfg(feature = "stacks")]
+pub mod sfn;
+#[cfg(feature = "stacks")]
+pub mod stack;
 
 use std::sync::{Arc, OnceLock};
 

@@ -35,6 +35,8 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Watch a run's AWS Batch jobs until they succeed or fail, naming failed children.
     Watch(WatchArgs),
+    /// Start the deployed run state machine and follow the execution to its end.
+    Start(StartArgs),
     /// The product API.
     Api {
         #[command(subcommand)]
@@ -56,8 +58,8 @@ pub struct ApiServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: std::net::SocketAddr,
     /// The region (a directory under --data-dir) whose Product table is served.
-    #[arg(long, default_value = "us-east-2")]
-    pub region: String,
+    #[arg(long, default_value = "us-east-2", value_parser = parse_region)]
+    pub region: tandem_dr::region::RegionName,
     /// Where the embedded regions live.
     #[arg(
         long,
@@ -69,6 +71,20 @@ pub struct ApiServeArgs {
     /// Key required in x-api-key on writes.
     #[arg(long, env = "TANDEM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Most connections served at once; more wait to be accepted.
+    #[arg(long, default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+    /// How long a client may take to send a request's headers (and how long an idle
+    /// connection stays open).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// How long a client may take to send a request's body.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: std::time::Duration,
+}
+
+fn parse_region(s: &str) -> Result<tandem_dr::region::RegionName, String> {
+    s.parse().map_err(|e: tandem_dr::store::Error| e.to_string())
 }
 
 /// Which product store the drill exercises.
@@ -85,12 +101,17 @@ pub struct DrDrillArgs {
     /// The product store to drill.
     #[arg(long, value_enum, default_value_t = DrBackend::Embedded)]
     pub backend: DrBackend,
-    /// The recovery region (where the replica and copied backups live).
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
+    /// The recovery region, where the replica and copied backups live (default: the
+    /// --stack's RecoveryRegion, else us-east-1).
+    #[arg(long, value_parser = parse_region)]
+    pub region: Option<tandem_dr::region::RegionName>,
     /// The primary region.
-    #[arg(long, default_value = "us-east-2")]
-    pub primary_region: String,
+    #[arg(long, default_value = "us-east-2", value_parser = parse_region)]
+    pub primary_region: tandem_dr::region::RegionName,
+    /// With --backend dynamodb: the deployed DisasterRecoveryStack, whose vaults,
+    /// backup role and plan the scheduled and cross-region methods use.
+    #[arg(long, env = "TANDEM_DR_STACK", value_name = "NAME")]
+    pub stack: Option<String>,
     /// Products seeded for each method.
     #[arg(long, default_value_t = 10_000)]
     pub products: usize,
@@ -98,20 +119,40 @@ pub struct DrDrillArgs {
     /// pilot-light, warm-standby (default: all).
     #[arg(long, value_name = "M1,M2", value_delimiter = ',', value_parser = parse_method)]
     pub methods: Vec<tandem_dr::drill::Method>,
-    /// RTO target the results are reported against.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub rto_target: std::time::Duration,
-    /// RPO target the results are reported against.
+    /// Every method's RTO must be within this (default: 60s embedded, 2h on DynamoDB,
+    /// where restores take minutes to hours).
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_target: Option<std::time::Duration>,
+    /// The replica methods' RPO must be within this.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub rpo_target: std::time::Duration,
     /// PITR window in days (1..=35).
     #[arg(long, default_value_t = 35)]
     pub pitr_window_days: u32,
-    /// How long to wait for a correct answer from the recovered API before a method fails.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub answer_timeout: std::time::Duration,
-    /// Working directory for the drill's regions (removed afterwards; default: a
-    /// temporary directory).
+    /// How long to wait for a correct answer from the recovered API before a method
+    /// fails (default: 30s embedded, 10m on DynamoDB).
+    #[arg(long, value_parser = parse_duration)]
+    pub answer_timeout: Option<std::time::Duration>,
+    /// How long any one wait (a restore, a backup, a replica, a deletion) may take
+    /// (default: 10m embedded, 2h on DynamoDB).
+    #[arg(long, value_parser = parse_duration)]
+    pub wait_limit: Option<std::time::Duration>,
+    /// With --backend dynamodb and no --stack: the plan's AWS Backup vault in the
+    /// primary region (the scheduled and cross-region methods back up into it).
+    #[arg(long, env = "TANDEM_BACKUP_VAULT", value_name = "NAME")]
+    pub backup_vault: Option<String>,
+    /// With --backend dynamodb and no --stack: the recovery region's vault (ARN).
+    #[arg(long, env = "TANDEM_RECOVERY_VAULT_ARN", value_name = "ARN")]
+    pub recovery_vault_arn: Option<String>,
+    /// With --backend dynamodb and no --stack: the role AWS Backup assumes.
+    #[arg(long, env = "TANDEM_BACKUP_ROLE_ARN", value_name = "ARN")]
+    pub backup_role_arn: Option<String>,
+    /// With --backend dynamodb and no --stack: the backup plan the scheduled method
+    /// checks.
+    #[arg(long, env = "TANDEM_BACKUP_PLAN_ID", value_name = "ID")]
+    pub backup_plan_id: Option<String>,
+    /// Working directory for the embedded drill's regions (it makes DIR/tandem-dr-drill
+    /// and removes it afterwards; default: a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Also write the HTML report to this file.
@@ -333,22 +374,20 @@ pub struct RerunArgs {
     /// Where to execute the children.
     #[arg(long, value_enum, default_value_t = RerunOn::Local)]
     pub on: RerunOn,
-    /// With --on aws: job queue(s), one or three.
-    #[arg(
-        long = "queue",
-        env = "TANDEM_QUEUES",
-        value_name = "Q[,Q2,Q3]",
-        required_if_eq("on", "aws")
-    )]
+    /// With --on aws: job queue(s), one or three (default: the --stack's).
+    #[arg(long = "queue", env = "TANDEM_QUEUES", value_name = "Q[,Q2,Q3]")]
     pub queues: Option<String>,
-    /// With --on aws: job definition(s), one or three.
+    /// With --on aws: job definition(s), one or three (default: the --stack's).
     #[arg(
         long = "job-definition",
         env = "TANDEM_JOB_DEFINITIONS",
-        value_name = "D[,D2,D3]",
-        required_if_eq("on", "aws")
+        value_name = "D[,D2,D3]"
     )]
     pub job_definitions: Option<String>,
+    /// With --on aws: the deployed pipeline stack whose queues, job definition and
+    /// volume path to use (CloudFormation outputs).
+    #[arg(long, env = "TANDEM_STACK", value_name = "NAME")]
+    pub stack: Option<String>,
     /// With --on aws: the shared volume's path inside the containers (default: --root).
     #[arg(long, value_name = "DIR")]
     pub container_root: Option<String>,
@@ -381,17 +420,24 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
 pub struct SubmitArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// Job queue(s): one for all stages, or three as procure,process,egress.
+    /// Job queue(s): one for all stages, or three as procure,process,egress
+    /// (default: the --stack's).
     #[arg(long = "queue", env = "TANDEM_QUEUES", value_name = "Q[,Q2,Q3]")]
-    pub queues: String,
-    /// Job definition(s) whose container runs `tandem worker`: one, or three.
+    pub queues: Option<String>,
+    /// Job definition(s) whose container runs `tandem worker`: one, or three
+    /// (default: the --stack's).
     #[arg(
         long = "job-definition",
         env = "TANDEM_JOB_DEFINITIONS",
         value_name = "D[,D2,D3]"
     )]
-    pub job_definitions: String,
-    /// The shared volume's path inside the containers (default: --root).
+    pub job_definitions: Option<String>,
+    /// The deployed pipeline stack whose queues, job definition and volume path to
+    /// use (CloudFormation outputs); explicit flags win.
+    #[arg(long, env = "TANDEM_STACK", value_name = "NAME")]
+    pub stack: Option<String>,
+    /// The shared volume's path inside the containers (default: the --stack's
+    /// VolumePath, else --root).
     #[arg(long, value_name = "DIR")]
     pub container_root: Option<String>,
     /// Batch retry attempts per child (1..=10; default: the job definition's).
@@ -409,9 +455,13 @@ pub struct WatchArgs {
         required_unless_present = "run_id"
     )]
     pub jobs: Option<String>,
-    /// Watch the jobs `tandem submit` recorded for this run.
+    /// Watch the jobs `tandem submit` recorded for this run (or, with --stack, the
+    /// jobs the state machine submitted for it, found by name in the stack's queues).
     #[arg(long = "run", value_name = "RUN_ID")]
     pub run_id: Option<String>,
+    /// The deployed pipeline stack whose queues to look in for --run.
+    #[arg(long, env = "TANDEM_STACK", value_name = "NAME")]
+    pub stack: Option<String>,
     #[command(flatten)]
     pub location: Location,
     /// First interval between polls (doubles while nothing changes).
@@ -450,4 +500,49 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The deployed pipeline stack (its StateMachineArn output).
+    #[arg(
+        long,
+        env = "TANDEM_STACK",
+        value_name = "NAME",
+        required_unless_present = "state_machine"
+    )]
+    pub stack: Option<String>,
+    /// The state machine to start, instead of the --stack's.
+    #[arg(long, value_name = "ARN", conflicts_with = "stack")]
+    pub state_machine: Option<String>,
+    /// How many IDs the run processes (default: the state machine's prepare default, 400000).
+    #[arg(long, value_name = "N")]
+    pub records: Option<u64>,
+    /// The most IDs one array child handles.
+    #[arg(long, value_name = "K")]
+    pub ids_per_node: Option<u64>,
+    /// Workload seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// First ID of the range.
+    #[arg(long, value_name = "ID")]
+    pub first_id: Option<u64>,
+    /// The execution's name (default: generated by Step Functions).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Print the execution ARN and return without following it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// First interval between polls (doubles while nothing changes).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Longest interval between polls.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub max_interval: std::time::Duration,
+    /// Give up following when nothing has changed for this long (the execution goes on).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -1,4 +1,5 @@
-//! `tandem submit` and `tandem watch`: the run on AWS Batch.
+//! `tandem submit`, `watch`, `rerun --on aws` and `start`: the run on AWS Batch and
+//! Step Functions, named by flags or by the deployed stack's outputs (`--stack`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use tandem_aws::batch::{self, SubmitSpec, SubmittedStage, WatchOptions, WatchRep
 use tandem_core::names::Stage;
 
 use crate::Failed;
-use crate::args::{RerunArgs, SubmitArgs, WatchArgs};
+use crate::args::{RerunArgs, StartArgs, SubmitArgs, WatchArgs};
 use crate::commands::open_run;
 use crate::output;
 
@@ -37,50 +38,117 @@ fn three(flag: &str, value: &str) -> Result<[String; 3]> {
     }
 }
 
+/// Where a run's jobs go: a queue and a job definition per stage, and the shared
+/// volume's path inside the containers.
+struct BatchTarget {
+    queues: [String; 3],
+    job_definitions: [String; 3],
+    container_root: Option<String>,
+}
+
+/// The outputs of the deployed pipeline stack `name`.
+fn pipeline_stack(aws: &Aws, name: &str) -> Result<tandem_aws::stack::PipelineOutputs> {
+    let client = tandem_aws::stack::client(aws.config(), None);
+    let outputs = aws.block_on(tandem_aws::stack::StackOutputs::load(&client, name))?;
+    Ok(tandem_aws::stack::PipelineOutputs::from_outputs(&outputs)?)
+}
+
+/// Checks the flags before any AWS call, then connects and resolves the target.
+fn connect(
+    queues: Option<&str>,
+    job_definitions: Option<&str>,
+    stack: Option<&str>,
+    container_root: Option<&str>,
+) -> Result<(Aws, BatchTarget)> {
+    if let Some(q) = queues {
+        three("--queue", q)?;
+    }
+    if let Some(d) = job_definitions {
+        three("--job-definition", d)?;
+    }
+    let aws = Aws::from_env()?;
+    let target = batch_target(&aws, queues, job_definitions, stack, container_root)?;
+    Ok((aws, target))
+}
+
+/// Queues and job definitions from the flags, or from the stack's outputs for those
+/// not given; the container root from the flag, the stack, or (the caller's default)
+/// the local root.
+fn batch_target(
+    aws: &Aws,
+    queues: Option<&str>,
+    job_definitions: Option<&str>,
+    stack: Option<&str>,
+    container_root: Option<&str>,
+) -> Result<BatchTarget> {
+    let outputs = stack.map(|name| pipeline_stack(aws, name)).transpose()?;
+    let queues = match (queues, &outputs) {
+        (Some(q), _) => three("--queue", q)?,
+        (None, Some(o)) => o.queues.0.clone(),
+        (None, None) => {
+            bail!("no job queues: give --queue Q[,Q2,Q3] or --stack NAME (the deployed pipeline stack)")
+        }
+    };
+    let job_definitions = match (job_definitions, &outputs) {
+        (Some(d), _) => three("--job-definition", d)?,
+        (None, Some(o)) => [
+            o.job_definition.clone(),
+            o.job_definition.clone(),
+            o.job_definition.clone(),
+        ],
+        (None, None) => bail!(
+            "no job definition: give --job-definition D[,D2,D3] or --stack NAME (the deployed pipeline stack)"
+        ),
+    };
+    Ok(BatchTarget {
+        queues,
+        job_definitions,
+        container_root: container_root
+            .map(str::to_string)
+            .or_else(|| outputs.map(|o| o.volume_path)),
+    })
+}
+
 /// The spec for submitting `array_size` children of the run (all of them, or a
 /// rerun's), before the caller's adjustments (attempts, environment, name).
 fn base_spec(
     ctx: &tandem_core::stage::RunContext,
     run: &crate::args::RunArgs,
-    container_root: Option<&str>,
-    queues: &str,
-    job_definitions: &str,
+    target: &BatchTarget,
     array_size: u32,
-) -> Result<SubmitSpec> {
-    Ok(SubmitSpec {
+) -> SubmitSpec {
+    SubmitSpec {
         run_id: ctx.manifest.run_id.clone(),
         array_size,
-        queues: three("--queue", queues)?,
-        job_definitions: three("--job-definition", job_definitions)?,
-        root: container_root
-            .map(String::from)
+        queues: target.queues.clone(),
+        job_definitions: target.job_definitions.clone(),
+        root: target
+            .container_root
+            .clone()
             .unwrap_or_else(|| run.location.root.display().to_string()),
         bucket: ctx.store.url(),
         attempts: None,
         extra_env: vec![],
         name_suffix: String::new(),
-    })
+    }
 }
 
 pub fn submit(a: SubmitArgs) -> Result<()> {
-    three("--queue", &a.queues)?;
-    three("--job-definition", &a.job_definitions)?;
-    let ctx = open_run(&a.run)?;
-    let mut spec = base_spec(
-        &ctx,
-        &a.run,
+    let (aws, target) = connect(
+        a.queues.as_deref(),
+        a.job_definitions.as_deref(),
+        a.stack.as_deref(),
         a.container_root.as_deref(),
-        &a.queues,
-        &a.job_definitions,
-        ctx.manifest.plan.array_size,
     )?;
+    let ctx = open_run(&a.run)?;
+    let mut spec = base_spec(&ctx, &a.run, &target, ctx.manifest.plan.array_size);
     spec.attempts = a.attempts;
-    let record = submit_spec(&a.run.location.root, &spec)?;
+    let record = submit_spec(&aws, &a.run.location.root, &spec)?;
     output::json(&record)
 }
 
 /// Submits `spec` and records the jobs next to the manifest.
-fn submit_spec(root: &Path, spec: &SubmitSpec) -> Result<SubmitRecord> {
+fn submit_spec(aws: &Aws, root: &Path, spec: &SubmitSpec) -> Result<SubmitRecord> {
     batch::check_spec(spec)?;
     if !spec.bucket.starts_with("s3://") {
         crate::note!(
@@ -88,8 +156,7 @@ fn submit_spec(root: &Path, spec: &SubmitSpec) -> Result<SubmitRecord> {
             spec.bucket
         );
     }
-    let aws = Aws::from_env()?;
-    let client = aws_sdk_batch_client(&aws);
+    let client = aws_sdk_batch_client(aws);
     let jobs = aws.block_on(batch::submit(&client, spec))?;
     let record = SubmitRecord {
         run_id: spec.run_id.clone(),
@@ -116,11 +183,12 @@ struct RerunOnAws {
 /// `tandem rerun --on aws`: one compact array per stage over the children whose
 /// result does not verify, mapped back to their original indices.
 pub fn rerun(a: RerunArgs) -> Result<()> {
-    let (Some(queues), Some(defs)) = (&a.queues, &a.job_definitions) else {
-        bail!("--on aws needs --queue and --job-definition");
-    };
-    three("--queue", queues)?;
-    three("--job-definition", defs)?;
+    let (aws, target) = connect(
+        a.queues.as_deref(),
+        a.job_definitions.as_deref(),
+        a.stack.as_deref(),
+        a.container_root.as_deref(),
+    )?;
     let ctx = open_run(&a.run)?;
     let workers = a.exec.workers.map_or(4, usize::from).min(64);
     ctx.check_id_file()?;
@@ -140,18 +208,11 @@ pub fn rerun(a: RerunArgs) -> Result<()> {
     }
     let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
     let map = tandem_core::index_map::write(&ctx.layout, &stamp, &indices)?;
-    let mut spec = base_spec(
-        &ctx,
-        &a.run,
-        a.container_root.as_deref(),
-        queues,
-        defs,
-        indices.len() as u32,
-    )?;
+    let mut spec = base_spec(&ctx, &a.run, &target, indices.len() as u32);
     spec.attempts = Some(a.exec.attempts);
     spec.extra_env = vec![("TANDEM_INDEX_MAP".into(), map.clone())];
     spec.name_suffix = format!("-rerun-{stamp}");
-    let record = submit_spec(&a.run.location.root, &spec)?;
+    let record = submit_spec(&aws, &a.run.location.root, &spec)?;
     output::json(&RerunOnAws {
         run_id,
         indices,
@@ -197,6 +258,14 @@ pub fn watch(a: WatchArgs) -> Result<()> {
                 .into_iter()
                 .zip(ids.into_iter().map(String::from))
                 .collect()
+        }
+        (None, Some(run)) if a.stack.is_some() && !record_path(&a.location.root, run).is_file() => {
+            // Started by the state machine: no record, but the jobs carry the run's names.
+            tandem_core::layout::check_run_id(run)?;
+            let aws = Aws::from_env()?;
+            let stack = pipeline_stack(&aws, a.stack.as_deref().unwrap_or_default())?;
+            let client = aws_sdk_batch_client(&aws);
+            aws.block_on(batch::find_jobs(&client, &stack.queues, run))?
         }
         (None, Some(run)) => {
             tandem_core::layout::check_run_id(run)?;
@@ -259,7 +328,7 @@ pub fn watch(a: WatchArgs) -> Result<()> {
     if report.succeeded {
         Ok(())
     } else {
-        Err(Failed(failure_line(&report)).into())
+        Err(Failed(report.summary.clone()).into())
     }
 }
 
@@ -300,22 +369,109 @@ pub fn watch_text(report: &WatchReport) -> String {
     s
 }
 
-/// One line naming the failed children per stage.
-pub fn failure_line(report: &WatchReport) -> String {
-    let n: u32 = report.failed_counts.values().sum();
-    let per_stage: Vec<String> = report
-        .failed_indices
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(s, v)| {
-            let shown: Vec<String> = v.iter().take(20).map(u32::to_string).collect();
-            let more = report.failed_counts[s] as usize - shown.len();
-            if more > 0 {
-                format!("{s} [{} and {more} more]", shown.join(", "))
-            } else {
-                format!("{s} [{}]", shown.join(", "))
-            }
-        })
-        .collect();
-    format!("the run failed: {n} failed children ({})", per_stage.join("; "))
+#[derive(Serialize)]
+struct StartOutput<'a> {
+    #[serde(flatten)]
+    report: &'a tandem_aws::sfn::ExecutionReport,
+    timed_out: bool,
+}
+
+/// `tandem start`: starts the run state machine and follows the execution.
+pub fn start(a: StartArgs) -> Result<()> {
+    let aws = Aws::from_env()?;
+    let arn = match (&a.state_machine, &a.stack) {
+        (Some(arn), _) => arn.clone(),
+        (None, Some(stack)) => pipeline_stack(&aws, stack)?.state_machine_arn,
+        (None, None) => bail!("give --stack NAME (the deployed pipeline stack) or --state-machine ARN"),
+    };
+    let mut input = serde_json::Map::new();
+    for (key, value) in [
+        ("records", a.records),
+        ("ids_per_node", a.ids_per_node),
+        ("seed", a.seed),
+        ("first_id", a.first_id),
+    ] {
+        if let Some(v) = value {
+            input.insert(key.into(), v.into());
+        }
+    }
+    if let (Some(n), Some(k)) = (a.records, a.ids_per_node) {
+        // The state machine would refuse it in its prepare step; say so now.
+        tandem_core::plan::PartitionPlan::new(n, k)?;
+    }
+    let client = tandem_aws::sfn::Client::new(aws.config());
+    let execution = aws.block_on(tandem_aws::sfn::start(
+        &client,
+        &arn,
+        &input.into(),
+        a.name.as_deref(),
+    ))?;
+    crate::note!("tandem: started {execution}");
+    if a.no_wait {
+        return output::json(&serde_json::json!({ "execution_arn": execution }));
+    }
+    let opts = tandem_aws::sfn::FollowOptions {
+        interval: a.interval,
+        max_interval: a.max_interval,
+        stall_timeout: a.timeout,
+    };
+    let quiet = a.json;
+    let outcome = aws.block_on(tandem_aws::sfn::follow(&client, &execution, opts, |r| {
+        if !quiet {
+            crate::note!(
+                "{}: {}{}",
+                r.status.to_lowercase(),
+                r.current_state.as_deref().unwrap_or("-"),
+                r.run_id
+                    .as_deref()
+                    .map(|id| format!(" (run {id})"))
+                    .unwrap_or_default()
+            );
+        }
+    }))?;
+    let (report, timed_out) = match &outcome {
+        Ok(r) => (r, false),
+        Err(r) => (r, true),
+    };
+    if a.json {
+        output::json(&StartOutput { report, timed_out })?;
+    } else {
+        let mut s = format!("execution {}: {}\n", report.execution_arn, report.status);
+        if let Some(run) = &report.run_id {
+            s.push_str(&format!("run {run}\n"));
+        }
+        if let Some(summary) = report
+            .output
+            .as_ref()
+            .and_then(|o| o.pointer("/watch/summary"))
+            .and_then(|v| v.as_str())
+        {
+            s.push_str(&format!("{summary}\n"));
+        }
+        if let Some(cause) = &report.cause {
+            s.push_str(&format!(
+                "{}: {cause}\n",
+                report.error.as_deref().unwrap_or("error")
+            ));
+        }
+        output::text(&s)?;
+    }
+    if timed_out {
+        return Err(Failed(format!(
+            "no change for {:.0} s; the execution goes on: {}",
+            a.timeout.unwrap_or_default().as_secs_f64(),
+            report.execution_arn
+        ))
+        .into());
+    }
+    if report.succeeded() {
+        Ok(())
+    } else {
+        Err(Failed(format!(
+            "the execution ended {}: {}",
+            report.status,
+            report.cause.as_deref().unwrap_or("no cause given")
+        ))
+        .into())
+    }
 }

@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => report_cmd(a),
         Command::Submit(a) => crate::aws::submit(a),
         Command::Watch(a) => crate::aws::watch(a),
+        Command::Start(a) => crate::aws::start(a),
         Command::Api {
             command: ApiCommand::Serve(a),
         } => crate::dr::serve(a),

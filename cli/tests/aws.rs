@@ -21,6 +21,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `tandem prepare ARGS --bucket URL`; returns the run id.
+fn prepare(dir: &std::path::Path, url: &str, args: &[&str]) -> String {
+    let mut all = vec!["prepare"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--bucket", url]);
+    let out = tandem(dir, &all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[derive(Deserialize)]
 struct Loadtest {
     ok: bool,
@@ -193,12 +206,7 @@ fn submit_then_watch_a_run_on_batch() {
     fixtures::batch_setup(&aws, "tandem-cli");
     let url = fixtures::bucket(&aws, "tandem-cli-batch");
     let dir = tempfile::tempdir().unwrap();
-    let out = tandem(dir.path(), &["prepare", "--records", "400000", "--bucket", &url]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let run_id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = prepare(dir.path(), &url, &["--records", "400000"]);
     let out = tandem(
         dir.path(),
         &[
@@ -250,22 +258,7 @@ fn submit_refuses_a_missing_queue_and_watch_an_unsubmitted_run() {
     let aws = fixtures::emulator();
     let url = fixtures::bucket(&aws, "tandem-cli-missing");
     let dir = tempfile::tempdir().unwrap();
-    let out = tandem(
-        dir.path(),
-        &[
-            "prepare",
-            "--records",
-            "100",
-            "--ids-per-node",
-            "10",
-            "--bucket",
-            &url,
-        ],
-    );
-    let run_id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = prepare(dir.path(), &url, &["--records", "100", "--ids-per-node", "10"]);
     let out = tandem(
         dir.path(),
         &[
@@ -386,4 +379,137 @@ fn rerun_on_aws_submits_a_compact_array_that_maps_back_to_the_lost_children() {
     let out = rerun(&[]);
     let r: RerunOnAws = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r.indices.is_empty() && r.jobs.is_empty());
+}
+
+#[test]
+#[ignore = "needs the emulator"]
+fn submit_and_watch_take_the_queues_and_definition_from_the_stack_outputs() {
+    let aws = fixtures::emulator();
+    fixtures::batch_setup(&aws, "tandem-stack");
+    let url = fixtures::bucket(&aws, "tandem-stack-results");
+    fixtures::stack(
+        &aws,
+        "TestPipelineStack",
+        &[
+            ("ProcureQueue", "tandem-stack-queue"),
+            ("ProcessQueue", "tandem-stack-queue"),
+            ("EgressQueue", "tandem-stack-queue"),
+            ("JobDefinition", "tandem-stack-worker"),
+            ("BucketUrl", &url),
+            (
+                "StateMachineArn",
+                "arn:aws:states:us-east-1:123456789012:stateMachine:none",
+            ),
+            ("VolumePath", "/mnt/efs"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = prepare(dir.path(), &url, &["--records", "100"]);
+    let out = tandem(
+        dir.path(),
+        &["submit", "--run", &run_id, "--stack", "TestPipelineStack"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: Submitted = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s.jobs.len(), 3);
+    // The containers get the stack's volume path, not this machine's --root.
+    let batch = aws_sdk_batch::Client::new(aws.config());
+    let job = aws
+        .block_on(batch.describe_jobs().jobs(&s.jobs[0].job_id).send())
+        .unwrap();
+    let env = job.jobs()[0].container().unwrap().environment();
+    assert!(
+        env.iter()
+            .any(|kv| kv.name() == Some("TANDEM_ROOT") && kv.value() == Some("/mnt/efs")),
+        "{env:?}"
+    );
+    // A run the state machine started has no record: watch finds its jobs by name.
+    std::fs::remove_file(dir.path().join("vol").join(&run_id).join("batch-jobs.json")).unwrap();
+    let out = tandem(
+        dir.path(),
+        &[
+            "watch",
+            "--run",
+            &run_id,
+            "--stack",
+            "TestPipelineStack",
+            "--interval",
+            "100ms",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let w: Watched = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(w.finished && w.succeeded);
+    // A stack that is not there is named.
+    let out = tandem(
+        dir.path(),
+        &["submit", "--run", &run_id, "--stack", "NoSuchStack"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("stack \"NoSuchStack\" not found"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator"]
+fn start_runs_the_stacks_state_machine_with_the_workload() {
+    let aws = fixtures::emulator();
+    let arn = fixtures::state_machine(&aws, "tandem-run");
+    fixtures::stack(
+        &aws,
+        "TestStartStack",
+        &[
+            ("ProcureQueue", "q"),
+            ("ProcessQueue", "q"),
+            ("EgressQueue", "q"),
+            ("JobDefinition", "d"),
+            ("BucketUrl", "s3://b/runs"),
+            ("StateMachineArn", &arn),
+            ("VolumePath", "/mnt/efs"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = tandem(
+        dir.path(),
+        &[
+            "start",
+            "--stack",
+            "TestStartStack",
+            "--records",
+            "1000",
+            "--ids-per-node",
+            "10",
+            "--no-wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let started: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let execution = started["execution_arn"].as_str().unwrap().to_string();
+    assert!(execution.contains(":execution:tandem-run:"), "{execution}");
+    // The execution got the workload as its input.
+    let sfn = aws_sdk_sfn::Client::new(aws.config());
+    let d = aws
+        .block_on(sfn.describe_execution().execution_arn(&execution).send())
+        .unwrap();
+    let input: serde_json::Value = serde_json::from_str(d.input().unwrap()).unwrap();
+    assert_eq!(input, serde_json::json!({"records": 1000, "ids_per_node": 10}));
+    // A workload over the array limit is refused before anything starts.
+    let out = tandem(
+        dir.path(),
+        &[
+            "start",
+            "--stack",
+            "TestStartStack",
+            "--records",
+            "1000000",
+            "--ids-per-node",
+            "10",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--ids-per-node 100"), "{}", stderr(&out));
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use tandem_aws::batch::job_name;
+use tandem_core::names::Stage;
 use tandem_core::prepare::{PrepareOptions, prepare};
 use tandem_core::workload::DEFAULT_SEED;
 
@@ -29,8 +31,11 @@ impl Config {
     }
 }
 
-/// The input event: every field optional, defaulting as the CLI does.
+/// The input event (the state machine's execution input): every field optional,
+/// defaulting as the CLI does; an unknown field (a typo such as `record`) is refused
+/// rather than silently ignored.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PrepareEvent {
     /// `N` (400,000).
     pub records: Option<u64>,
@@ -57,6 +62,19 @@ pub struct PrepareOutput {
     pub records: u64,
     /// `K`.
     pub ids_per_node: u64,
+    /// The Batch job name of each stage (valid names of at most 128 characters).
+    pub job_names: JobNames,
+}
+
+/// The Batch job names of a run's three stages, by stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobNames {
+    /// Stage 1.
+    pub procure: String,
+    /// Stage 2.
+    pub process: String,
+    /// Stage 3.
+    pub egress: String,
 }
 
 /// [`handle`] from async code (the Lambda runtime): prepare writes files and opens
@@ -84,10 +102,15 @@ pub fn handle(config: &Config, event: PrepareEvent) -> Result<PrepareOutput, Str
     Ok(PrepareOutput {
         run_id: m.run_id.clone(),
         array_size: m.plan.array_size,
-        step_fn_id: m.run_id,
+        step_fn_id: m.run_id.clone(),
         total_nodes: m.plan.array_size,
         records: m.plan.records,
         ids_per_node: m.plan.ids_per_node,
+        job_names: JobNames {
+            procure: job_name(&m.run_id, Stage::Procure, ""),
+            process: job_name(&m.run_id, Stage::Process, ""),
+            egress: job_name(&m.run_id, Stage::Egress, ""),
+        },
     })
 }
 
@@ -119,9 +142,13 @@ mod tests {
                 .join("ids.arrow")
                 .is_file()
         );
-        // Step Functions reads the original's field names.
+        // Step Functions reads the original's field names, and the job names.
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["total_nodes"], 10_000);
+        assert_eq!(
+            json["job_names"]["egress"],
+            format!("tandem-{}-egress", out.run_id)
+        );
     }
 
     #[test]
@@ -170,5 +197,9 @@ mod tests {
     #[test]
     fn a_mistyped_event_is_refused_by_the_runtime_decoder() {
         assert!(serde_json::from_str::<PrepareEvent>(r#"{"records": "many"}"#).is_err());
+        let err = serde_json::from_str::<PrepareEvent>(r#"{"record": 5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `record`"), "{err}");
     }
 }

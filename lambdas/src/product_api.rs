@@ -29,6 +29,51 @@ impl Config {
     }
 }
 
+/// The router for Lambda: [`tandem_dr::api::router`] behind [`strip_stage`].
+pub fn service(
+    state: ApiState,
+) -> tower::util::MapRequest<axum::Router, fn(lambda_http::Request) -> lambda_http::Request> {
+    tower::ServiceExt::map_request(tandem_dr::api::router(state), strip_stage as fn(_) -> _)
+}
+
+/// Removes the API Gateway stage from the path before routing.
+///
+/// Behind a REST API stage, lambda_http hands the function the path with the stage in
+/// front (`/prod/addProduct`): the routes are the seed's (`/addProduct`), whatever the
+/// stage is called, so the stage named in the request context is taken off. An HTTP
+/// API's `$default` stage adds nothing; a path without the prefix is left alone.
+pub fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else {
+        return req;
+    };
+    let prefix = format!("/{stage}");
+    let path = req.uri().path();
+    let rest = match path.strip_prefix(&prefix) {
+        Some("") => "/",
+        Some(r) if r.starts_with('/') => r,
+        _ => return req,
+    };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
 /// The API's state over a DynamoDB client.
 pub fn state(config: &Config, client: aws_sdk_dynamodb::Client) -> ApiState {
     let table = DynamoTable::new(client, &config.table);

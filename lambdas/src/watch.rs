@@ -2,6 +2,7 @@
 //! The state machine calls it after the egress job ends (or fails) to name the failed
 //! children; its output is bounded (see [`WatchReport`]) so it always fits in a state.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -30,43 +31,156 @@ impl Config {
     }
 }
 
-/// The input event: the three job ids (procure, process, egress), and the run.
+/// The input event.
+///
+/// `jobs` is either the three job ids `[procure, process, egress]`, or what the state
+/// machine collected, `{"procure": {"JobId": ..}, "process": {..}, "egress": {..}}`,
+/// where a stage whose submission failed is missing. `error` is the state machine's
+/// caught error (`{"Error", "Cause"}`): when the egress job itself failed, its id is in
+/// the cause. With `terminate_unfinished`, stages still running are terminated (a
+/// failed run is wound down, not left to run for hours).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchEvent {
-    /// `[procure, process, egress]` job ids.
-    pub jobs: Vec<String>,
-    /// The run, for the full list of failed children.
+    /// The jobs submitted so far.
+    pub jobs: Jobs,
+    /// The run, for the full list of failed children and the expected job names.
     #[serde(default)]
     pub run_id: Option<String>,
+    /// The error the state machine caught, if it got here through a Catch.
+    #[serde(default)]
+    pub error: Option<StateError>,
+    /// Terminate the stages that have not finished.
+    #[serde(default)]
+    pub terminate_unfinished: bool,
+}
+
+/// The job ids of the event, in either shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Jobs {
+    /// `[procure, process, egress]`.
+    List(Vec<String>),
+    /// `{"procure": {"JobId": ..}, ...}`, stages possibly missing.
+    ByStage(BTreeMap<String, JobRef>),
+}
+
+/// One submitted job, as the state machine keeps it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JobRef {
+    /// Batch job id.
+    #[serde(rename = "JobId")]
+    pub job_id: String,
+}
+
+/// An error caught by a Step Functions Catch.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StateError {
+    /// The error name (`States.TaskFailed`, `Batch.ClientException`, ...).
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    /// The cause: for a failed `.sync` Batch job, the job's description as JSON.
+    #[serde(rename = "Cause", default)]
+    pub cause: Option<String>,
+}
+
+/// The job a caught error's cause describes, when it is a Batch job named `name`.
+fn job_in_cause(cause: &str, name: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(cause).ok()?;
+    (v.get("JobName")?.as_str()? == name)
+        .then(|| v.get("JobId")?.as_str().map(str::to_string))
+        .flatten()
+        .filter(|id| !id.is_empty())
+}
+
+/// The stages submitted, with their job ids, and the stages never submitted.
+type Resolved = (Vec<(Stage, String)>, Vec<Stage>);
+
+/// The (stage, job id) pairs the event names, and the stages never submitted.
+fn resolve(event: &WatchEvent) -> Result<Resolved, String> {
+    match &event.jobs {
+        Jobs::List(ids) => {
+            if ids.len() != 3 || ids.iter().any(|j| j.is_empty()) {
+                return Err(format!(
+                    "\"jobs\" must hold the three job ids (procure, process, egress), got {ids:?}"
+                ));
+            }
+            Ok((
+                Stage::ALL.into_iter().zip(ids.iter().cloned()).collect(),
+                Vec::new(),
+            ))
+        }
+        Jobs::ByStage(map) => {
+            if let Some(bad) = map.keys().find(|k| k.parse::<Stage>().is_err()) {
+                return Err(format!(
+                    "\"jobs\" has an entry {bad:?}: expected procure, process and egress"
+                ));
+            }
+            let mut found = Vec::new();
+            let mut missing = Vec::new();
+            for stage in Stage::ALL {
+                let from_map = map
+                    .get(stage.name())
+                    .map(|j| j.job_id.clone())
+                    .filter(|id| !id.is_empty());
+                // A failed .sync job: the state machine has no id, the cause has it.
+                let from_cause = || {
+                    let run = event.run_id.as_deref()?;
+                    let cause = event.error.as_ref()?.cause.as_deref()?;
+                    job_in_cause(cause, &batch::job_name(run, stage, ""))
+                };
+                match from_map.or_else(from_cause) {
+                    Some(id) => found.push((stage, id)),
+                    None => missing.push(stage),
+                }
+            }
+            Ok((found, missing))
+        }
+    }
 }
 
 /// Describes the jobs once. The output is [`WatchReport`]: `finished`, `succeeded`,
 /// `stages`, failure counts, groups and a sample, `failed_indices` (the first 1,000
-/// per stage) and `failed_list` when the full list was written.
+/// per stage), `not_submitted`, `terminated`, `summary`, and `failed_list` when the
+/// full list was written next to the run.
 pub async fn handle(client: &Client, config: &Config, event: WatchEvent) -> Result<WatchReport, String> {
-    if event.jobs.len() != 3 || event.jobs.iter().any(|j| j.is_empty()) {
-        return Err(format!(
-            "\"jobs\" must hold the three job ids (procure, process, egress), got {:?}",
-            event.jobs
-        ));
-    }
     if let Some(run) = &event.run_id {
         tandem_core::layout::check_run_id(run).map_err(|e| tandem_core::error::chain(&e))?;
     }
-    let jobs: Vec<(Stage, String)> = Stage::ALL.into_iter().zip(event.jobs).collect();
-    let polled = batch::poll(client, &jobs)
-        .await
-        .map_err(|e| tandem_core::error::chain(&e))?;
-    let mut report = polled.report;
-    if let (Some(root), Some(run), false) = (&config.root, &event.run_id, polled.failed.is_empty()) {
-        match batch::write_failed_list(&root.join(run), &polled.failed) {
+    let (jobs, not_submitted) = resolve(&event)?;
+    let (mut report, failed) = if jobs.is_empty() {
+        (batch::summarize(true, false, Vec::new(), &[]), Vec::new())
+    } else {
+        let polled = batch::poll(client, &jobs)
+            .await
+            .map_err(|e| tandem_core::error::chain(&e))?;
+        (polled.report, polled.failed)
+    };
+    if !not_submitted.is_empty() {
+        // A stage that was never submitted: the run is over, and it failed.
+        report.not_submitted = not_submitted;
+        report.succeeded = false;
+    }
+    if event.terminate_unfinished {
+        let why = match &event.error {
+            Some(e) => format!("tandem: the run failed ({})", e.error),
+            None => "tandem: the run failed".to_string(),
+        };
+        report.terminated = batch::terminate_unfinished(client, &report, &why).await;
+        if !report.terminated.is_empty() || !report.not_submitted.is_empty() {
+            report.finished = true;
+            report.succeeded = false;
+        }
+    }
+    if let (Some(root), Some(run), false) = (&config.root, &event.run_id, failed.is_empty()) {
+        match batch::write_failed_list(&root.join(run), &failed) {
             Ok(path) => report.failed_list = Some(path.display().to_string()),
             Err(e) => {
                 tracing::warn!(error = %tandem_core::error::chain(&e), "could not write the failed list")
             }
         }
     }
+    report.summarize_line();
     Ok(report)
 }
 
@@ -75,6 +189,7 @@ mod tests {
     use super::*;
     use aws_sdk_batch::operation::describe_jobs::DescribeJobsOutput;
     use aws_sdk_batch::operation::list_jobs::ListJobsOutput;
+    use aws_sdk_batch::operation::terminate_job::TerminateJobOutput;
     use aws_sdk_batch::types::{
         ArrayPropertiesDetail, ArrayPropertiesSummary, JobDetail, JobStatus, JobSummary,
     };
@@ -187,6 +302,128 @@ mod tests {
         );
     }
 
+    fn describe(jobs: Vec<JobDetail>) -> aws_smithy_mocks::Rule {
+        mock!(Client::describe_jobs)
+            .then_output(move || DescribeJobsOutput::builder().set_jobs(Some(jobs.clone())).build())
+    }
+
+    #[tokio::test]
+    async fn the_state_machines_success_event_reports_success() {
+        let event: WatchEvent = serde_json::from_str(
+            r#"{"run_id": "r1", "terminate_unfinished": false,
+                "jobs": {"procure": {"JobId": "a"}, "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}"#,
+        )
+        .unwrap();
+        let d = describe(vec![
+            job("a", JobStatus::Succeeded, 4, 0),
+            job("b", JobStatus::Succeeded, 4, 0),
+            job("c", JobStatus::Succeeded, 4, 0),
+        ]);
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&d]);
+        let out = handle(&client, &Config::default(), event).await.unwrap();
+        assert!(out.finished && out.succeeded, "{out:?}");
+        assert!(out.summary.starts_with("the run succeeded"), "{}", out.summary);
+    }
+
+    #[tokio::test]
+    async fn a_failed_egress_wait_is_named_from_the_caught_cause() {
+        // RunEgress (.sync) failed: the state machine has procure and process ids,
+        // and the egress job's description in the caught cause.
+        let cause =
+            serde_json::json!({"JobId": "c", "JobName": "tandem-r1-egress", "Status": "FAILED"}).to_string();
+        let event = serde_json::json!({
+            "run_id": "r1",
+            "terminate_unfinished": true,
+            "jobs": {"procure": {"JobId": "a"}, "process": {"JobId": "b"}},
+            "error": {"Error": "States.TaskFailed", "Cause": cause},
+        });
+        let event: WatchEvent = serde_json::from_value(event).unwrap();
+        let d = describe(vec![
+            job("a", JobStatus::Succeeded, 4, 0),
+            job("b", JobStatus::Failed, 3, 1),
+            job("c", JobStatus::Failed, 3, 1),
+        ]);
+        let list = mock!(Client::list_jobs).then_output(|| {
+            ListJobsOutput::builder()
+                .job_summary_list(
+                    JobSummary::builder()
+                        .job_id("x:1")
+                        .job_name("x")
+                        .status(JobStatus::Failed)
+                        .status_reason("Essential container in task exited")
+                        .array_properties(ArrayPropertiesSummary::builder().index(1).build())
+                        .build(),
+                )
+                .build()
+        });
+        let terminate = mock!(Client::terminate_job).then_output(|| TerminateJobOutput::builder().build());
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&d, &list, &terminate]);
+        let out = handle(&client, &Config::default(), event).await.unwrap();
+        assert!(out.finished && !out.succeeded);
+        assert_eq!(out.failed_indices.0, [vec![], vec![1], vec![1]]);
+        assert!(out.not_submitted.is_empty());
+        assert_eq!(terminate.num_calls(), 0, "finished jobs are not terminated");
+        assert!(
+            out.summary
+                .contains("the run failed: 2 failed children (process [1]; egress [1])"),
+            "{}",
+            out.summary
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_submission_names_the_missing_stages_and_stops_the_rest() {
+        let event: WatchEvent = serde_json::from_value(serde_json::json!({
+            "run_id": "r1",
+            "terminate_unfinished": true,
+            "jobs": {"procure": {"JobId": "a"}},
+            "error": {"Error": "Batch.ClientException", "Cause": "JobQueue tandem-process not found"},
+        }))
+        .unwrap();
+        let d = describe(vec![job("a", JobStatus::Runnable, 0, 0)]);
+        let terminate = mock!(Client::terminate_job)
+            .match_requests(|r| r.job_id() == Some("a"))
+            .then_output(|| TerminateJobOutput::builder().build());
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&d, &terminate]);
+        let out = handle(&client, &Config::default(), event).await.unwrap();
+        assert!(out.finished && !out.succeeded);
+        assert_eq!(out.not_submitted, vec![Stage::Process, Stage::Egress]);
+        assert_eq!(terminate.num_calls(), 1);
+        assert!(
+            out.summary.contains("never submitted: process, egress"),
+            "{}",
+            out.summary
+        );
+        assert!(out.summary.contains("procure (a): terminated"), "{}", out.summary);
+        // Nothing submitted at all (procure's submission failed).
+        let event: WatchEvent = serde_json::from_value(serde_json::json!({
+            "run_id": "r1", "terminate_unfinished": true, "jobs": {},
+            "error": {"Error": "Batch.ClientException", "Cause": "no such queue"},
+        }))
+        .unwrap();
+        let client = mock_client!(
+            aws_sdk_batch,
+            RuleMode::MatchAny,
+            [] as [&aws_smithy_mocks::Rule; 0]
+        );
+        let out = handle(&client, &Config::default(), event).await.unwrap();
+        assert!(out.finished && !out.succeeded);
+        assert_eq!(out.not_submitted.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_event_with_an_unknown_stage_is_refused() {
+        let event: WatchEvent =
+            serde_json::from_str(r#"{"jobs": {"procure": {"JobId": "a"}, "bake": {"JobId": "b"}}}"#).unwrap();
+        let client = mock_client!(
+            aws_sdk_batch,
+            RuleMode::MatchAny,
+            [] as [&aws_smithy_mocks::Rule; 0]
+        );
+        let err = handle(&client, &Config::default(), event).await.unwrap_err();
+        assert!(err.contains("\"bake\""), "{err}");
+    }
+
     #[tokio::test]
     async fn an_event_without_three_jobs_is_refused() {
         let client = mock_client!(
@@ -198,8 +435,10 @@ mod tests {
             &client,
             &Config::default(),
             WatchEvent {
-                jobs: vec!["a".into()],
+                jobs: Jobs::List(vec!["a".into()]),
                 run_id: None,
+                error: None,
+                terminate_unfinished: false,
             },
         )
         .await

@@ -1,0 +1,47 @@
+// The app: builds every stack from the checked context and applies cdk-nag's
+// AwsSolutions pack to all of them, so synth fails on any unexplained finding.
+
+import * as cdk from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { readConfig } from './config';
+import { DisasterRecoveryStack, DrRecoveryStack } from './dr-stack';
+import { PipelineStack } from './pipeline-stack';
+
+export const PIPELINE_STACK = 'PipelineStack';
+export const DR_STACK = 'DisasterRecoveryStack';
+export const DR_RECOVERY_STACK = 'DisasterRecoveryRegionStack';
+
+export interface TandemApp {
+  readonly app: cdk.App;
+  readonly pipeline: PipelineStack;
+  readonly dr: DisasterRecoveryStack;
+  readonly drRecovery: DrRecoveryStack;
+}
+
+/** Builds the app; `props` are passed to `cdk.App` (tests give the context and outdir). */
+export function buildApp(props?: cdk.AppProps): TandemApp {
+  const app = new cdk.App(props);
+  const config = readConfig(app.node);
+  const env = (region: string) => ({ account: config.account, region });
+  const pipeline = new PipelineStack(app, PIPELINE_STACK, {
+    env: env(config.primaryRegion),
+    description: 'tandem array pipeline: EFS, Batch (three stages chained N_TO_N), S3 egress, Step Functions, schedule',
+    config,
+  });
+  const drRecovery = new DrRecoveryStack(app, DR_RECOVERY_STACK, {
+    env: env(config.recoveryRegion),
+    description: 'tandem DR: the recovery region\'s backup vault',
+    config,
+  });
+  const dr = new DisasterRecoveryStack(app, DR_STACK, {
+    env: env(config.primaryRegion),
+    description: 'tandem DR: Product table with PITR and a replica, product API, AWS Backup plan with a cross-region copy',
+    config,
+  });
+  dr.addStackDependency(drRecovery, 'the backup plan copies into the recovery region\'s vault');
+  for (const stack of [pipeline, dr, drRecovery]) {
+    cdk.Tags.of(stack).add('project', 'tandem');
+  }
+  cdk.Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
+  return { app, pipeline, dr, drRecovery };
+}

@@ -1,0 +1,150 @@
+// The deployment's settings, read once from the CDK context (cdk.json, or `-c key=value`)
+// and checked, so a bad value stops synth with a message that names it instead of
+// producing a template that fails half way through a deploy.
+
+import * as cdk from 'aws-cdk-lib';
+import { Node } from 'constructs';
+
+/** What `cdk destroy` does to data. */
+export enum Removal {
+  /** Everything goes: tables, buckets (emptied first), vaults, file systems. */
+  Dev = 'dev',
+  /** Data is retained: table, bucket, vaults and file system outlive the stack. */
+  Prod = 'prod',
+}
+
+/** The processor the Lambda functions run on. */
+export enum LambdaArchitecture {
+  X86_64 = 'x86_64',
+  /** Graviton: needs the aarch64-unknown-linux-gnu target in the Rust toolchain. */
+  Arm64 = 'arm64',
+}
+
+/** Where Batch runs the containers. */
+export enum Compute {
+  Fargate = 'fargate',
+  Ec2 = 'ec2',
+}
+
+export interface TandemConfig {
+  readonly removal: Removal;
+  readonly compute: Compute;
+  readonly account?: string;
+  readonly primaryRegion: string;
+  readonly recoveryRegion: string;
+  /** EventBridge schedule of the pipeline, `cron(...)` or `rate(...)`. */
+  readonly pipelineSchedule: string;
+  /** The scheduled run's workload. */
+  readonly records: number;
+  readonly idsPerNode: number;
+  /** The most vCPUs the compute environment scales to. */
+  readonly maxvCpus: number;
+  /** The state machine's overall timeout. */
+  readonly runTimeout: cdk.Duration;
+  /** The API Gateway stage the product API is deployed to. */
+  readonly apiStage: string;
+  /** The Lambda functions' processor. */
+  readonly lambdaArchitecture: LambdaArchitecture;
+}
+
+/** The context keys this app reads (all under `tandem:`). */
+export const CONTEXT_KEYS = [
+  'removal',
+  'compute',
+  'account',
+  'primaryRegion',
+  'recoveryRegion',
+  'pipelineSchedule',
+  'records',
+  'idsPerNode',
+  'maxvCpus',
+  'runTimeoutHours',
+  'apiStage',
+  'lambdaArchitecture',
+] as const;
+
+const REGION = /^[a-z]{2}(-gov)?-[a-z]+-\d$/;
+
+function fail(key: string, value: unknown, want: string): never {
+  throw new Error(`context tandem:${key} = ${JSON.stringify(value)} is not valid: ${want}`);
+}
+
+function str(node: Node, key: string, fallback?: string): string {
+  const v = node.tryGetContext(`tandem:${key}`);
+  if (v === undefined || v === null) {
+    if (fallback === undefined) fail(key, v, 'it is required');
+    return fallback;
+  }
+  if (typeof v !== 'string' || v.length === 0) fail(key, v, 'expected a non-empty string');
+  return v;
+}
+
+function int(node: Node, key: string, fallback: number, min: number, max: number): number {
+  const raw = node.tryGetContext(`tandem:${key}`);
+  const v = raw === undefined ? fallback : typeof raw === 'string' ? Number(raw) : raw;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    fail(key, raw, `expected a whole number from ${min} to ${max}`);
+  }
+  return v;
+}
+
+function oneOf<T extends string>(node: Node, key: string, values: Record<string, T>, fallback: T): T {
+  const v = str(node, key, fallback);
+  const known = Object.values(values);
+  if (!known.includes(v as T)) fail(key, v, `expected one of ${known.join(', ')}`);
+  return v as T;
+}
+
+/** Reads and checks the context. */
+export function readConfig(node: Node): TandemConfig {
+  for (const k of Object.keys(node.tryGetContext('tandem') ?? {})) {
+    fail(k, undefined, 'use flat keys such as tandem:removal');
+  }
+  const primaryRegion = str(node, 'primaryRegion', 'us-east-2');
+  const recoveryRegion = str(node, 'recoveryRegion', 'us-east-1');
+  for (const [k, r] of [['primaryRegion', primaryRegion], ['recoveryRegion', recoveryRegion]]) {
+    if (!REGION.test(r)) fail(k, r, 'expected a region name such as us-east-2');
+  }
+  if (primaryRegion === recoveryRegion) {
+    fail('recoveryRegion', recoveryRegion, 'the recovery region must differ from the primary region');
+  }
+  const schedule = str(node, 'pipelineSchedule', 'cron(0 6 * * ? *)');
+  if (!/^(cron\(\S+ \S+ \S+ \S+ \S+ \S+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\))$/.test(schedule)) {
+    fail('pipelineSchedule', schedule, 'expected cron(min hour day month weekday year) or rate(N unit)');
+  }
+  const records = int(node, 'records', 400_000, 1, Number.MAX_SAFE_INTEGER);
+  const idsPerNode = int(node, 'idsPerNode', 40, 1, Number.MAX_SAFE_INTEGER);
+  const children = Math.ceil(records / idsPerNode);
+  if (children > 10_000) {
+    fail(
+      'idsPerNode',
+      idsPerNode,
+      `${records} records need ${children} children, over AWS Batch's 10,000; use ${Math.ceil(records / 10_000)} or more`,
+    );
+  }
+  const account = node.tryGetContext('tandem:account') ?? process.env.CDK_DEFAULT_ACCOUNT;
+  if (account !== undefined && !/^\d{12}$/.test(String(account))) {
+    fail('account', account, 'expected a 12-digit AWS account id');
+  }
+  const apiStage = str(node, 'apiStage', 'prod');
+  if (!/^[A-Za-z0-9_]{1,128}$/.test(apiStage)) fail('apiStage', apiStage, 'expected letters, digits and _');
+  return {
+    removal: oneOf(node, 'removal', Removal, Removal.Dev),
+    compute: oneOf(node, 'compute', Compute, Compute.Fargate),
+    account: account === undefined ? undefined : String(account),
+    primaryRegion,
+    recoveryRegion,
+    pipelineSchedule: schedule,
+    records,
+    idsPerNode,
+    maxvCpus: int(node, 'maxvCpus', 256, 1, 100_000),
+    runTimeout: cdk.Duration.hours(int(node, 'runTimeoutHours', 24, 1, 24 * 365)),
+    apiStage,
+    lambdaArchitecture: oneOf(node, 'lambdaArchitecture', LambdaArchitecture, LambdaArchitecture.X86_64),
+  };
+}
+
+/** The removal policy for data under `removal`. */
+export function dataRemoval(removal: Removal): cdk.RemovalPolicy {
+  return removal === Removal.Prod ? cdk.RemovalPolicy.RETAIN : cdk.RemovalPolicy.DESTROY;
+}

@@ -1,0 +1,179 @@
+// The run state machine: the seed's orchestration, made correct.
+//
+//   Prepare -> CollectJobs -> one child or many?
+//     many: SubmitProcure (array of array_size) -> SubmitProcess (N_TO_N on procure)
+//           -> RunEgress (N_TO_N on process, waits for the whole egress job)
+//     one:  the same three as plain jobs, each depending on the one before
+//   -> Watch (names every failed child, bounded) -> succeeded? -> Succeed / RunFailed
+//   Any submission or wait that fails -> WatchFailure (names the failed children,
+//   terminates whatever still runs) -> RunFailed.
+//
+// FAILED is never success: the egress job waited on fails if any child fails, and even
+// then the watch lambda checks all three stages before the run may succeed. A run of
+// 10,000 children makes a few dozen history events (the wait is one .sync task), and
+// every state carries small values: the prepare output, three job ids, and the watch
+// report, which is bounded (see tandem_aws::batch::WatchReport).
+
+import * as cdk from 'aws-cdk-lib';
+import * as batch from 'aws-cdk-lib/aws-batch';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { acknowledge, arnFinding, attrFinding } from './nag';
+
+export const STAGES = ['procure', 'process', 'egress'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface PipelineStateMachineProps {
+  readonly prepare: lambda.IFunction;
+  readonly watch: lambda.IFunction;
+  readonly queues: Record<Stage, batch.IJobQueue>;
+  readonly jobDefinition: batch.IJobDefinition;
+  readonly timeout: cdk.Duration;
+  readonly removalPolicy: cdk.RemovalPolicy;
+}
+
+/** Errors of the Batch integration that are worth another try (throttling, 5xx). */
+const BATCH_TRANSIENT = ['Batch.TooManyRequestsException', 'Batch.ServerException'];
+
+export class PipelineStateMachine extends Construct {
+  readonly machine: sfn.StateMachine;
+
+  constructor(scope: Construct, id: string, props: PipelineStateMachineProps) {
+    super(scope, id);
+
+    const prepare = new tasks.LambdaInvoke(this, 'Prepare', {
+      comment:
+        'Writes the run (manifest and ID file) on the volume from the execution input ({records, ids_per_node, seed, first_id}, all optional); returns run_id, array_size and job names.',
+      lambdaFunction: props.prepare,
+      payloadResponseOnly: true,
+      resultSelector: {
+        'run_id.$': '$.run_id',
+        'array_size.$': '$.array_size',
+        'job_names.$': '$.job_names',
+      },
+      resultPath: '$.run',
+      retryOnServiceExceptions: true,
+    });
+    const prepareFailed = new sfn.Fail(this, 'PrepareFailed', {
+      error: 'TandemPrepareFailed',
+      causePath: '$.error.Cause',
+    });
+    prepare.addCatch(prepareFailed, { resultPath: '$.error' });
+
+    const runFailed = new sfn.Fail(this, 'RunFailed', {
+      error: 'TandemRunFailed',
+      causePath: '$.watch.summary',
+    });
+    const watchTask = (name: string, onFailure: boolean) =>
+      new tasks.LambdaInvoke(this, name, {
+        comment: onFailure
+          ? 'Names the failed children (and a stage that was never submitted), terminates what still runs.'
+          : 'Checks all three stages: the run succeeds only if every stage SUCCEEDED.',
+        lambdaFunction: props.watch,
+        payload: sfn.TaskInput.fromObject({
+          run_id: sfn.JsonPath.stringAt('$.run.run_id'),
+          jobs: sfn.JsonPath.objectAt('$.jobs'),
+          terminate_unfinished: onFailure,
+          ...(onFailure ? { error: sfn.JsonPath.objectAt('$.error') } : {}),
+        }),
+        payloadResponseOnly: true,
+        resultPath: '$.watch',
+        retryOnServiceExceptions: true,
+      });
+    const watchFailure = watchTask('WatchFailure', true);
+    watchFailure.next(runFailed);
+    // If even the watch cannot run, the run still ends as failed, with its error.
+    watchFailure.addCatch(new sfn.Fail(this, 'WatchFailed', { error: 'TandemWatchFailed', causePath: '$.watchError.Cause' }), {
+      resultPath: '$.watchError',
+    });
+    const watchSuccess = watchTask('Watch', false);
+    watchSuccess.addCatch(watchFailure, { resultPath: '$.error' });
+    const verdict = new sfn.Choice(this, 'Succeeded?')
+      .when(sfn.Condition.booleanEquals('$.watch.succeeded', true), new sfn.Succeed(this, 'RunSucceeded'))
+      .otherwise(runFailed);
+    watchSuccess.next(verdict);
+
+    const submit = (stage: Stage, array: boolean, wait: boolean) => {
+      const i = STAGES.indexOf(stage);
+      const before = i > 0 ? STAGES[i - 1] : undefined;
+      const task = new tasks.BatchSubmitJob(this, `${array ? 'Array' : 'Single'}${title(stage)}`, {
+        comment: wait
+          ? `Submits ${stage} and waits until the whole job has finished.`
+          : `Submits ${stage}${before ? ` (${array ? 'N_TO_N' : 'after'} ${before})` : ''}.`,
+        jobName: sfn.JsonPath.stringAt(`$.run.job_names.${stage}`),
+        jobQueueArn: props.queues[stage].jobQueueArn,
+        jobDefinitionArn: props.jobDefinition.jobDefinitionArn,
+        arraySize: array ? sfn.JsonPath.numberAt('$.run.array_size') : undefined,
+        dependsOn: before
+          ? [{ jobId: sfn.JsonPath.stringAt(`$.jobs.${before}.JobId`), type: array ? 'N_TO_N' : undefined }]
+          : undefined,
+        containerOverrides: {
+          environment: {
+            TANDEM_RUN_ID: sfn.JsonPath.stringAt('$.run.run_id'),
+            TANDEM_STAGE: stage,
+          },
+        },
+        integrationPattern: wait ? sfn.IntegrationPattern.RUN_JOB : sfn.IntegrationPattern.REQUEST_RESPONSE,
+        resultSelector: { 'JobId.$': '$.JobId' },
+        resultPath: `$.jobs.${stage}`,
+      });
+      if (!wait) {
+        // Resubmitting after a lost answer could start a stage twice; only what Batch
+        // says did not happen (throttling, a server error) is retried.
+        task.addRetry({ errors: BATCH_TRANSIENT, interval: cdk.Duration.seconds(2), maxAttempts: 5, backoffRate: 2 });
+      }
+      task.addCatch(watchFailure, { resultPath: '$.error' });
+      return task;
+    };
+    const branch = (array: boolean) =>
+      submit('procure', array, false)
+        .next(submit('process', array, false))
+        .next(submit('egress', array, true))
+        .next(watchSuccess);
+
+    const collectJobs = new sfn.Pass(this, 'CollectJobs', {
+      comment: 'The job ids are collected under $.jobs as the stages are submitted.',
+      result: sfn.Result.fromObject({}),
+      resultPath: '$.jobs',
+    });
+    const definition = prepare
+      .next(collectJobs)
+      .next(
+        new sfn.Choice(this, 'OneChildOrMany?', { comment: 'Batch arrays hold 2 to 10,000 children; one child runs as plain jobs.' })
+          .when(sfn.Condition.numberEquals('$.run.array_size', 1), branch(false))
+          .otherwise(branch(true)),
+      );
+
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: props.removalPolicy,
+    });
+    this.machine = new sfn.StateMachine(this, 'Machine', {
+      comment: 'tandem: prepare, three stages chained N_TO_N on AWS Batch, and a verdict that never calls FAILED a success',
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      timeout: props.timeout,
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+    });
+    acknowledge(
+      this.machine,
+      'AwsSolutions-IAM5',
+      'Generated by the Step Functions integrations: invoking a Lambda function allows its versions (ARN:*); ' +
+        'batch:SubmitJob allows the job definition\'s revisions (job-definition/*); log delivery and X-Ray tracing ' +
+        'support no resource-level permissions (*).',
+      [
+        'Resource::*',
+        attrFinding(props.prepare, ':*'),
+        attrFinding(props.watch, ':*'),
+        arnFinding(this, 'batch', 'job-definition/*'),
+      ],
+    );
+  }
+}
+
+function title(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
