@@ -35,6 +35,46 @@ impl std::fmt::Display for Failed {
 
 impl std::error::Error for Failed {}
 
+/// The signal that stopped a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT (Ctrl-C).
+    Int,
+    /// SIGTERM.
+    Term,
+}
+
+impl Signal {
+    /// `SIGINT`, `SIGTERM`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+        }
+    }
+
+    /// The shell's exit code for it: 128 + the signal number.
+    fn exit_code(self) -> u8 {
+        match self {
+            Signal::Int => 130,
+            Signal::Term => 143,
+        }
+    }
+}
+
+/// A command stopped by a signal after cleaning up: exits 130 (SIGINT) or 143
+/// (SIGTERM), as a shell reports a process the signal killed.
+#[derive(Debug)]
+pub struct Interrupted(pub Signal);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by {}", self.0.name())
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 fn main() -> ExitCode {
     tandem_core::guard::install_panic_hook();
     let cli = Cli::parse();
@@ -52,7 +92,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             crate::note!("tandem: {err:#}");
-            if err.downcast_ref::<Failed>().is_some() {
+            if let Some(Interrupted(signal)) = err.downcast_ref::<Interrupted>() {
+                ExitCode::from(signal.exit_code())
+            } else if err.downcast_ref::<Failed>().is_some() {
                 ExitCode::from(1)
             } else {
                 ExitCode::from(2)

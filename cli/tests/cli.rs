@@ -515,6 +515,65 @@ fn dr_drill_runs_every_method_and_writes_its_report() {
 }
 
 #[test]
+fn a_drill_stopped_by_sigterm_removes_what_it_made_and_exits_143() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let work = env.dir.path().join("work");
+    // What a drill killed with SIGKILL left: removed, with a message, before starting.
+    let stale = work.join("tandem-dr-drill/us-east-2/tables");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("Product-drill-pitr-1.redb"), b"half a table").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["dr-drill", "--products", "300000", "--dir"])
+        .arg(&work)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let started = line.contains("method pitr: starting");
+        said.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(
+        said.iter()
+            .any(|l| l.contains("left by a drill that did not finish")),
+        "{said:?}"
+    );
+    // A second drill in the same directory is refused while the first runs.
+    let second = env.tandem(&["dr-drill", "--products", "10", "--dir", work.to_str().unwrap()]);
+    assert_eq!(code(&second), 2, "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another drill is running in"),
+        "{}",
+        stderr(&second)
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("SIGTERM: stopping the drill")),
+        "{rest:?}"
+    );
+    assert!(!rest.iter().any(|l| l.contains("left behind")), "{rest:?}");
+    assert!(
+        !work.join("tandem-dr-drill").exists(),
+        "the stopped drill left its regions behind"
+    );
+}
+
+#[test]
 fn dr_drill_and_api_serve_refuse_bad_input() {
     let env = Env::new();
     let cases: &[(&[&str], &str)] = &[
@@ -523,6 +582,21 @@ fn dr_drill_and_api_serve_refuse_bad_input() {
             "unknown method \"magic\"",
         ),
         (&["dr-drill", "--region", "us-east-2"], "must be another one"),
+        (
+            &[
+                "dr-drill",
+                "--region",
+                "us-east-1",
+                "--stack",
+                "DisasterRecoveryStack",
+            ],
+            "--stack is for --backend dynamodb",
+        ),
+        (
+            &["dr-drill", "--backend", "dynamodb", "--dir", "x"],
+            "--dir is for --backend embedded",
+        ),
+        (&["dr-drill", "--region", "Not A Region"], "Not A Region"),
         (&["dr-drill", "--products", "0"], "--products 0 is out of range"),
         (
             &["dr-drill", "--pitr-window-days", "36"],
@@ -608,15 +682,22 @@ fn api_serve_answers_over_http_and_keeps_its_data() {
     let (s, body) = http(&addr, "POST", "/createBackup", "", Some("k1"));
     assert_eq!(s, 201, "{body}");
     assert!(body.contains("AVAILABLE"), "{body}");
+    // Killed outright...
     server.kill().unwrap();
     server.wait().unwrap();
-    // A restarted server serves the same table.
+    // ...a restarted server serves the same table.
     let (mut server, addr) = start();
     let (s, body) = http(&addr, "GET", &format!("/getProduct?product_id={id}"), "", None);
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("Dune"));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    // SIGTERM stops it cleanly.
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

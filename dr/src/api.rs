@@ -2,8 +2,9 @@
 //! `lambda_http` in Lambda, tested with `router(..).oneshot(request)`.
 //!
 //! Routes keep the original's paths and shapes so existing clients keep working;
-//! unlike the original, bad input is a 400 naming the field, a missing product a 404,
-//! and `POST /createBackup` works.
+//! unlike the original, bad input is a 400 naming the field (an unknown or repeated
+//! key included), a body that is not declared JSON a 415, one over [`MAX_BODY`] a
+//! 413, a missing product a 404, and `POST /createBackup` works.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Serialize;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
 
 use crate::embedded::now_us;
@@ -58,28 +60,41 @@ pub fn router(state: ApiState) -> Router {
         .with_state(Arc::new(state))
 }
 
-/// A JSON error response.
+/// A JSON error response: `{"error": ..., "field": ...}`.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
-    field: Option<&'static str>,
+    field: Option<String>,
 }
 
 impl ApiError {
-    fn bad(field: Option<&'static str>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            field: None,
+        }
+    }
+    fn bad(field: Option<&str>, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
-            field,
+            field: field.map(str::to_string),
         }
     }
     fn not_found(id: &str) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             message: format!("product {id} not found"),
-            field: Some("product_id"),
+            field: Some("product_id".into()),
         }
+    }
+    pub(crate) fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_BODY} bytes"),
+        )
     }
 }
 
@@ -145,23 +160,89 @@ fn check_key(state: &ApiState, headers: &HeaderMap, method: &Method) -> Result<(
     }
 }
 
+/// A JSON object that remembers the first key it saw twice (serde_json's `Map`
+/// keeps the last value silently; a client sending two titles gets told).
+struct Object {
+    map: Map<String, Value>,
+    repeated: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Object;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Object, A::Error> {
+                let mut map = Map::new();
+                let mut repeated = None;
+                while let Some(k) = a.next_key::<String>()? {
+                    let v: Value = a.next_value()?;
+                    if map.contains_key(&k) {
+                        repeated.get_or_insert(k);
+                    } else {
+                        map.insert(k, v);
+                    }
+                }
+                Ok(Object { map, repeated })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Requires `Content-Type: application/json` (parameters such as `charset` allowed):
+/// a browser's cross-site form post cannot send it without a preflight.
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "the body must be sent as Content-Type: application/json, not {}",
+                if given.is_empty() {
+                    "no content type".to_string()
+                } else {
+                    format!("{given:?}")
+                }
+            ),
+        ))
+    }
+}
+
 /// Parses a JSON object body allowing exactly `allowed` fields.
 fn object(
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     allowed: &[&'static str],
 ) -> Result<Map<String, Value>, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::bad(None, format!("request body is larger than {MAX_BODY} bytes"))
+            ApiError::too_large()
         } else {
             ApiError::bad(None, format!("unreadable request body: {e}"))
         }
     })?;
+    check_json_content_type(headers)?;
+    // Syntax first, for its message; then the shape.
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(None, format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(map) = value else {
+    if !value.is_object() {
         return Err(ApiError::bad(None, "request body must be a JSON object"));
-    };
+    }
+    let Object { map, repeated } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(None, format!("request body is not valid JSON: {e}")))?;
+    if let Some(k) = repeated {
+        return Err(ApiError::bad(Some(&k), format!("{k} is given more than once")));
+    }
     for k in map.keys() {
         if !allowed.contains(&k.as_str()) {
             let owned = ["product_id", "sum_rating", "count_rating", "updated_at_us"];
@@ -170,9 +251,8 @@ fn object(
             } else {
                 "is not a known field"
             };
-            let field: &'static str = owned.iter().find(|o| **o == k).copied().unwrap_or("body");
             return Err(ApiError::bad(
-                Some(field),
+                Some(k),
                 format!("{k} {why}; allowed: {}", allowed.join(", ")),
             ));
         }
@@ -206,7 +286,7 @@ async fn add_product(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_key(&state, &headers, &Method::POST)?;
-    let map = object(body, &["product_category", "product_title"])?;
+    let map = object(&headers, body, &["product_category", "product_title"])?;
     let item = Product {
         product_id: uuid::Uuid::new_v4().to_string(),
         product_category: string_field(&map, "product_category", MAX_CATEGORY)?,
@@ -271,7 +351,11 @@ async fn update_product(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_key(&state, &headers, &Method::PUT)?;
-    let map = object(body, &["product_id", "product_category", "product_title"])?;
+    let map = object(
+        &headers,
+        body,
+        &["product_id", "product_category", "product_title"],
+    )?;
     let id = string_field(&map, "product_id", 64)?;
     let category = string_field(&map, "product_category", MAX_CATEGORY)?;
     let title = string_field(&map, "product_title", MAX_TITLE)?;

@@ -55,7 +55,7 @@ pub(crate) fn to_item(p: &Product) -> HashMap<String, AttributeValue> {
     ])
 }
 
-fn from_item(table: &str, item: &HashMap<String, AttributeValue>) -> Result<Product> {
+pub(crate) fn from_item(table: &str, item: &HashMap<String, AttributeValue>) -> Result<Product> {
     let s = |k: &str| {
         item.get(k).and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| {
             Error::storage(

@@ -7,19 +7,22 @@
 //!   directory, with a change log that makes point-in-time restore exact;
 //! - [`backup`]: on-demand and scheduled backups, point-in-time restore, copies to
 //!   another region;
-//! - [`api`]: the one `axum::Router` served locally and in Lambda.
+//! - [`api`]: the one `axum::Router` served locally and in Lambda;
+//! - [`drill`]: the disaster-recovery drill, one driver over the embedded and the
+//!   DynamoDB + AWS Backup backends;
+//! - [`region`]: checked region names;
+//! - [`serve`]: the API on a socket, with connection limits and timeouts.
 
 pub mod api;
 pub mod backup;
 pub mod drill;
 #[cfg(feature = "dynamodb")]
-pub mod drill_dynamodb;
-pub mod drill_report;
-#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod embedded;
 pub mod product;
+pub mod region;
 pub mod replica;
+pub mod serve;
 pub mod store;
 
 pub use store::{Error, Result};

@@ -196,8 +196,15 @@ async fn bad_input_is_a_400_naming_the_field() {
             "POST",
             "/addProduct",
             json!({"product_category": "c", "product_title": "t", "colour": "red"}).to_string(),
-            Some("body"),
+            Some("colour"),
             "colour is not a known field",
+        ),
+        (
+            "POST",
+            "/addProduct",
+            r#"{"product_category": "c", "product_title": "t", "product_title": "u"}"#.into(),
+            Some("product_title"),
+            "given more than once",
         ),
         (
             "POST",
@@ -228,16 +235,6 @@ async fn bad_input_is_a_400_naming_the_field() {
             Some("count_rating"),
             "set by the server",
         ),
-        (
-            "POST",
-            "/addProduct",
-            format!(
-                "{{\"product_category\": \"{}\", \"product_title\": \"t\"}}",
-                "y".repeat(MAX_BODY)
-            ),
-            None,
-            "larger than",
-        ),
     ];
     for (method, uri, body, field, needle) in cases {
         let (s, v) = api.call(method, uri, Some(&body), None).await;
@@ -258,6 +255,13 @@ async fn bad_input_is_a_400_naming_the_field() {
         (s, v["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("product_id"))
     );
+    let big = format!(
+        "{{\"product_category\": \"{}\", \"product_title\": \"t\"}}",
+        "y".repeat(MAX_BODY)
+    );
+    let (s, v) = api.call("POST", "/addProduct", Some(&big), None).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("larger than"), "{v}");
     let (s, _) = api.call("DELETE", "/deleteProduct?product_id=", None, None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
@@ -330,4 +334,37 @@ async fn create_backup_returns_201_with_the_details() {
         no_backups.call("POST", "/createBackup", None, None).await.0,
         StatusCode::NOT_IMPLEMENTED
     );
+}
+
+#[tokio::test]
+async fn writes_must_be_declared_json() {
+    let api = Api::new(None);
+    let body = json!({"product_category": "c", "product_title": "t"}).to_string();
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut req = Request::builder().method("POST").uri("/addProduct");
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let resp = router(api.state.clone())
+            .oneshot(req.body(Body::from(body.clone())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("application/json"), "{v}");
+    }
+    // Parameters and case do not matter.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/addProduct")
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(Body::from(body))
+        .unwrap();
+    let resp = router(api.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
 }

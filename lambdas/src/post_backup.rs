@@ -1,23 +1,36 @@
 //! The post-backup handler: what runs after the scheduled backup of the product
-//! table (the original just took another backup). It checks that today's backup
-//! exists and is complete, copies it to the second region's vault, expires recovery
-//! points past retention, and reports, through AWS Backup.
+//! table (the original just took another backup). It checks that today's backup by
+//! the tandem plan exists and is complete, makes sure its copy to the recovery
+//! region's vault exists (the plan's copy action normally made it: then nothing is
+//! started; otherwise a copy job with the same retention), expires the plan's
+//! recovery points past retention, and reports, through AWS Backup.
+//!
+//! Only recovery points the plan made, in the plan's vault, are looked at: a backup
+//! someone took by hand is never copied or deleted by this function.
 
 use aws_sdk_backup::Client;
-use aws_sdk_backup::types::RecoveryPointStatus;
+use aws_sdk_backup::primitives::DateTime;
+use aws_sdk_backup::types::{CopyJobState, Lifecycle, RecoveryPointByBackupVault, RecoveryPointStatus};
 use serde::Serialize;
 use tandem_dr::backup::last_scheduled_slot;
 
 /// The handler's configuration, read once from the environment.
 ///
 /// - `TABLE_ARN`: the DynamoDB table whose recovery points are checked (required);
+/// - `BACKUP_PLAN_ID`: the plan whose recovery points are considered (required);
+/// - `SOURCE_VAULT_NAME`: the plan's vault (required);
 /// - `DESTINATION_VAULT_ARN`: the backup vault in the second region (required);
 /// - `COPY_ROLE_ARN`: the role AWS Backup assumes for the copy (required);
-/// - `RETENTION_DAYS`: recovery points older than this are deleted (default 30).
+/// - `RETENTION_DAYS`: recovery points older than this are deleted, and copies this
+///   function starts are kept this long (default 30).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Table ARN.
     pub table_arn: String,
+    /// The tandem backup plan.
+    pub backup_plan_id: String,
+    /// The plan's vault.
+    pub source_vault_name: String,
     /// Vault in the second region.
     pub destination_vault_arn: String,
     /// Role for copy jobs.
@@ -29,7 +42,10 @@ pub struct Config {
 impl Config {
     /// Reads the variables above, naming the one that is missing or bad.
     pub fn from_env() -> Result<Self, String> {
-        let get = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set: the function needs it"));
+        let get = |k: &str| match std::env::var(k) {
+            Ok(v) if !v.trim().is_empty() => Ok(v),
+            _ => Err(format!("{k} is not set: the function needs it")),
+        };
         let retention_days = match std::env::var("RETENTION_DAYS") {
             Err(_) => 30,
             Ok(v) => v
@@ -40,6 +56,8 @@ impl Config {
         };
         Ok(Self {
             table_arn: get("TABLE_ARN")?,
+            backup_plan_id: get("BACKUP_PLAN_ID")?,
+            source_vault_name: get("SOURCE_VAULT_NAME")?,
             destination_vault_arn: get("DESTINATION_VAULT_ARN")?,
             copy_role_arn: get("COPY_ROLE_ARN")?,
             retention_days,
@@ -50,14 +68,18 @@ impl Config {
 /// What the handler found and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PostBackupReport {
-    /// True when today's backup exists, is complete and its copy was started.
+    /// True when today's backup exists, is complete and its copy exists or was
+    /// started.
     pub ok: bool,
     /// Today's recovery point, if there is one.
     pub todays_backup: Option<String>,
     /// Its status.
     pub status: Option<String>,
-    /// The copy job started for it.
+    /// The copy job of today's backup to the recovery vault.
     pub copy_job_id: Option<String>,
+    /// Whether this run started that copy job (false: it already existed, usually
+    /// the plan's copy action).
+    pub copy_started: bool,
     /// Recovery points deleted for being past retention.
     pub expired: Vec<String>,
     /// What is wrong, for the alarm.
@@ -68,21 +90,33 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
     format!("{what}: {e}")
 }
 
-/// Runs the checks at `now_us` (µs since the epoch).
-pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<PostBackupReport, String> {
-    // Every recovery point of the table, all pages.
+fn to_us(d: Option<&DateTime>) -> u64 {
+    d.map(|d| d.as_secs_f64() * 1e6).unwrap_or(0.0).max(0.0) as u64
+}
+
+fn from_us(us: u64) -> DateTime {
+    DateTime::from_secs((us / 1_000_000) as i64)
+}
+
+/// The plan's recovery points of the table in its vault, all pages.
+async fn plan_points(client: &Client, config: &Config) -> Result<Vec<RecoveryPointByBackupVault>, String> {
     let mut points = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let page = client
-            .list_recovery_points_by_resource()
-            .resource_arn(&config.table_arn)
+            .list_recovery_points_by_backup_vault()
+            .backup_vault_name(&config.source_vault_name)
+            .by_resource_arn(&config.table_arn)
+            .by_backup_plan_id(&config.backup_plan_id)
             .set_next_token(token.take())
             .send()
             .await
             .map_err(|e| {
                 err(
-                    "listing recovery points",
+                    &format!(
+                        "listing the recovery points in vault {}",
+                        config.source_vault_name
+                    ),
                     aws_sdk_backup::error::DisplayErrorContext(e),
                 )
             })?;
@@ -92,12 +126,56 @@ pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<Pos
             _ => break,
         }
     }
-    let created_us = |p: &aws_sdk_backup::types::RecoveryPointByResource| {
-        p.creation_date()
-            .map(|d| d.as_secs_f64() * 1e6)
-            .unwrap_or(0.0)
-            .max(0.0) as u64
-    };
+    // The filters are the service's; this keeps the promise whatever it returns.
+    points.retain(|p| {
+        p.resource_arn().is_none_or(|r| r == config.table_arn)
+            && p.created_by()
+                .and_then(|c| c.backup_plan_id())
+                .is_some_and(|id| id == config.backup_plan_id)
+    });
+    Ok(points)
+}
+
+/// A copy job of `point` to the destination vault that is under way or done.
+async fn existing_copy(
+    client: &Client,
+    config: &Config,
+    point: &str,
+    since_us: u64,
+) -> Result<Option<String>, String> {
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_copy_jobs()
+            .by_resource_arn(&config.table_arn)
+            .by_destination_vault_arn(&config.destination_vault_arn)
+            .by_created_after(from_us(since_us))
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| err("listing copy jobs", aws_sdk_backup::error::DisplayErrorContext(e)))?;
+        let found = page.copy_jobs().iter().find(|j| {
+            j.source_recovery_point_arn() == Some(point)
+                && j.destination_backup_vault_arn() == Some(config.destination_vault_arn.as_str())
+                && matches!(
+                    j.state(),
+                    Some(CopyJobState::Created | CopyJobState::Running | CopyJobState::Completed)
+                )
+        });
+        if let Some(j) = found {
+            return Ok(Some(j.copy_job_id().unwrap_or_default().to_string()));
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Runs the checks at `now_us` (µs since the epoch).
+pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<PostBackupReport, String> {
+    let points = plan_points(client, config).await?;
+    let created_us = |p: &RecoveryPointByBackupVault| to_us(p.creation_date());
     let slot = last_scheduled_slot(now_us);
     let mut problems = Vec::new();
     let today = points
@@ -109,13 +187,14 @@ pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<Pos
         todays_backup: today.and_then(|p| p.recovery_point_arn().map(String::from)),
         status: today.and_then(|p| p.status().map(|s| s.as_str().to_string())),
         copy_job_id: None,
+        copy_started: false,
         expired: Vec::new(),
         problems: Vec::new(),
     };
     match today {
         None => problems.push(format!(
-            "no backup of {} since today's scheduled time ({} µs, cron(10 9 * * ? *))",
-            config.table_arn, slot
+            "no backup of {} by plan {} since today's scheduled time ({} µs, cron(10 9 * * ? *))",
+            config.table_arn, config.backup_plan_id, slot
         )),
         Some(p) if p.status() != Some(&RecoveryPointStatus::Completed) => problems.push(format!(
             "today's backup {} is not complete (status {}{})",
@@ -124,31 +203,54 @@ pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<Pos
             p.status_message().map(|m| format!(": {m}")).unwrap_or_default()
         )),
         Some(p) => {
-            let out = client
-                .start_copy_job()
-                .recovery_point_arn(p.recovery_point_arn().unwrap_or_default())
-                .source_backup_vault_name(p.backup_vault_name().unwrap_or("Default"))
-                .destination_backup_vault_arn(&config.destination_vault_arn)
-                .iam_role_arn(&config.copy_role_arn)
-                .send()
-                .await;
-            match out {
-                Ok(o) => report.copy_job_id = o.copy_job_id().map(String::from),
-                Err(e) => problems.push(err(
-                    "copying today's backup",
-                    aws_sdk_backup::error::DisplayErrorContext(e),
-                )),
+            let arn = p.recovery_point_arn().unwrap_or_default();
+            match existing_copy(client, config, arn, slot).await {
+                Err(e) => problems.push(e),
+                Ok(Some(job)) => report.copy_job_id = Some(job),
+                Ok(None) => {
+                    let out = client
+                        .start_copy_job()
+                        .recovery_point_arn(arn)
+                        .source_backup_vault_name(&config.source_vault_name)
+                        .destination_backup_vault_arn(&config.destination_vault_arn)
+                        .iam_role_arn(&config.copy_role_arn)
+                        .lifecycle(
+                            Lifecycle::builder()
+                                .delete_after_days(i64::from(config.retention_days))
+                                .build(),
+                        )
+                        .idempotency_token(format!("tandem-copy-{}", slot / 1_000_000))
+                        .send()
+                        .await;
+                    match out {
+                        Ok(o) => {
+                            report.copy_job_id = o.copy_job_id().map(String::from);
+                            report.copy_started = true;
+                        }
+                        Err(e) => problems.push(err(
+                            "copying today's backup",
+                            aws_sdk_backup::error::DisplayErrorContext(e),
+                        )),
+                    }
+                }
             }
         }
     }
     let cutoff = now_us.saturating_sub(u64::from(config.retention_days) * 86_400_000_000);
-    for p in points.iter().filter(|p| created_us(p) < cutoff) {
-        let (Some(arn), Some(vault)) = (p.recovery_point_arn(), p.backup_vault_name()) else {
+    let expiring = points.iter().filter(|p| {
+        created_us(p) < cutoff
+            && !matches!(
+                p.status(),
+                Some(RecoveryPointStatus::Deleting | RecoveryPointStatus::Expired)
+            )
+    });
+    for p in expiring {
+        let Some(arn) = p.recovery_point_arn() else {
             continue;
         };
         match client
             .delete_recovery_point()
-            .backup_vault_name(vault)
+            .backup_vault_name(&config.source_vault_name)
             .recovery_point_arn(arn)
             .send()
             .await
@@ -169,69 +271,178 @@ pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<Pos
 mod tests {
     use super::*;
     use aws_sdk_backup::operation::delete_recovery_point::DeleteRecoveryPointOutput;
-    use aws_sdk_backup::operation::list_recovery_points_by_resource::ListRecoveryPointsByResourceOutput;
+    use aws_sdk_backup::operation::list_copy_jobs::ListCopyJobsOutput;
+    use aws_sdk_backup::operation::list_recovery_points_by_backup_vault::ListRecoveryPointsByBackupVaultOutput;
     use aws_sdk_backup::operation::start_copy_job::StartCopyJobOutput;
-    use aws_sdk_backup::types::RecoveryPointByResource;
+    use aws_sdk_backup::types::{CopyJob, RecoveryPointCreator};
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
     const DAY: u64 = 86_400_000_000;
     /// 2026-11-28 09:30 UTC.
     const NOW: u64 = 20_420 * DAY + (9 * 3600 + 30 * 60) * 1_000_000;
+    const TABLE: &str = "arn:aws:dynamodb:us-east-2:1:table/Product";
+    const DEST: &str = "arn:aws:backup:us-east-1:1:backup-vault:dr";
 
-    fn point(arn: &str, created_us: u64, status: RecoveryPointStatus) -> RecoveryPointByResource {
-        RecoveryPointByResource::builder()
+    fn point_of(
+        plan: &str,
+        arn: &str,
+        created_us: u64,
+        status: RecoveryPointStatus,
+    ) -> RecoveryPointByBackupVault {
+        RecoveryPointByBackupVault::builder()
             .recovery_point_arn(arn)
-            .creation_date(aws_sdk_backup::primitives::DateTime::from_secs(
-                (created_us / 1_000_000) as i64,
-            ))
+            .resource_arn(TABLE)
+            .creation_date(DateTime::from_secs((created_us / 1_000_000) as i64))
             .status(status)
-            .backup_vault_name("Default")
+            .backup_vault_name("tandem-dr-primary")
+            .created_by(RecoveryPointCreator::builder().backup_plan_id(plan).build())
             .build()
+    }
+
+    fn point(arn: &str, created_us: u64, status: RecoveryPointStatus) -> RecoveryPointByBackupVault {
+        point_of("plan-1", arn, created_us, status)
     }
 
     fn config() -> Config {
         Config {
-            table_arn: "arn:aws:dynamodb:us-east-2:1:table/Product".into(),
-            destination_vault_arn: "arn:aws:backup:us-east-1:1:backup-vault:dr".into(),
+            table_arn: TABLE.into(),
+            backup_plan_id: "plan-1".into(),
+            source_vault_name: "tandem-dr-primary".into(),
+            destination_vault_arn: DEST.into(),
             copy_role_arn: "arn:aws:iam::1:role/backup-copy".into(),
             retention_days: 30,
         }
     }
 
+    fn no_copies() -> aws_smithy_mocks::Rule {
+        mock!(Client::list_copy_jobs).then_output(|| ListCopyJobsOutput::builder().build())
+    }
+
     #[tokio::test]
     async fn todays_complete_backup_is_copied_and_old_ones_expire() {
-        let list = mock!(Client::list_recovery_points_by_resource).then_output(|| {
-            ListRecoveryPointsByResourceOutput::builder()
-                .recovery_points(point(
-                    "today",
-                    NOW - 15 * 60_000_000,
-                    RecoveryPointStatus::Completed,
-                ))
-                .recovery_points(point("yesterday", NOW - DAY, RecoveryPointStatus::Completed))
-                .recovery_points(point("old", NOW - 31 * DAY, RecoveryPointStatus::Completed))
-                .build()
-        });
+        let list = mock!(Client::list_recovery_points_by_backup_vault)
+            .match_requests(|r| {
+                r.backup_vault_name() == Some("tandem-dr-primary")
+                    && r.by_resource_arn() == Some(TABLE)
+                    && r.by_backup_plan_id() == Some("plan-1")
+            })
+            .then_output(|| {
+                ListRecoveryPointsByBackupVaultOutput::builder()
+                    .recovery_points(point(
+                        "today",
+                        NOW - 15 * 60_000_000,
+                        RecoveryPointStatus::Completed,
+                    ))
+                    .recovery_points(point("yesterday", NOW - DAY, RecoveryPointStatus::Completed))
+                    .recovery_points(point("old", NOW - 31 * DAY, RecoveryPointStatus::Completed))
+                    .recovery_points(point("going", NOW - 32 * DAY, RecoveryPointStatus::Deleting))
+                    .build()
+            });
+        let copies = no_copies();
         let copy = mock!(Client::start_copy_job)
             .match_requests(|r| {
                 r.recovery_point_arn() == Some("today")
-                    && r.destination_backup_vault_arn() == Some("arn:aws:backup:us-east-1:1:backup-vault:dr")
+                    && r.destination_backup_vault_arn() == Some(DEST)
+                    && r.lifecycle().and_then(|l| l.delete_after_days()) == Some(30)
             })
             .then_output(|| StartCopyJobOutput::builder().copy_job_id("copy-1").build());
         let delete = mock!(Client::delete_recovery_point)
             .match_requests(|r| r.recovery_point_arn() == Some("old"))
             .then_output(|| DeleteRecoveryPointOutput::builder().build());
-        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copy, &delete]);
+        let client = mock_client!(
+            aws_sdk_backup,
+            RuleMode::MatchAny,
+            [&list, &copies, &copy, &delete]
+        );
         let r = handle(&client, &config(), NOW).await.unwrap();
         assert!(r.ok, "{r:?}");
         assert_eq!(r.todays_backup.as_deref(), Some("today"));
-        assert_eq!(r.copy_job_id.as_deref(), Some("copy-1"));
+        assert_eq!((r.copy_job_id.as_deref(), r.copy_started), (Some("copy-1"), true));
         assert_eq!(r.expired, vec!["old".to_string()]);
+        assert_eq!(delete.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_copy_the_plan_already_made_is_not_made_again() {
+        let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
+            ListRecoveryPointsByBackupVaultOutput::builder()
+                .recovery_points(point(
+                    "today",
+                    NOW - 15 * 60_000_000,
+                    RecoveryPointStatus::Completed,
+                ))
+                .build()
+        });
+        let copies = mock!(Client::list_copy_jobs).then_output(|| {
+            ListCopyJobsOutput::builder()
+                // A failed attempt does not count; the running one does.
+                .copy_jobs(
+                    CopyJob::builder()
+                        .copy_job_id("failed-1")
+                        .source_recovery_point_arn("today")
+                        .destination_backup_vault_arn(DEST)
+                        .state(CopyJobState::Failed)
+                        .build(),
+                )
+                .copy_jobs(
+                    CopyJob::builder()
+                        .copy_job_id("plan-copy")
+                        .source_recovery_point_arn("today")
+                        .destination_backup_vault_arn(DEST)
+                        .state(CopyJobState::Running)
+                        .build(),
+                )
+                .build()
+        });
+        let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
+        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copies, &copy]);
+        let r = handle(&client, &config(), NOW).await.unwrap();
+        assert!(r.ok, "{r:?}");
+        assert_eq!(
+            (r.copy_job_id.as_deref(), r.copy_started),
+            (Some("plan-copy"), false)
+        );
+        assert_eq!(copy.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn backups_the_plan_did_not_make_are_neither_copied_nor_expired() {
+        // Whatever the service returns, a hand-made backup is not the plan's.
+        let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
+            ListRecoveryPointsByBackupVaultOutput::builder()
+                .recovery_points(point_of(
+                    "other-plan",
+                    "manual-today",
+                    NOW - 60_000_000,
+                    RecoveryPointStatus::Completed,
+                ))
+                .recovery_points(point_of(
+                    "other-plan",
+                    "manual-old",
+                    NOW - 90 * DAY,
+                    RecoveryPointStatus::Completed,
+                ))
+                .build()
+        });
+        let copies = no_copies();
+        let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
+        let delete =
+            mock!(Client::delete_recovery_point).then_output(|| DeleteRecoveryPointOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_backup,
+            RuleMode::MatchAny,
+            [&list, &copies, &copy, &delete]
+        );
+        let r = handle(&client, &config(), NOW).await.unwrap();
+        assert!(!r.ok);
+        assert!(r.problems[0].contains("by plan plan-1"), "{r:?}");
+        assert_eq!((copy.num_calls(), delete.num_calls()), (0, 0));
     }
 
     #[tokio::test]
     async fn a_missing_backup_is_reported_and_nothing_is_copied() {
-        let list = mock!(Client::list_recovery_points_by_resource).then_output(|| {
-            ListRecoveryPointsByResourceOutput::builder()
+        let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
+            ListRecoveryPointsByBackupVaultOutput::builder()
                 .recovery_points(point("yesterday", NOW - DAY, RecoveryPointStatus::Completed))
                 .build()
         });
@@ -245,8 +456,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_incomplete_backup_is_not_copied() {
-        let list = mock!(Client::list_recovery_points_by_resource).then_output(|| {
-            ListRecoveryPointsByResourceOutput::builder()
+        let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
+            ListRecoveryPointsByBackupVaultOutput::builder()
                 .recovery_points(point("today", NOW - 60_000_000, RecoveryPointStatus::Partial))
                 .build()
         });

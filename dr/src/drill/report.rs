@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::drill::DrillReport;
+use super::DrillReport;
 
 /// One line per method.
 pub fn table(r: &DrillReport) -> String {
@@ -27,9 +27,12 @@ pub fn table(r: &DrillReport) -> String {
             m.canaries_lost,
             m.canaries_acknowledged
         );
-        for n in &m.notes {
-            let _ = writeln!(s, "              - {n}");
+        for c in m.failed_checks() {
+            let _ = writeln!(s, "              - FAILED {}: {}", c.name, c.detail);
         }
+    }
+    for l in &r.left_behind {
+        let _ = writeln!(s, "left behind: {l}");
     }
     let _ = writeln!(
         s,
@@ -95,9 +98,9 @@ pub fn html(r: &DrillReport) -> String {
         (
             "RTO",
             r.rto_target_ms,
-            (|m: &crate::drill::MethodResult| m.rto_ms) as fn(&crate::drill::MethodResult) -> f64,
+            (|m: &super::MethodResult| m.rto_ms) as fn(&super::MethodResult) -> f64,
         ),
-        ("RPO", r.rpo_target_ms, |m: &crate::drill::MethodResult| m.rpo_ms),
+        ("RPO", r.rpo_target_ms, |m: &super::MethodResult| m.rpo_ms),
     ] {
         let max = r.methods.iter().map(get).fold(target, f64::max).max(1.0);
         let height = 30.0 + 24.0 * r.methods.len() as f64;
@@ -126,6 +129,13 @@ pub fn html(r: &DrillReport) -> String {
             height - 4.0
         );
     }
+    if !r.left_behind.is_empty() {
+        h.push_str("<h2 class=\"fail\">Left behind</h2><ul>");
+        for l in &r.left_behind {
+            let _ = write!(h, "<li>{}</li>", esc(l));
+        }
+        h.push_str("</ul>");
+    }
     h.push_str("<h2>Timeline of each method</h2>");
     for m in &r.methods {
         let _ = write!(
@@ -141,10 +151,20 @@ pub fn html(r: &DrillReport) -> String {
                 esc(&s.what)
             );
         }
-        h.push_str("</table>");
-        for n in &m.notes {
-            let _ = write!(h, "<p>{}</p>", esc(n));
+        h.push_str(
+            "</table><table><tr><th>check</th><th>result</th><th style=\"text-align:left\">detail</th></tr>",
+        );
+        for c in &m.checks {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td style=\"text-align:left\">{}</td></tr>",
+                esc(&c.name),
+                if c.ok { "pass" } else { "fail" },
+                if c.ok { "ok" } else { "FAILED" },
+                esc(&c.detail)
+            );
         }
+        h.push_str("</table>");
     }
     h.push_str("</body></html>\n");
     h
