@@ -616,38 +616,50 @@ fn dr_drill_and_api_serve_refuse_bad_input() {
 
 /// One HTTP/1.1 request over a plain socket; returns (status, body).
 fn http(addr: &str, method: &str, path: &str, body: &str, key: Option<&str>) -> (u16, String) {
+    try_http(addr, method, path, body, key).unwrap()
+}
+
+/// One HTTP/1.1 request that may fail (the server may be gone): (status, body).
+fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    key: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let mut conn = std::net::TcpStream::connect(addr)?;
     let key = key.map(|k| format!("x-api-key: {k}\r\n")).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{key}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    conn.write_all(req.as_bytes()).unwrap();
+    conn.write_all(req.as_bytes())?;
     let mut resp = String::new();
-    conn.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    conn.read_to_string(&mut resp)?;
+    let status = resp
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {resp:?}")))?;
+    Ok((status, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
 }
 
-#[test]
-fn api_serve_answers_over_http_and_keeps_its_data() {
-    use std::io::{BufRead, BufReader};
-    let env = Env::new();
-    let data = env.dir.path().join("dr");
-    let start = || {
+/// A `tandem api serve` on a free loopback port, killed when dropped (a failing
+/// test must not leave it running).
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args([
-                "api",
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--api-key",
-                "k1",
-                "--data-dir",
-                data.to_str().unwrap(),
-            ])
+            .args(["api", "serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -658,14 +670,30 @@ fn api_serve_answers_over_http_and_keeps_its_data() {
         let addr = line
             .split("http://")
             .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
-        (child, addr)
-    };
-    let (mut server, addr) = start();
+        Server { child, addr }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn api_serve_answers_over_http_and_keeps_its_data() {
+    let env = Env::new();
+    let data = env.dir.path().join("dr");
+    let mut server = Server::start(&data, &["--api-key", "k1"]);
+    let addr = server.addr.clone();
     let (s, body) = http(
         &addr,
         "POST",
@@ -683,21 +711,76 @@ fn api_serve_answers_over_http_and_keeps_its_data() {
     assert_eq!(s, 201, "{body}");
     assert!(body.contains("AVAILABLE"), "{body}");
     // Killed outright...
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     // ...a restarted server serves the same table.
-    let (mut server, addr) = start();
+    let mut server = Server::start(&data, &["--api-key", "k1"]);
+    let addr = server.addr.clone();
     let (s, body) = http(&addr, "GET", &format!("/getProduct?product_id={id}"), "", None);
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("Dune"));
     // SIGTERM stops it cleanly.
     let term = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let status = server.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn every_acknowledged_write_survives_a_kill_9_under_load() {
+    use std::sync::{Arc, Mutex};
+    let env = Env::new();
+    let data = env.dir.path().join("dr");
+    let mut server = Server::start(&data, &[]);
+    // 16 writers, each POSTing until the server is gone; what was acknowledged
+    // (a 201 with its id) is recorded with the title it wrote.
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let (addr, acked) = (server.addr.clone(), acked.clone());
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let title = format!("w{w}-{i}");
+                    let body = format!(r#"{{"product_category":"Crash","product_title":"{title}"}}"#);
+                    match try_http(&addr, "POST", "/addProduct", &body, None) {
+                        Ok((201, b)) => {
+                            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+                            let id = v["product_id"].as_str().unwrap().to_string();
+                            acked.lock().unwrap().push((id, title));
+                        }
+                        Ok((s, b)) => panic!("a write was refused: {s} {b}"),
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < 300 {
+        assert!(
+            !writers.iter().all(|w| w.is_finished()),
+            "the writers stopped early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.kill();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let server = Server::start(&data, &[]);
+    for (id, title) in &acked {
+        let (s, body) = http(
+            &server.addr,
+            "GET",
+            &format!("/getProduct?product_id={id}"),
+            "",
+            None,
+        );
+        assert_eq!(s, 200, "acknowledged write {id} ({title}) was lost: {body}");
+        assert!(body.contains(title.as_str()), "{id}: {body}");
+    }
 }
 
 #[test]
