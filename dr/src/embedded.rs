@@ -121,12 +121,27 @@ impl TableFile {
             Ok(t) => t,
             Err(e) => return failed("write", &e),
         };
+        let results = match self.apply_all(&txn, ops) {
+            Ok(r) => r,
+            // The store failed mid-transaction: nothing of the group commits.
+            Err(e) => return failed("write", &e),
+        };
+        match txn.commit() {
+            Ok(()) => results,
+            Err(e) => failed("commit", &e),
+        }
+    }
+
+    /// Applies `ops` in order inside `txn`, each with its own answer; `Err` when the
+    /// store itself failed (then the transaction must not commit).
+    fn apply_all(&self, txn: &redb::WriteTransaction, ops: &[Op]) -> Result<Vec<Result<Applied>>> {
+        let mut w = self.writer(txn)?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             let r = match op {
                 Op::Create(item) => {
                     let id = item.product_id.as_str();
-                    self.write_in(&txn, id, |current| match current {
+                    w.write(id, |current| match current {
                         Some(_) => Err(Error::AlreadyExists(format!("product {id}"))),
                         None => Ok(Some(Some(item.clone()))),
                     })
@@ -136,7 +151,7 @@ impl TableFile {
                     category,
                     title,
                     now_us,
-                } => self.write_in(&txn, id, |current| {
+                } => w.write(id, |current| {
                     Ok(current.map(|mut p| {
                         p.product_category = category.clone();
                         p.product_title = title.clone();
@@ -144,49 +159,29 @@ impl TableFile {
                         Some(p)
                     }))
                 }),
-                Op::Delete(id) => self.write_in(&txn, id, |current| Ok(current.map(|_| None))),
+                Op::Delete(id) => w.write(id, |current| Ok(current.map(|_| None))),
             };
             match r {
-                // The store failed mid-transaction: nothing of the group commits.
-                Err(e @ Error::Storage { .. }) => return failed("write", &e),
+                Err(e @ Error::Storage { .. }) => return Err(e),
                 other => results.push(other),
             }
         }
-        match txn.commit() {
-            Ok(()) => results,
-            Err(e) => failed("commit", &e),
-        }
+        Ok(results)
     }
+}
 
-    /// One write inside `txn`: `Ok(None)` when `check` declined it, else the item
-    /// after the write (`Some(None)` for a delete).
-    fn write_in(
-        &self,
-        txn: &redb::WriteTransaction,
-        id: &str,
-        check: impl FnOnce(Option<Product>) -> Result<Option<Option<Product>>>,
-    ) -> Result<Option<Option<Product>>> {
-        let mut items = txn.open_table(ITEMS).map_err(|e| self.db_err("open items", e))?;
-        let current: Option<Product> = match items.get(id).map_err(|e| self.db_err("read", e))? {
-            Some(v) => Some(decode(v.value(), &self.path)?),
-            None => None,
-        };
-        let Some(next) = check(current)? else {
-            return Ok(None);
-        };
-        let ts = self.next_ts(next.as_ref().map(|p| p.updated_at_us).unwrap_or_else(now_us));
-        match &next {
-            Some(p) => {
-                let bytes = serde_json::to_vec(p).map_err(|e| Error::storage("encode item", e))?;
-                items
-                    .insert(id, bytes.as_slice())
-                    .map_err(|e| self.db_err("insert", e))?;
-            }
-            None => {
-                items.remove(id).map_err(|e| self.db_err("remove", e))?;
-            }
-        }
-        let mut changes = txn
+/// The open tables of one write transaction and the next change sequence number.
+struct Writer<'t> {
+    file: &'t TableFile,
+    items: redb::Table<'t, &'static str, &'static [u8]>,
+    changes: redb::Table<'t, u64, &'static [u8]>,
+    seq: u64,
+}
+
+impl TableFile {
+    /// Opens the items and the change log inside `txn` for a run of writes.
+    fn writer<'t>(&'t self, txn: &'t redb::WriteTransaction) -> Result<Writer<'t>> {
+        let changes = txn
             .open_table(CHANGES)
             .map_err(|e| self.db_err("open changes", e))?;
         let seq = changes
@@ -194,15 +189,53 @@ impl TableFile {
             .map_err(|e| self.db_err("read changes", e))?
             .map(|(k, _)| k.value() + 1)
             .unwrap_or(1);
+        Ok(Writer {
+            file: self,
+            items: txn.open_table(ITEMS).map_err(|e| self.db_err("open items", e))?,
+            changes,
+            seq,
+        })
+    }
+}
+
+impl Writer<'_> {
+    /// One write: `Ok(None)` when `check` declined it, else the item after the
+    /// write (`Some(None)` for a delete), logged in the change table.
+    fn write(
+        &mut self,
+        id: &str,
+        check: impl FnOnce(Option<Product>) -> Result<Option<Option<Product>>>,
+    ) -> Result<Option<Option<Product>>> {
+        let file = self.file;
+        let current: Option<Product> = match self.items.get(id).map_err(|e| file.db_err("read", e))? {
+            Some(v) => Some(decode(v.value(), &file.path)?),
+            None => None,
+        };
+        let Some(next) = check(current)? else {
+            return Ok(None);
+        };
+        let ts = file.next_ts(next.as_ref().map(|p| p.updated_at_us).unwrap_or_else(now_us));
+        match &next {
+            Some(p) => {
+                let bytes = serde_json::to_vec(p).map_err(|e| Error::storage("encode item", e))?;
+                self.items
+                    .insert(id, bytes.as_slice())
+                    .map_err(|e| file.db_err("insert", e))?;
+            }
+            None => {
+                self.items.remove(id).map_err(|e| file.db_err("remove", e))?;
+            }
+        }
         let change = Change {
             ts_us: ts,
             product_id: id.to_string(),
             item: next.clone(),
         };
         let bytes = serde_json::to_vec(&change).map_err(|e| Error::storage("encode change", e))?;
-        changes
-            .insert(seq, bytes.as_slice())
-            .map_err(|e| self.db_err("log change", e))?;
+        self.changes
+            .insert(self.seq, bytes.as_slice())
+            .map_err(|e| file.db_err("log change", e))?;
+        self.seq += 1;
         Ok(Some(next))
     }
 }
@@ -252,6 +285,8 @@ impl Committer {
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
+                // No waiting for more: under load the writes that arrive while one
+                // group commits form the next, so commits follow back to back.
                 while let Ok(first) = rx.recv() {
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
@@ -485,8 +520,9 @@ impl EmbeddedTable {
     pub fn apply_replicated(&self, batch: &[Change]) -> Result<usize> {
         let txn = self.db.begin_write().map_err(|e| self.db_err("write", e))?;
         let mut applied = 0;
+        let mut w = self.writer(&txn)?;
         for change in batch {
-            let done = self.write_in(&txn, &change.product_id, |current| {
+            let done = w.write(&change.product_id, |current| {
                 let current_ts = current.as_ref().map(|p| p.updated_at_us).unwrap_or(0);
                 let incoming_ts = change
                     .item
@@ -503,6 +539,7 @@ impl EmbeddedTable {
             })?;
             applied += usize::from(done.is_some());
         }
+        drop(w);
         txn.commit().map_err(|e| self.db_err("commit", e))?;
         Ok(applied)
     }
