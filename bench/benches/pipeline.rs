@@ -1,6 +1,6 @@
 //! criterion benchmarks: the CPU pieces of one child in memory, one group per input
-//! shape (40 IDs per node, the default, and 1,000), and a separate end-to-end run
-//! of 1,000 children on disk.
+//! shape (40 IDs per node, the default, and 1,000), each stage's whole per-child CPU
+//! (`stage/*`), and a separate end-to-end run of 1,000 children on disk.
 
 use std::hint::black_box;
 
@@ -10,11 +10,12 @@ use tandem_bench::{child_ids, completion, processed, procured};
 use tandem_core::exchange;
 use tandem_core::executor::{self, ExecutorConfig};
 use tandem_core::ids::{IdFile, write_range};
+use tandem_core::manifest::Manifest;
 use tandem_core::names::Stage;
 use tandem_core::plan::PartitionPlan;
 use tandem_core::prepare::{PrepareOptions, prepare};
 use tandem_core::stage::RunContext;
-use tandem_core::verify::verify;
+use tandem_core::verify::{check_result, verify};
 use tandem_core::workload::{self, DEFAULT_SEED, process_schema, procure_schema};
 
 fn partition(c: &mut Criterion) {
@@ -82,6 +83,58 @@ fn child_cpu(c: &mut Criterion) {
     }
 }
 
+/// Per-child CPU of each stage as a worker runs it, in memory (no file work): what a
+/// regression in one stage shows up in. Throughput is IDs per second.
+fn stages(c: &mut Criterion) {
+    for k in [40u64, 1000] {
+        let mut g = c.benchmark_group(format!("stage/k{k}"));
+        g.throughput(Throughput::Elements(k));
+        let ids = child_ids(k);
+        g.bench_function("procure_generate_write", |b| {
+            b.iter(|| {
+                let (batch, digest) = workload::procure(black_box(&ids), DEFAULT_SEED);
+                black_box(exchange::encode(&batch, &mut completion(Stage::Procure, digest)).expect("encode"))
+            })
+        });
+        let (b1, d1) = procured(k);
+        let file1 = Bytes::from(exchange::encode(&b1, &mut completion(Stage::Procure, d1)).expect("encode"));
+        g.bench_function("process_decode_transform_write", |b| {
+            b.iter(|| {
+                let input = exchange::decode("bench", file1.clone(), &procure_schema()).expect("decode");
+                let (batch, digest) = workload::process(&input.batch).expect("process");
+                black_box(exchange::encode(&batch, &mut completion(Stage::Process, digest)).expect("encode"))
+            })
+        });
+        let (b2, d2) = processed(k);
+        let file2 = Bytes::from(exchange::encode(&b2, &mut completion(Stage::Process, d2)).expect("encode"));
+        g.bench_function("egress_check_restamp", |b| {
+            let c3 = completion(Stage::Egress, d2);
+            b.iter(|| {
+                let footer = exchange::read_footer("bench", &file2).expect("footer");
+                black_box(exchange::restamp("bench", &file2, &footer, &c3).expect("restamp"))
+            })
+        });
+        let footer = exchange::read_footer("bench", &file2).expect("footer");
+        let object = Bytes::from(
+            exchange::restamp("bench", &file2, &footer, &completion(Stage::Egress, d2)).expect("restamp"),
+        );
+        let manifest = Manifest {
+            format: tandem_core::manifest::FORMAT,
+            run_id: "20261128T000000Z-bench0".into(),
+            created_at: "2026-11-28T00:00:00Z".into(),
+            first_id: 1,
+            seed: DEFAULT_SEED,
+            plan: PartitionPlan::new(k, k).expect("plan"),
+            id_file: "ids.arrow".into(),
+            bucket: "file:///dev/null".into(),
+        };
+        g.bench_function("verify_read_check", |b| {
+            b.iter(|| check_result(&manifest, 0, black_box(object.clone())).expect("a good object"))
+        });
+        g.finish();
+    }
+}
+
 fn end_to_end(c: &mut Criterion) {
     // Prepare + three stages + verify for 1,000 children (40,000 IDs) on disk (the
     // temporary directory's file system: set TMPDIR to measure another), two workers.
@@ -135,5 +188,5 @@ fn end_to_end(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, partition, child_cpu, end_to_end);
+criterion_group!(benches, partition, child_cpu, stages, end_to_end);
 criterion_main!(benches);

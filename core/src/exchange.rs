@@ -17,15 +17,17 @@
 //! never publish a damaged one. The decoders themselves run under
 //! [`crate::guard::guarded`], so a file that makes them panic is unreadable too.
 
+use std::cell::RefCell;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::file::metadata::{
     FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter,
 };
@@ -66,11 +68,8 @@ fn seal_position(bytes: &[u8]) -> std::result::Result<usize, String> {
         format!("footer length {meta_len} does not fit in the file ({len} bytes): truncated or corrupt")
     })?;
     let footer = &bytes[footer_start..len - 8];
-    let mut found = footer
-        .windows(SEAL_MARKER.len())
-        .enumerate()
-        .filter(|(_, w)| *w == SEAL_MARKER)
-        .map(|(i, _)| footer_start + i + SEAL_MARKER.len());
+    let mut found =
+        memchr::memmem::find_iter(footer, SEAL_MARKER).map(|i| footer_start + i + SEAL_MARKER.len());
     match (found.next(), found.next()) {
         (Some(pos), None) if pos + 8 <= len - 8 => Ok(pos),
         (None, _) => Err(format!(
@@ -187,6 +186,37 @@ static PROPS: LazyLock<WriterProperties> = LazyLock::new(|| {
         .build()
 });
 
+/// What [`ArrowWriter::try_new`] derives from a schema for every file it starts (the
+/// Parquet schema, and the properties carrying the base64 Arrow schema other readers
+/// use), derived once per schema and thread instead: a child's file is a few dozen
+/// rows, so per-file setup is a large part of its cost. The bytes written are the
+/// same (`writer_options_write_what_arrow_writer_writes`).
+fn writer_options(schema: &SchemaRef) -> parquet::errors::Result<ArrowWriterOptions> {
+    thread_local! {
+        static KITS: RefCell<Vec<(SchemaRef, ArrowWriterOptions)>> = const { RefCell::new(Vec::new()) };
+    }
+    KITS.with_borrow_mut(|kits| {
+        if let Some((_, options)) = kits.iter().find(|(s, _)| Arc::ptr_eq(s, schema) || s == schema) {
+            return Ok(options.clone());
+        }
+        let mut props = PROPS.clone();
+        add_encoded_arrow_schema_to_metadata(schema, &mut props);
+        let descr = ArrowSchemaConverter::new()
+            .with_coerce_types(props.coerce_types())
+            .convert(schema)?;
+        let options = ArrowWriterOptions::new()
+            .with_properties(props)
+            .with_skip_arrow_metadata(true)
+            .with_parquet_schema(descr);
+        // Stages write two schemas; a caller with many keeps only the latest few.
+        if kits.len() >= 8 {
+            kits.remove(0);
+        }
+        kits.push((schema.clone(), options.clone()));
+        Ok(options)
+    })
+}
+
 /// Encodes `batch` as one Parquet file in memory, with `completion` in the footer.
 ///
 /// The last entry of the completion's history gets its `end_us` stamped once the
@@ -199,8 +229,10 @@ pub fn encode(batch: &RecordBatch, completion: &mut Completion) -> Result<Vec<u8
         message: format!("encoding {what}: {e}"),
     };
     let mut out = Vec::with_capacity(2048 + batch.get_array_memory_size() / 2);
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(PROPS.clone()))
-        .map_err(|e| fail("Parquet", &e))?;
+    let schema = batch.schema();
+    let options = writer_options(&schema).map_err(|e| fail("Parquet", &e))?;
+    let mut writer =
+        ArrowWriter::try_new_with_options(&mut out, schema, options).map_err(|e| fail("Parquet", &e))?;
     writer.write(batch).map_err(|e| fail("Parquet", &e))?;
     if let Some(last) = completion.history.last_mut() {
         last.end_us = crate::time::now_micros();
@@ -406,6 +438,24 @@ mod tests {
                 start_us: 1,
                 end_us: 2,
             }],
+        }
+    }
+
+    #[test]
+    fn writer_options_write_what_arrow_writer_writes() {
+        let (batch, _) = procure(&[1, 2, 3, 40], 42);
+        let (processed, _) = process(&batch).unwrap();
+        for b in [&batch, &processed, &batch] {
+            let mut plain = Vec::new();
+            let mut w = ArrowWriter::try_new(&mut plain, b.schema(), Some(PROPS.clone())).unwrap();
+            w.write(b).unwrap();
+            w.close().unwrap();
+            let mut cached = Vec::new();
+            let options = writer_options(&b.schema()).unwrap();
+            let mut w = ArrowWriter::try_new_with_options(&mut cached, b.schema(), options).unwrap();
+            w.write(b).unwrap();
+            w.close().unwrap();
+            assert_eq!(plain, cached);
         }
     }
 

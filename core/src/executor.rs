@@ -179,6 +179,9 @@ struct State {
     /// Ready queues per stage: (slot in `results`, attempt).
     ready: PerStage<VecDeque<(usize, u32)>>,
     running: PerStage<usize>,
+    /// Workers asleep on the condition variable: a finished child wakes them only
+    /// when there are some (a wake-up is a system call).
+    waiting: usize,
     /// Chains not yet finished.
     open: usize,
     results: Vec<(u32, PerStage<Option<Outcome>>)>,
@@ -210,6 +213,7 @@ pub fn execute(
     let mut state = State {
         ready: Default::default(),
         running: PerStage::default(),
+        waiting: 0,
         open: tasks.len(),
         results: tasks.iter().map(|t| (t.index, PerStage::default())).collect(),
     };
@@ -244,7 +248,9 @@ fn worker(
                 cvar.notify_all();
                 return;
             }
+            guard.waiting += 1;
             guard = cvar.wait(guard).unwrap_or_else(|p| p.into_inner());
+            guard.waiting -= 1;
             continue;
         };
         let index = guard.results[slot].0;
@@ -304,7 +310,9 @@ fn worker(
                 guard.open -= 1;
             }
         }
-        cvar.notify_all();
+        if guard.waiting > 0 {
+            cvar.notify_all();
+        }
         drop(guard);
         for e in events {
             observer(e);

@@ -217,7 +217,7 @@ impl RunContext {
 
 /// Reads a whole file; a missing file is `NotFound` naming it.
 fn read_file(path: &Path) -> Result<Bytes> {
-    match std::fs::read(path) {
+    match crate::store::read_whole(path) {
         Ok(b) => Ok(Bytes::from(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
             what: "stage output".into(),
