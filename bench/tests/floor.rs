@@ -6,11 +6,21 @@ use std::process::Command;
 #[test]
 fn the_floor_lays_out_a_run_and_reports_its_time() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tandem-bench"))
-        .args(["floor", "--records", "410", "--ids-per-node", "40", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let floor = || {
+        Command::new(env!("CARGO_BIN_EXE_tandem-bench"))
+            .args(["floor", "--records", "410", "--ids-per-node", "40", "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    // A second floor in the same directory starts from a clean run.
+    let first = floor();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let out = floor();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["floor_s"].as_f64().unwrap() > 0.0, "{v}");

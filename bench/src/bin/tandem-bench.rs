@@ -34,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Do only the file work of a loadtest (no Parquet, no checks) and print the seconds
+    /// Do only the file work of a loadtest (no Parquet, no checks) and print the seconds;
+    /// the files stay in DIR, as with `loadtest --keep`
     Floor(Shape),
     /// Alternate `tandem loadtest --keep` and `floor` runs; print medians and the ratio
     Compare {
@@ -122,9 +123,12 @@ fn floor(shape: &Shape) -> Result<Duration> {
     let footer = exchange::read_footer("floor", &f2)?;
     let f3 = exchange::restamp("floor", &f2, &footer, &completion(Stage::Egress, d2))?;
 
-    let start = Instant::now();
     let run = shape.dir.join("vol").join("floor-run");
     let results = shape.dir.join("bucket").join("floor-run").join("results");
+    // A run left in DIR by an earlier floor is removed first, outside the timing.
+    clean(&run)?;
+    clean(&shape.dir.join("bucket").join("floor-run"))?;
+    let start = Instant::now();
     std::fs::create_dir_all(&run)?;
     std::fs::write(run.join("ids.arrow"), vec![0u8; shape.records as usize * 8 + 512])?;
     std::fs::write(run.join("manifest.json"), vec![b' '; 600])?;
@@ -250,7 +254,7 @@ fn clean(dir: &Path) -> Result<()> {
 /// Wall time of one process, start to exit; fails unless it exits 0.
 fn timed(cmd: &mut Command) -> Result<f64> {
     let start = Instant::now();
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let out = dies_with_us(cmd.stdout(Stdio::null()).stderr(Stdio::piped())).output()?;
     let t = start.elapsed().as_secs_f64();
     ensure!(
         out.status.success(),
@@ -300,33 +304,67 @@ fn compare(shape: &Shape, tandem: &Path, runs: u32, label: &str) -> Result<()> {
     Ok(())
 }
 
-/// A `tandem api serve` on a free loopback port, stopped when dropped.
-struct Server(std::process::Child);
+/// A `tandem api serve` on a free loopback port over its own data directory; when
+/// dropped (any error, or a stop signal) the server is stopped and the directory
+/// removed.
+struct Server {
+    child: std::process::Child,
+    data: PathBuf,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
     }
+}
+
+/// Makes the child receive SIGTERM when this process dies, even by SIGKILL, so no
+/// benchmark leaves a loadtest or a server running.
+fn dies_with_us(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn stop_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    Ok(tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    })
 }
 
 fn api(tandem: &Path, dir: &Path, connections: usize, phase: Duration) -> Result<()> {
     use std::io::BufRead;
     let data = dir.join(format!("api-bench-{}", std::process::id()));
     clean(&data)?;
-    let mut child = Command::new(tandem)
-        .args(["api", "serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("start {}", tandem.display()))?;
+    let mut child = dies_with_us(
+        Command::new(tandem)
+            .args(["api", "serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .spawn()
+    .with_context(|| format!("start {}", tandem.display()))?;
+    let stderr = child.stderr.take();
+    let server = Server { child, data };
     let mut line = String::new();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().context("stderr")?);
+    let mut stderr = std::io::BufReader::new(stderr.context("stderr")?);
     stderr.read_line(&mut line)?;
     // Keep reading what the server says, so its stderr never closes under it.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let server = Server(child);
     let Some(addr) = line
         .split("http://")
         .nth(1)
@@ -339,14 +377,14 @@ fn api(tandem: &Path, dir: &Path, connections: usize, phase: Duration) -> Result
         .enable_all()
         .build()?;
     let addr = addr.to_string();
-    let result = rt.block_on(async {
-        let writes = load(&addr, connections, phase, |c, i| {
+    let phases = async {
+        let mut writes = load(&addr, connections, phase, |c, i| {
             let body = format!(r#"{{"product_category":"Bench","product_title":"c{c}-{i}"}}"#);
             Request::post("/addProduct", body)
         })
         .await?;
-        let ids = std::sync::Arc::new(writes.ids.clone());
-        ensure!(!ids.is_empty(), "no write was acknowledged");
+        ensure!(!writes.ids.is_empty(), "no write was acknowledged");
+        let ids = std::sync::Arc::new(std::mem::take(&mut writes.ids));
         let reads = {
             let ids = ids.clone();
             load(&addr, connections, phase, move |c, i| {
@@ -360,10 +398,14 @@ fn api(tandem: &Path, dir: &Path, connections: usize, phase: Duration) -> Result
         })
         .await?;
         Ok::<_, anyhow::Error>((writes, reads, list))
-    });
+    };
+    let (writes, reads, list) = rt.block_on(async {
+        tokio::select! {
+            r = phases => r,
+            s = stop_signal() => bail!("stopped by {}: the server is stopped and its data removed", s?),
+        }
+    })?;
     drop(server);
-    clean(&data)?;
-    let (writes, reads, list) = result?;
     let out = |p: &Phase| {
         serde_json::json!({
             "requests_per_s": p.ok as f64 / p.elapsed.as_secs_f64(),

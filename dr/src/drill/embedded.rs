@@ -82,6 +82,18 @@ impl EmbeddedBackend {
     fn backups(&self, region: &RegionName) -> Result<Backups> {
         Backups::new(self.region(region)?)
     }
+
+    /// Stops the replicator feeding from `t`, if one runs.
+    fn stop_replicator(&self, t: &TableRef) {
+        let rep = self
+            .replicators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(t);
+        if let Some(rep) = rep {
+            rep.stop();
+        }
+    }
 }
 
 #[async_trait]
@@ -233,14 +245,7 @@ impl DrillBackend for EmbeddedBackend {
 
     async fn lose(&self, t: &TableRef, loss: Loss) -> Result<()> {
         // The region is gone: nothing more reaches the replica.
-        if let Some(rep) = self
-            .replicators
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(t)
-        {
-            rep.stop();
-        }
+        self.stop_replicator(t);
         if loss == Loss::Table {
             self.region(&t.region)?.delete_table(&t.name)?;
         }
@@ -314,26 +319,12 @@ impl DrillBackend for EmbeddedBackend {
         };
         match r {
             Resource::Table(t) => {
-                if let Some(rep) = self
-                    .replicators
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(t)
-                {
-                    rep.stop();
-                }
+                self.stop_replicator(t);
                 self.pitr.lock().unwrap_or_else(|e| e.into_inner()).remove(t);
                 self.region(&t.region)?.delete_table(&t.name).or_else(gone)
             }
             Resource::Replica { table, region } => {
-                if let Some(rep) = self
-                    .replicators
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(table)
-                {
-                    rep.stop();
-                }
+                self.stop_replicator(table);
                 self.region(region)?.delete_table(&table.name).or_else(gone)
             }
             Resource::Backup(b) => self.backups(&b.region)?.delete(&b.id).map(|_| ()).or_else(gone),

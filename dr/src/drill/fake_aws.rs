@@ -158,6 +158,11 @@ fn ddb_error(code: &str, message: &str) -> HttpResponse {
     r
 }
 
+/// DynamoDB's answer for a table that is not there.
+fn table_not_found(name: &str) -> HttpResponse {
+    ddb_error("TableNotFoundException", &format!("Table not found: {name}"))
+}
+
 fn backup_error(status: u16, code: &str, message: &str) -> HttpResponse {
     let body = serde_json::json!({"Code": code, "Message": message});
     let mut r = HttpResponse::new(
@@ -515,10 +520,7 @@ impl FakeAws {
                     let now = me.now_us();
                     let mut s = me.lock();
                     let Some(t) = s.tables.get_mut(&(r.clone(), name.clone())) else {
-                        return MockResponse::Http(ddb_error(
-                            "TableNotFoundException",
-                            &format!("Table not found: {name}"),
-                        ));
+                        return MockResponse::Http(table_not_found(&name));
                     };
                     if now < t.ready_us + MIN_US {
                         return MockResponse::Http(ddb_error(
@@ -553,10 +555,7 @@ impl FakeAws {
                     let now = me.now_us();
                     let s = me.lock();
                     let Some(t) = s.tables.get(&(r.clone(), name.clone())) else {
-                        return MockResponse::Http(ddb_error(
-                            "TableNotFoundException",
-                            &format!("Table not found: {name}"),
-                        ));
+                        return MockResponse::Http(table_not_found(&name));
                     };
                     let mut pitr = PointInTimeRecoveryDescription::builder();
                     if let Some(since) = t.pitr_since {
@@ -594,10 +593,7 @@ impl FakeAws {
                     let now = me.now_us();
                     let mut s = me.lock();
                     let Some(t) = s.tables.get(&(r.clone(), source.clone())) else {
-                        return MockResponse::Http(ddb_error(
-                            "TableNotFoundException",
-                            &format!("Table not found: {source}"),
-                        ));
+                        return MockResponse::Http(table_not_found(&source));
                     };
                     let Some(since) = t.pitr_since else {
                         return MockResponse::Http(ddb_error(
@@ -819,10 +815,7 @@ impl FakeAws {
                 let id = me.id();
                 let mut s = me.lock();
                 let Some(t) = s.tables.get(&(r.clone(), name.clone())) else {
-                    return MockResponse::Http(ddb_error(
-                        "TableNotFoundException",
-                        &format!("Table not found: {name}"),
-                    ));
+                    return MockResponse::Http(table_not_found(&name));
                 };
                 let arn = format!("{}/backup/{id}", t.arn);
                 let table_arn = t.arn.clone();
