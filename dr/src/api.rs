@@ -288,7 +288,7 @@ async fn add_product(
     check_key(&state, &headers, &Method::POST)?;
     let map = object(&headers, body, &["product_category", "product_title"])?;
     let item = Product {
-        product_id: uuid::Uuid::new_v4().to_string(),
+        product_id: uuid::Uuid::now_v7().to_string(),
         product_category: string_field(&map, "product_category", MAX_CATEGORY)?,
         product_title: string_field(&map, "product_title", MAX_TITLE)?,
         sum_rating: 0,

@@ -11,7 +11,8 @@ pub const MAX_TITLE: usize = 500;
 /// original DynamoDB items).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
-    /// Server-owned: a UUID assigned on add.
+    /// Server-owned: assigned on add, a time-ordered UUID (version 7, RFC 9562), so
+    /// items added together are stored together.
     pub product_id: String,
     /// Category.
     pub product_category: String,

@@ -113,6 +113,31 @@ async fn crud_round_trip_with_the_original_shapes() {
 }
 
 #[tokio::test]
+async fn new_products_get_time_ordered_ids() {
+    // Version 7 UUIDs (RFC 9562): items added one after another sort one after
+    // another, so a group commit in the embedded store touches a few B-tree pages
+    // instead of one page per item, and a listing pages in creation order.
+    let api = Api::new(None);
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        ids.push(api.add("Games", &format!("g{i}")).await);
+    }
+    for id in &ids {
+        let v = uuid::Uuid::parse_str(id).unwrap().get_version_num();
+        assert_eq!(v, 7, "{id} is a version {v} UUID");
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not increasing: {ids:?}");
+    let (_, all) = api.call("GET", "/getProducts", None, None).await;
+    let listed: Vec<&str> = all["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["product_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn get_products_pages_with_limit_and_cursor() {
     let api = Api::new(None);
     for i in 0..5 {
