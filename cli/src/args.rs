@@ -374,23 +374,9 @@ pub struct RerunArgs {
     /// Where to execute the children.
     #[arg(long, value_enum, default_value_t = RerunOn::Local)]
     pub on: RerunOn,
-    /// With --on aws: job queue(s), one or three (default: the --stack's).
-    #[arg(long = "queue", env = "TANDEM_QUEUES", value_name = "Q[,Q2,Q3]")]
-    pub queues: Option<String>,
-    /// With --on aws: job definition(s), one or three (default: the --stack's).
-    #[arg(
-        long = "job-definition",
-        env = "TANDEM_JOB_DEFINITIONS",
-        value_name = "D[,D2,D3]"
-    )]
-    pub job_definitions: Option<String>,
-    /// With --on aws: the deployed pipeline stack whose queues, job definition and
-    /// volume path to use (CloudFormation outputs).
-    #[arg(long, env = "TANDEM_STACK", value_name = "NAME")]
-    pub stack: Option<String>,
-    /// With --on aws: the shared volume's path inside the containers (default: --root).
-    #[arg(long, value_name = "DIR")]
-    pub container_root: Option<String>,
+    /// With --on aws: where Batch runs the children.
+    #[command(flatten)]
+    pub target: BatchTargetArgs,
     /// Print one JSON document instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -416,10 +402,10 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
     s.parse::<Stage>().map_err(|e| e.to_string())
 }
 
+/// Where AWS Batch runs a run's children (`submit`, `rerun --on aws`): queues and
+/// job definitions from the flags, or from a deployed pipeline stack.
 #[derive(Debug, Args)]
-pub struct SubmitArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
+pub struct BatchTargetArgs {
     /// Job queue(s): one for all stages, or three as procure,process,egress
     /// (default: the --stack's).
     #[arg(long = "queue", env = "TANDEM_QUEUES", value_name = "Q[,Q2,Q3]")]
@@ -440,6 +426,14 @@ pub struct SubmitArgs {
     /// VolumePath, else --root).
     #[arg(long, value_name = "DIR")]
     pub container_root: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub target: BatchTargetArgs,
     /// Batch retry attempts per child (1..=10; default: the job definition's).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10))]
     pub attempts: Option<u32>,

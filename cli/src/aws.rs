@@ -10,7 +10,7 @@ use tandem_aws::batch::{self, SubmitSpec, SubmittedStage, WatchOptions, WatchRep
 use tandem_core::names::Stage;
 
 use crate::Failed;
-use crate::args::{RerunArgs, StartArgs, SubmitArgs, WatchArgs};
+use crate::args::{BatchTargetArgs, RerunArgs, StartArgs, SubmitArgs, WatchArgs};
 use crate::commands::open_run;
 use crate::output;
 
@@ -54,12 +54,9 @@ fn pipeline_stack(aws: &Aws, name: &str) -> Result<tandem_aws::stack::PipelineOu
 }
 
 /// Checks the flags before any AWS call, then connects and resolves the target.
-fn connect(
-    queues: Option<&str>,
-    job_definitions: Option<&str>,
-    stack: Option<&str>,
-    container_root: Option<&str>,
-) -> Result<(Aws, BatchTarget)> {
+fn connect(a: &BatchTargetArgs) -> Result<(Aws, BatchTarget)> {
+    let queues = a.queues.as_deref();
+    let job_definitions = a.job_definitions.as_deref();
     if let Some(q) = queues {
         three("--queue", q)?;
     }
@@ -67,7 +64,13 @@ fn connect(
         three("--job-definition", d)?;
     }
     let aws = Aws::from_env()?;
-    let target = batch_target(&aws, queues, job_definitions, stack, container_root)?;
+    let target = batch_target(
+        &aws,
+        queues,
+        job_definitions,
+        a.stack.as_deref(),
+        a.container_root.as_deref(),
+    )?;
     Ok((aws, target))
 }
 
@@ -134,12 +137,7 @@ fn base_spec(
 }
 
 pub fn submit(a: SubmitArgs) -> Result<()> {
-    let (aws, target) = connect(
-        a.queues.as_deref(),
-        a.job_definitions.as_deref(),
-        a.stack.as_deref(),
-        a.container_root.as_deref(),
-    )?;
+    let (aws, target) = connect(&a.target)?;
     let ctx = open_run(&a.run)?;
     let mut spec = base_spec(&ctx, &a.run, &target, ctx.manifest.plan.array_size);
     spec.attempts = a.attempts;
@@ -183,12 +181,7 @@ struct RerunOnAws {
 /// `tandem rerun --on aws`: one compact array per stage over the children whose
 /// result does not verify, mapped back to their original indices.
 pub fn rerun(a: RerunArgs) -> Result<()> {
-    let (aws, target) = connect(
-        a.queues.as_deref(),
-        a.job_definitions.as_deref(),
-        a.stack.as_deref(),
-        a.container_root.as_deref(),
-    )?;
+    let (aws, target) = connect(&a.target)?;
     let ctx = open_run(&a.run)?;
     let workers = a.exec.workers.map_or(4, usize::from).min(64);
     ctx.check_id_file()?;
