@@ -706,12 +706,6 @@ impl DrillBackend for AwsBackend {
     }
 
     async fn restore_backup(&self, b: &BackupRef, target: &TableRef, wait: &Waiter<'_>) -> Result<()> {
-        if b.region != target.region {
-            return Err(Error::InvalidInput(format!(
-                "backup {} is in {}: DynamoDB and AWS Backup restore into the backup's region, not {}",
-                b.id, b.region, target.region
-            )));
-        }
         match b.method {
             BackupMethodTag::OnDemand => {
                 self.ddb(&b.region)?

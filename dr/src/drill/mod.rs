@@ -578,7 +578,9 @@ pub trait DrillBackend: Send + Sync + std::fmt::Debug {
     async fn backup(&self, t: &TableRef, how: BackupMethod, wait: &Waiter<'_>) -> Result<BackupRef>;
     /// Copies `b` to `region` and waits until the copy can be restored there.
     async fn copy_backup(&self, b: &BackupRef, region: &RegionName, wait: &Waiter<'_>) -> Result<BackupRef>;
-    /// Restores `b` into the new table `target` (in `b`'s region); waits.
+    /// Restores `b` into the new table `target`; waits. A restore lands in the backup's
+    /// region (DynamoDB, AWS Backup and the embedded store alike), so the driver names
+    /// `target` there: a cross-region recovery first copies the backup.
     async fn restore_backup(&self, b: &BackupRef, target: &TableRef, wait: &Waiter<'_>) -> Result<()>;
     /// Adds a replica of `t` in `region`, waits until it is active and has caught up,
     /// and returns it.
