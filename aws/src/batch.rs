@@ -10,6 +10,18 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub use aws_sdk_batch::Client;
+
+/// A Batch client on `config` (its calls recorded when the process records them,
+/// [`crate::calls`]).
+pub fn client(config: &aws_config::SdkConfig) -> Client {
+    Client::from_conf(
+        crate::instrument!(
+            aws_sdk_batch::config::Builder::from(config),
+            crate::calls::resolve::batch
+        )
+        .build(),
+    )
+}
 use aws_sdk_batch::types::{
     ArrayJobDependency, ArrayProperties, ContainerOverrides, JobDependency, JobDetail, JobStatus,
     KeyValuePair, KeyValuesPair, RetryStrategy,
@@ -903,10 +915,12 @@ mod tests {
                     .job_summary_list(failed_child("p3", 7, "Dependent Job failed", None))
                     .build()
             });
+        let calls = crate::calls::contract::Calls::new("tandem watch");
         let client = mock_client!(
             aws_sdk_batch,
             RuleMode::MatchAny,
-            [&describe, &page1, &page2, &egress]
+            [&describe, &page1, &page2, &egress],
+            |c| c.interceptor(calls.recorder(crate::calls::resolve::batch))
         );
         let polled = poll(&client, &jobs()).await.unwrap();
         let report = &polled.report;
@@ -944,7 +958,13 @@ mod tests {
                 .jobs(job("p3", JobStatus::Succeeded, &[("SUCCEEDED", 10)]))
                 .build()
         });
-        let client = mock_client!(aws_sdk_batch, [&describe]);
+        let calls = crate::calls::contract::Calls::new("tandem watch");
+        let client = mock_client!(
+            aws_sdk_batch,
+            aws_smithy_mocks::RuleMode::Sequential,
+            [&describe],
+            |c| c.interceptor(calls.recorder(crate::calls::resolve::batch))
+        );
         let polled = poll(&client, &jobs()).await.unwrap();
         assert!(polled.report.finished && polled.report.succeeded && polled.failed.is_empty());
     }
@@ -958,7 +978,9 @@ mod tests {
                 .jobs(job("p3", JobStatus::Pending, &[("PENDING", 10)]))
                 .build()
         });
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe]);
+        let calls = crate::calls::contract::Calls::new("tandem watch");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let opts = WatchOptions {
             interval: Duration::from_millis(5),
             max_interval: Duration::from_millis(20),
@@ -992,12 +1014,14 @@ mod tests {
                     .build()
             })
             .build();
+        let calls = crate::calls::contract::Calls::new("tandem watch");
         let client = mock_client!(aws_sdk_batch, RuleMode::Sequential, [&describe], |c| c
             .retry_config(
                 aws_config::retry::RetryConfig::standard()
                     .with_max_attempts(5)
                     .with_initial_backoff(Duration::from_millis(1))
-            ));
+            )
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let polled = poll(&client, &jobs()).await.unwrap();
         assert!(polled.report.succeeded);
         assert_eq!(describe.num_calls(), 3);
@@ -1024,7 +1048,9 @@ mod tests {
     async fn a_submission_failing_half_way_terminates_what_it_submitted() {
         let (ok, fail) = egress_submission_fails();
         let terminate = mock!(Client::terminate_job).then_output(|| TerminateJobOutput::builder().build());
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&ok, &fail, &terminate]);
+        let calls = crate::calls::contract::Calls::new("tandem submit");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&ok, &fail, &terminate], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let spec = spec(5, ["q1", "q2", "q3"]);
         let err = submit(&client, &spec).await.unwrap_err().to_string();
         assert!(
@@ -1036,10 +1062,12 @@ mod tests {
 
     #[tokio::test]
     async fn arrays_over_ten_thousand_are_refused_before_any_request() {
+        let calls = crate::calls::contract::Calls::new("tandem submit");
         let client = mock_client!(
             aws_sdk_batch,
             RuleMode::MatchAny,
-            [] as [&aws_smithy_mocks::Rule; 0]
+            [] as [&aws_smithy_mocks::Rule; 0],
+            |c| c.interceptor(calls.recorder(crate::calls::resolve::batch))
         );
         let spec = spec(10_001, ["q", "q", "q"]);
         let err = submit(&client, &spec).await.unwrap_err().to_string();
@@ -1138,7 +1166,9 @@ mod tests {
                 )
                 .build()
         });
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe, &list]);
+        let calls = crate::calls::contract::Calls::new("tandem watch");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe, &list], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let polled = poll(&client, &jobs()).await.unwrap();
         let f = &polled.failed[0];
         assert_eq!(f.reason, "Essential container in task exited");
@@ -1161,7 +1191,9 @@ mod tests {
                 )
             })
             .build();
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&ok, &fail, &terminate]);
+        let calls = crate::calls::contract::Calls::new("tandem submit");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&ok, &fail, &terminate], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let err = submit(&client, &spec(5, ["q1", "q2", "q3"]))
             .await
             .unwrap_err()
@@ -1195,7 +1227,9 @@ mod tests {
             }
             out.build()
         });
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&list]);
+        let calls = crate::calls::contract::Calls::new("tandem watch");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&list], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let queues = PerStage(["q1".to_string(), "q2".to_string(), "q3".to_string()]);
         let jobs = find_jobs(&client, &queues, "r1").await.unwrap();
         assert_eq!(
@@ -1207,7 +1241,9 @@ mod tests {
             ]
         );
         let none = mock!(Client::list_jobs).then_output(|| ListJobsOutput::builder().build());
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&none]);
+        let calls = crate::calls::contract::Calls::new("tandem watch");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&none], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let err = find_jobs(&client, &queues, "r1").await.unwrap_err().to_string();
         assert!(err.contains("procure (tandem-r1-procure in q1)"), "{err}");
     }
@@ -1216,7 +1252,9 @@ mod tests {
     async fn a_submission_without_a_job_id_is_refused() {
         let empty = mock!(Client::submit_job)
             .then_output(|| SubmitJobOutput::builder().job_id("").job_name("n").build());
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&empty]);
+        let calls = crate::calls::contract::Calls::new("tandem submit");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&empty], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let err = submit(&client, &spec(5, ["q", "q", "q"]))
             .await
             .unwrap_err()

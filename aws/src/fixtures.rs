@@ -6,7 +6,7 @@ use aws_sdk_batch::types::{
     ResourceType,
 };
 
-use crate::{Aws, s3};
+use crate::Aws;
 
 /// The AWS context for the emulator; panics unless `AWS_ENDPOINT_URL` points at a
 /// loopback emulator (so no test can reach a real account).
@@ -20,7 +20,12 @@ pub fn emulator() -> Aws {
 
 /// Creates a bucket named after the test and returns its URL.
 pub fn bucket(aws: &Aws, name: &str) -> String {
-    let client = s3::client(aws);
+    // Set-up, not a component's call: a client nothing records.
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(aws.config())
+            .force_path_style(true)
+            .build(),
+    );
     aws.block_on(client.create_bucket().bucket(name).send())
         .expect("create bucket");
     format!("s3://{name}")

@@ -14,6 +14,7 @@
 //! lambdas) use the async functions directly.
 
 pub mod batch;
+pub mod calls;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod s3;

@@ -80,7 +80,10 @@ pub struct S3Store {
 /// moto, MinIO, LocalStack) are addressed path-style; AWS itself keeps
 /// virtual-hosted style.
 pub fn client(aws: &Aws) -> Client {
-    let mut builder = aws_sdk_s3::config::Builder::from(aws.config());
+    let mut builder = crate::instrument!(
+        aws_sdk_s3::config::Builder::from(aws.config()),
+        crate::calls::resolve::s3
+    );
     if aws.s3_endpoint_override() {
         builder = builder.force_path_style(true);
     }
@@ -418,7 +421,9 @@ mod mock_tests {
         let create = mock!(Client::create_multipart_upload)
             .then_output(|| CreateMultipartUploadOutput::builder().upload_id("u1").build());
         let part = mock!(Client::upload_part)
-            .match_requests(|r| r.upload_id() == Some("u1") && r.key() == Some("pre/big"))
+            .match_requests(|r| {
+                r.upload_id() == Some("u1") && r.key() == Some("pre/r1/results/00001.parquet")
+            })
             .then_output(|| UploadPartOutput::builder().e_tag("\"etag\"").build());
         let complete = mock!(Client::complete_multipart_upload)
             .match_requests(|r| {
@@ -431,11 +436,20 @@ mod mock_tests {
                     })
             })
             .then_output(|| CompleteMultipartUploadOutput::builder().build());
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head, &create, &part, &complete]);
+        let calls = crate::calls::contract::Calls::new("tandem worker");
+        let client = mock_client!(
+            aws_sdk_s3,
+            RuleMode::MatchAny,
+            [&head, &create, &part, &complete],
+            |c| c.interceptor(calls.recorder(crate::calls::resolve::s3))
+        );
         let aws = aws();
         let store = S3Store::with_client(&aws, client, "s3://bucket/pre").unwrap();
         store
-            .put("big", Bytes::from(vec![7u8; MULTIPART_THRESHOLD + 1]))
+            .put(
+                "r1/results/00001.parquet",
+                Bytes::from(vec![7u8; MULTIPART_THRESHOLD + 1]),
+            )
             .unwrap();
         assert_eq!(
             (create.num_calls(), part.num_calls(), complete.num_calls()),
@@ -458,15 +472,29 @@ mod mock_tests {
             .build();
         let abort = mock!(Client::abort_multipart_upload)
             .then_output(|| AbortMultipartUploadOutput::builder().build());
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head, &create, &part, &abort]);
+        // The worker's egress makes these calls: its contract (and role) must have
+        // the abort, or a failed upload leaves its parts behind until the lifecycle rule.
+        let calls = crate::calls::contract::Calls::new("tandem worker")
+            .bind("ResultsBucket", "bucket")
+            .bind("ResultsPrefix", "runs");
+        let client = mock_client!(
+            aws_sdk_s3,
+            RuleMode::MatchAny,
+            [&head, &create, &part, &abort],
+            |c| c.interceptor(calls.recorder(crate::calls::resolve::s3))
+        );
         let aws = aws();
-        let store = S3Store::with_client(&aws, client, "s3://bucket").unwrap();
+        let store = S3Store::with_client(&aws, client, "s3://bucket/runs").unwrap();
         let err = store
-            .put("big", Bytes::from(vec![7u8; MULTIPART_THRESHOLD + 1]))
+            .put(
+                "r1/results/00001.parquet",
+                Bytes::from(vec![7u8; MULTIPART_THRESHOLD + 1]),
+            )
             .unwrap_err()
             .to_string();
         assert!(err.contains("part 2"), "{err}");
         assert_eq!(abort.num_calls(), 1);
+        assert!(calls.actions().contains(&"s3:AbortMultipartUpload".to_string()));
     }
 
     #[test]
@@ -487,14 +515,18 @@ mod mock_tests {
             )
             .output(|| PutObjectOutput::builder().build())
             .build();
+        let calls = crate::calls::contract::Calls::new("tandem worker");
         let client = mock_client!(aws_sdk_s3, RuleMode::Sequential, [&head, &put], |c| c
             .retry_config(
                 aws_config::retry::RetryConfig::standard()
                     .with_max_attempts(4)
                     .with_initial_backoff(std::time::Duration::from_millis(1))
-            ));
-        let store = S3Store::with_client(&aws(), client, "s3://bucket").unwrap();
-        store.put("k", Bytes::from_static(b"x")).unwrap();
+            )
+            .interceptor(calls.recorder(crate::calls::resolve::s3)));
+        let store = S3Store::with_client(&aws(), client, "s3://bucket/runs").unwrap();
+        store
+            .put("r1/results/00001.parquet", Bytes::from_static(b"x"))
+            .unwrap();
         assert_eq!(put.num_calls(), 3);
     }
 
@@ -508,8 +540,10 @@ mod mock_tests {
                 r.headers_mut().insert("x-amz-bucket-region", "eu-west-1");
                 r
             });
+            let calls = crate::calls::contract::Calls::new("tandem worker");
             let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head], |c| c
-                .region(aws_sdk_s3::config::Region::new("us-east-2")));
+                .region(aws_sdk_s3::config::Region::new("us-east-2"))
+                .interceptor(calls.recorder(crate::calls::resolve::s3)));
             let err = S3Store::with_client(&aws(), client, "s3://bucket")
                 .unwrap_err()
                 .to_string();
@@ -526,7 +560,9 @@ mod mock_tests {
             .sequence()
             .http_status(403, None)
             .build();
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head]);
+        let calls = crate::calls::contract::Calls::new("tandem worker");
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::s3)));
         let err = S3Store::with_client(&aws(), client, "s3://bucket")
             .unwrap_err()
             .to_string();

@@ -4,6 +4,18 @@
 use std::time::{Duration, Instant};
 
 pub use aws_sdk_sfn::Client;
+
+/// A Step Functions client on `config` (its calls recorded when the process records
+/// them, [`crate::calls`]).
+pub fn client(config: &aws_config::SdkConfig) -> Client {
+    Client::from_conf(
+        crate::instrument!(
+            aws_sdk_sfn::config::Builder::from(config),
+            crate::calls::resolve::sfn
+        )
+        .build(),
+    )
+}
 use serde::Serialize;
 use tandem_core::{Error, Result};
 
@@ -192,8 +204,8 @@ mod tests {
         cause: Option<&str>,
     ) -> DescribeExecutionOutput {
         DescribeExecutionOutput::builder()
-            .execution_arn("arn:exec")
-            .state_machine_arn("arn:sm")
+            .execution_arn("arn:aws:states:us-east-2:123456789012:execution:Run:e1")
+            .state_machine_arn("arn:aws:states:us-east-2:123456789012:stateMachine:Run")
             .status(status)
             .start_date(DateTime::from_secs(0))
             .set_error(error.map(str::to_string))
@@ -240,7 +252,7 @@ mod tests {
             .match_requests(|r| r.input().is_some_and(|i| i.contains("\"records\":1000")))
             .then_output(|| {
                 StartExecutionOutput::builder()
-                    .execution_arn("arn:exec")
+                    .execution_arn("arn:aws:states:us-east-2:123456789012:execution:Run:e1")
                     .start_date(DateTime::from_secs(0))
                     .build()
                     .unwrap()
@@ -265,10 +277,17 @@ mod tests {
             .output(|| history("WatchFailure"))
             .times(2)
             .build();
-        let client = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start_rule, &d, &h]);
-        let arn = start(&client, "arn:sm", &serde_json::json!({"records": 1000}), None)
-            .await
-            .unwrap();
+        let calls = crate::calls::contract::Calls::new("tandem start");
+        let client = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start_rule, &d, &h], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::sfn)));
+        let arn = start(
+            &client,
+            "arn:aws:states:us-east-2:123456789012:stateMachine:Run",
+            &serde_json::json!({"records": 1000}),
+            None,
+        )
+        .await
+        .unwrap();
         let opts = FollowOptions {
             interval: Duration::from_millis(1),
             max_interval: Duration::from_millis(4),
@@ -297,16 +316,23 @@ mod tests {
         let d = mock!(Client::describe_execution)
             .then_output(|| describe_out(ExecutionStatus::Running, None, None));
         let h = mock!(Client::get_execution_history).then_output(|| history("ArrayEgress"));
-        let client = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&d, &h]);
+        let calls = crate::calls::contract::Calls::new("tandem start");
+        let client = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&d, &h], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::sfn)));
         let opts = FollowOptions {
             interval: Duration::from_millis(2),
             max_interval: Duration::from_millis(8),
             stall_timeout: Some(Duration::from_millis(50)),
         };
-        let last = follow(&client, "arn:exec", opts, |_| {})
-            .await
-            .unwrap()
-            .unwrap_err();
+        let last = follow(
+            &client,
+            "arn:aws:states:us-east-2:123456789012:execution:Run:e1",
+            opts,
+            |_| {},
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
         assert_eq!(last.status, "RUNNING");
         assert!(d.num_calls() >= 3);
     }

@@ -14,7 +14,10 @@ use crate::sdk_message;
 /// A CloudFormation client on `config`, in `region` when given (a stack is read in
 /// the region it is deployed in).
 pub fn client(config: &aws_config::SdkConfig, region: Option<&str>) -> Client {
-    let mut b = aws_sdk_cloudformation::config::Builder::from(config);
+    let mut b = crate::instrument!(
+        aws_sdk_cloudformation::config::Builder::from(config),
+        crate::calls::resolve::cloudformation
+    );
     if let Some(r) = region {
         b = b.region(aws_sdk_cloudformation::config::Region::new(r.to_string()));
     }
@@ -236,7 +239,9 @@ mod tests {
                 .stacks(stack(StackStatus::UpdateComplete, &pipeline_outputs()))
                 .build()
         });
-        let client = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&d]);
+        let calls = crate::calls::contract::Calls::new("tandem start");
+        let client = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&d], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::cloudformation)));
         let o = StackOutputs::load(&client, "PipelineStack").await.unwrap();
         let p = PipelineOutputs::from_outputs(&o).unwrap();
         assert_eq!(p.queues, PerStage(["q1".into(), "q2".into(), "q3".into()]));
@@ -259,7 +264,9 @@ mod tests {
                     .build(),
             )
         });
-        let client = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&missing]);
+        let calls = crate::calls::contract::Calls::new("tandem start");
+        let client = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&missing], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::cloudformation)));
         let err = StackOutputs::load(&client, "Nope").await.unwrap_err();
         assert!(err.is_not_found(), "{err}");
         assert!(err.to_string().contains("cdk deploy Nope"), "{err}");
@@ -268,7 +275,9 @@ mod tests {
                 .stacks(stack(StackStatus::RollbackComplete, &[]))
                 .build()
         });
-        let client = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&rolled_back]);
+        let calls = crate::calls::contract::Calls::new("tandem start");
+        let client = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&rolled_back], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::cloudformation)));
         let err = StackOutputs::load(&client, "PipelineStack")
             .await
             .unwrap_err()

@@ -215,7 +215,7 @@ pub fn rerun(a: RerunArgs) -> Result<()> {
 }
 
 fn aws_sdk_batch_client(aws: &Aws) -> tandem_aws::batch::Client {
-    tandem_aws::batch::Client::new(aws.config())
+    tandem_aws::batch::client(aws.config())
 }
 
 #[derive(Serialize)]
@@ -392,7 +392,7 @@ pub fn start(a: StartArgs) -> Result<()> {
         // The state machine would refuse it in its prepare step; say so now.
         tandem_core::plan::PartitionPlan::new(n, k)?;
     }
-    let client = tandem_aws::sfn::Client::new(aws.config());
+    let client = tandem_aws::sfn::client(aws.config());
     let execution = aws.block_on(tandem_aws::sfn::start(
         &client,
         &arn,

@@ -25,6 +25,8 @@ use crate::progress::Progress;
 const DEFAULT_BUCKET: &str = "file://tandem-data/bucket";
 
 pub fn run(cli: Cli) -> Result<()> {
+    // The component its AWS calls are recorded as (TANDEM_AWS_CALL_LOG, iam/contract.json).
+    tandem_aws::calls::set_component(component(&cli.command));
     match cli.command {
         Command::Loadtest(a) => loadtest(a),
         Command::Prepare(a) => prepare_cmd(a),
@@ -39,6 +41,24 @@ pub fn run(cli: Cli) -> Result<()> {
             command: ApiCommand::Serve(a),
         } => crate::dr::serve(a),
         Command::DrDrill(a) => crate::dr::drill(a),
+    }
+}
+
+/// The IAM contract's name for what `command` runs as.
+fn component(command: &Command) -> &'static str {
+    match command {
+        Command::Loadtest(_) => "tandem loadtest",
+        Command::Prepare(_) => "tandem prepare",
+        Command::Worker(_) => "tandem worker",
+        Command::Verify(_) => "tandem verify",
+        Command::Rerun(a) if a.on == RerunOn::Aws => "tandem rerun --on aws",
+        Command::Rerun(_) => "tandem rerun",
+        Command::Report(_) => "tandem report",
+        Command::Submit(_) => "tandem submit",
+        Command::Watch(_) => "tandem watch",
+        Command::Start(_) => "tandem start",
+        Command::Api { .. } => "tandem api serve",
+        Command::DrDrill(_) => "tandem dr-drill",
     }
 }
 

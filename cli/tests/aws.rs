@@ -7,14 +7,27 @@ use std::process::{Command, Output};
 use serde::Deserialize;
 use tandem_aws::fixtures;
 
+/// Runs `tandem ARGS` in `dir` with every AWS call it makes recorded
+/// (`TANDEM_AWS_CALL_LOG`), and fails the test if one is outside the command's IAM
+/// contract (`iam/contract.json`).
 fn tandem(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tandem"))
+    let log = dir.join(format!("aws-calls-{}.jsonl", args[0]));
+    let _ = std::fs::remove_file(&log);
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .args(args)
         .env_remove("TANDEM_BUCKET")
         .env("TANDEM_ROOT", dir.join("vol"))
+        .env(tandem_aws::calls::CALL_LOG_ENV, &log)
         .current_dir(dir)
         .output()
-        .unwrap()
+        .unwrap();
+    tandem_aws::calls::contract::assert_log_within(&log, &[]);
+    out
+}
+
+/// The calls the last `tandem SUBCOMMAND` in `dir` made.
+fn recorded(dir: &std::path::Path, subcommand: &str) -> Vec<tandem_aws::calls::Call> {
+    tandem_aws::calls::read_log(&dir.join(format!("aws-calls-{subcommand}.jsonl"))).unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -93,9 +106,36 @@ fn loadtest_egresses_to_s3_and_verify_reads_it_back() {
     assert!(lt.ok && lt.verify.ok);
     assert_eq!(lt.verify.checksum, 2_449_902_434);
     assert_eq!(lt.bucket, "s3://tandem-cli-egress/team/a");
+    let calls = recorded(dir.path(), "loadtest");
+    tandem_aws::calls::contract::assert_within(
+        &calls,
+        &[
+            ("ResultsBucket", "tandem-cli-egress"),
+            ("ResultsPrefix", "team/a"),
+        ],
+    );
+    assert!(
+        calls.iter().any(|c| c.operation == "PutObject") && calls.iter().any(|c| c.operation == "GetObject")
+    );
     // verify reads back from S3 (the manifest recorded the bucket)
     let out = tandem(dir.path(), &["verify", "--run", &lt.run_id, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // so does the report, for the timings in every result's completion record
+    let html = dir.path().join("report.html");
+    let out = tandem(
+        dir.path(),
+        &["report", "--run", &lt.run_id, "-o", html.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calls = recorded(dir.path(), "report");
+    assert!(calls.iter().any(|c| c.operation == "GetObject"), "{calls:?}");
+    tandem_aws::calls::contract::assert_within(
+        &calls,
+        &[
+            ("ResultsBucket", "tandem-cli-egress"),
+            ("ResultsPrefix", "team/a"),
+        ],
+    );
     // a lost object is named, and rerun puts it back
     let store = tandem_aws::open_store(&url).unwrap();
     store
@@ -349,7 +389,9 @@ fn rerun_on_aws_submits_a_compact_array_that_maps_back_to_the_lost_children() {
     assert_eq!(r.indices, vec![3, 11]);
     assert_eq!(r.jobs.len(), 3);
     let map = r.index_map.unwrap();
-    // moto runs no container: run the two array children of each stage as Batch would.
+    // moto runs no container: run the two array children of each stage as Batch would,
+    // recording the worker's calls for its IAM contract (the job role).
+    let worker_log = dir.path().join("aws-calls-worker-children.jsonl");
     for array_index in ["0", "1"] {
         for stage in ["procure", "process", "egress"] {
             let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
@@ -357,6 +399,7 @@ fn rerun_on_aws_submits_a_compact_array_that_maps_back_to_the_lost_children() {
                 .env("TANDEM_ROOT", dir.path().join("vol"))
                 .env("AWS_BATCH_JOB_ARRAY_INDEX", array_index)
                 .env("TANDEM_INDEX_MAP", &map)
+                .env(tandem_aws::calls::CALL_LOG_ENV, &worker_log)
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{stage} {array_index}: {}", stderr(&out));
@@ -370,10 +413,30 @@ fn rerun_on_aws_submits_a_compact_array_that_maps_back_to_the_lost_children() {
             }
         }
     }
+    let worker = tandem_aws::calls::contract::assert_log_within(
+        &worker_log,
+        &[
+            ("ResultsBucket", "tandem-cli-rerun"),
+            ("ResultsPrefix", &lt.run_id),
+        ],
+    );
+    assert!(
+        worker
+            .iter()
+            .any(|c| c.component == "tandem worker" && c.operation == "PutObject"),
+        "the worker's egress was not recorded: {worker:?}"
+    );
     assert!(
         tandem(dir.path(), &["verify", "--run", &lt.run_id])
             .status
             .success()
+    );
+    tandem_aws::calls::contract::assert_within(
+        &recorded(dir.path(), "verify"),
+        &[
+            ("ResultsBucket", "tandem-cli-rerun"),
+            ("ResultsPrefix", &lt.run_id),
+        ],
     );
     // Nothing left: no jobs submitted.
     let out = rerun(&[]);

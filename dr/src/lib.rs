@@ -15,6 +15,8 @@
 
 pub mod api;
 pub mod backup;
+#[cfg(feature = "dynamodb")]
+pub mod calls;
 pub mod drill;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;

@@ -11,6 +11,23 @@ use tandem_dr::drill::embedded::EmbeddedBackend;
 use tandem_dr::drill::fake_aws::{FakeAws, Faults};
 use tandem_dr::drill::{Cleanup, DrillOptions, DrillReport, Method, Waiter, run};
 
+/// The fake account's names for what the DR stack deploys (FakeAws::setup).
+const STACK: [(&str, &str); 6] = [
+    ("Region", "us-east-2"),
+    ("RecoveryRegion", "us-east-1"),
+    ("PrimaryVault", "tandem-dr-primary"),
+    ("RecoveryVault", "tandem-dr-recovery"),
+    ("BackupPlan", "plan-1"),
+    ("BackupRole", "tandem-dr-backup"),
+];
+
+/// Every call the drill made on `aws` is inside `tandem dr-drill`'s IAM contract.
+fn assert_calls_within_contract(aws: &FakeAws) {
+    let calls = aws.calls();
+    assert!(!calls.is_empty(), "the drill made no AWS call");
+    tandem_aws::calls::contract::assert_within(&calls, &STACK);
+}
+
 fn options(products: usize) -> DrillOptions {
     DrillOptions {
         primary_region: "us-east-2".parse().unwrap(),
@@ -34,6 +51,7 @@ async fn fake_drill(faults: Faults, opts: &DrillOptions) -> (DrillReport, Vec<St
     let say = |s: String| said.lock().unwrap().push(s);
     let cleanup = Cleanup::new();
     let report = run(&backend, opts, &cleanup, &say).await.unwrap();
+    assert_calls_within_contract(&aws);
     (report, said.into_inner().unwrap(), aws.leftovers())
 }
 
@@ -237,6 +255,9 @@ async fn an_interrupted_drill_still_cleans_up_everything_it_made() {
             assert!(failed.is_empty(), "{method:?} at {minutes} min: {failed:?}");
             // Let jobs the drill could not stop finish, as a later sweep would see them.
             let left = aws.leftovers();
+            if minutes > 0 {
+                assert_calls_within_contract(&aws);
+            }
             assert!(
                 left.is_empty(),
                 "{method:?} interrupted after {minutes} min (finished: {}): left {left:?}",

@@ -329,36 +329,58 @@ mod tests {
             .then_output(|| {
                 ListRecoveryPointsByBackupVaultOutput::builder()
                     .recovery_points(point(
-                        "today",
+                        "arn:aws:backup:us-east-2:1:recovery-point:today",
                         NOW - 15 * 60_000_000,
                         RecoveryPointStatus::Completed,
                     ))
-                    .recovery_points(point("yesterday", NOW - DAY, RecoveryPointStatus::Completed))
-                    .recovery_points(point("old", NOW - 31 * DAY, RecoveryPointStatus::Completed))
-                    .recovery_points(point("going", NOW - 32 * DAY, RecoveryPointStatus::Deleting))
+                    .recovery_points(point(
+                        "arn:aws:backup:us-east-2:1:recovery-point:yesterday",
+                        NOW - DAY,
+                        RecoveryPointStatus::Completed,
+                    ))
+                    .recovery_points(point(
+                        "arn:aws:backup:us-east-2:1:recovery-point:old",
+                        NOW - 31 * DAY,
+                        RecoveryPointStatus::Completed,
+                    ))
+                    .recovery_points(point(
+                        "arn:aws:backup:us-east-2:1:recovery-point:going",
+                        NOW - 32 * DAY,
+                        RecoveryPointStatus::Deleting,
+                    ))
                     .build()
             });
         let copies = no_copies();
         let copy = mock!(Client::start_copy_job)
             .match_requests(|r| {
-                r.recovery_point_arn() == Some("today")
+                r.recovery_point_arn() == Some("arn:aws:backup:us-east-2:1:recovery-point:today")
                     && r.destination_backup_vault_arn() == Some(DEST)
                     && r.lifecycle().and_then(|l| l.delete_after_days()) == Some(30)
             })
             .then_output(|| StartCopyJobOutput::builder().copy_job_id("copy-1").build());
         let delete = mock!(Client::delete_recovery_point)
-            .match_requests(|r| r.recovery_point_arn() == Some("old"))
+            .match_requests(|r| {
+                r.recovery_point_arn() == Some("arn:aws:backup:us-east-2:1:recovery-point:old")
+            })
             .then_output(|| DeleteRecoveryPointOutput::builder().build());
+        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
         let client = mock_client!(
             aws_sdk_backup,
             RuleMode::MatchAny,
-            [&list, &copies, &copy, &delete]
+            [&list, &copies, &copy, &delete],
+            |c| c.interceptor(calls.recorder(tandem_dr::calls::backup))
         );
         let r = handle(&client, &config(), NOW).await.unwrap();
         assert!(r.ok, "{r:?}");
-        assert_eq!(r.todays_backup.as_deref(), Some("today"));
+        assert_eq!(
+            r.todays_backup.as_deref(),
+            Some("arn:aws:backup:us-east-2:1:recovery-point:today")
+        );
         assert_eq!((r.copy_job_id.as_deref(), r.copy_started), (Some("copy-1"), true));
-        assert_eq!(r.expired, vec!["old".to_string()]);
+        assert_eq!(
+            r.expired,
+            vec!["arn:aws:backup:us-east-2:1:recovery-point:old".to_string()]
+        );
         assert_eq!(delete.num_calls(), 1);
     }
 
@@ -367,7 +389,7 @@ mod tests {
         let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
             ListRecoveryPointsByBackupVaultOutput::builder()
                 .recovery_points(point(
-                    "today",
+                    "arn:aws:backup:us-east-2:1:recovery-point:today",
                     NOW - 15 * 60_000_000,
                     RecoveryPointStatus::Completed,
                 ))
@@ -379,7 +401,7 @@ mod tests {
                 .copy_jobs(
                     CopyJob::builder()
                         .copy_job_id("failed-1")
-                        .source_recovery_point_arn("today")
+                        .source_recovery_point_arn("arn:aws:backup:us-east-2:1:recovery-point:today")
                         .destination_backup_vault_arn(DEST)
                         .state(CopyJobState::Failed)
                         .build(),
@@ -387,7 +409,7 @@ mod tests {
                 .copy_jobs(
                     CopyJob::builder()
                         .copy_job_id("plan-copy")
-                        .source_recovery_point_arn("today")
+                        .source_recovery_point_arn("arn:aws:backup:us-east-2:1:recovery-point:today")
                         .destination_backup_vault_arn(DEST)
                         .state(CopyJobState::Running)
                         .build(),
@@ -395,7 +417,9 @@ mod tests {
                 .build()
         });
         let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
-        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copies, &copy]);
+        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
+        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copies, &copy], |c| c
+            .interceptor(calls.recorder(tandem_dr::calls::backup)));
         let r = handle(&client, &config(), NOW).await.unwrap();
         assert!(r.ok, "{r:?}");
         assert_eq!(
@@ -428,10 +452,12 @@ mod tests {
         let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
         let delete =
             mock!(Client::delete_recovery_point).then_output(|| DeleteRecoveryPointOutput::builder().build());
+        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
         let client = mock_client!(
             aws_sdk_backup,
             RuleMode::MatchAny,
-            [&list, &copies, &copy, &delete]
+            [&list, &copies, &copy, &delete],
+            |c| c.interceptor(calls.recorder(tandem_dr::calls::backup))
         );
         let r = handle(&client, &config(), NOW).await.unwrap();
         assert!(!r.ok);
@@ -443,11 +469,17 @@ mod tests {
     async fn a_missing_backup_is_reported_and_nothing_is_copied() {
         let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
             ListRecoveryPointsByBackupVaultOutput::builder()
-                .recovery_points(point("yesterday", NOW - DAY, RecoveryPointStatus::Completed))
+                .recovery_points(point(
+                    "arn:aws:backup:us-east-2:1:recovery-point:yesterday",
+                    NOW - DAY,
+                    RecoveryPointStatus::Completed,
+                ))
                 .build()
         });
         let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
-        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copy]);
+        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
+        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copy], |c| c
+            .interceptor(calls.recorder(tandem_dr::calls::backup)));
         let r = handle(&client, &config(), NOW).await.unwrap();
         assert!(!r.ok);
         assert!(r.problems[0].contains("no backup"), "{r:?}");
@@ -458,11 +490,17 @@ mod tests {
     async fn an_incomplete_backup_is_not_copied() {
         let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
             ListRecoveryPointsByBackupVaultOutput::builder()
-                .recovery_points(point("today", NOW - 60_000_000, RecoveryPointStatus::Partial))
+                .recovery_points(point(
+                    "arn:aws:backup:us-east-2:1:recovery-point:today",
+                    NOW - 60_000_000,
+                    RecoveryPointStatus::Partial,
+                ))
                 .build()
         });
         let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
-        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copy]);
+        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
+        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copy], |c| c
+            .interceptor(calls.recorder(tandem_dr::calls::backup)));
         let r = handle(&client, &config(), NOW).await.unwrap();
         assert!(!r.ok);
         assert!(r.problems[0].contains("not complete (status PARTIAL"), "{r:?}");

@@ -172,29 +172,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs the emulator"]
-    fn prepares_from_the_lambda_runtime_with_an_s3_bucket() {
-        let aws = tandem_aws::fixtures::emulator();
-        let bucket = tandem_aws::fixtures::bucket(&aws, "tandem-lambda-prepare");
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            root: dir.path().join("efs"),
-            bucket: format!("{bucket}/runs"),
-        };
-        let event = PrepareEvent {
-            records: Some(1000),
-            ..Default::default()
-        };
-        // As in the function: the handler runs on a multi-threaded runtime.
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let out = rt.block_on(handle_async(config, event)).unwrap();
-        assert_eq!(out.array_size, 25);
-    }
-
-    #[test]
     fn a_mistyped_event_is_refused_by_the_runtime_decoder() {
         assert!(serde_json::from_str::<PrepareEvent>(r#"{"records": "many"}"#).is_err());
         let err = serde_json::from_str::<PrepareEvent>(r#"{"record": 5}"#)

@@ -107,7 +107,9 @@ mod tests {
                     .item("count_rating", AttributeValue::N("2".into()))
                     .build()
             });
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&get]);
+        let calls = tandem_aws::calls::contract::Calls::new("product-api function");
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&get], |c| c
+            .interceptor(calls.recorder(tandem_dr::calls::dynamodb)));
         let config = Config {
             table: "Catalogue".into(),
             api_key: Some("k".into()),

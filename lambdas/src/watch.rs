@@ -232,7 +232,9 @@ mod tests {
                 )
                 .build()
         });
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe, &list]);
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe, &list], |c| c
+            .interceptor(calls.recorder(tandem_aws::calls::resolve::batch)));
         let out = handle(&client, &Config::default(), event).await.unwrap();
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["finished"], true);
@@ -277,7 +279,9 @@ mod tests {
             }
             out.build()
         });
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe, &list]);
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe, &list], |c| c
+            .interceptor(calls.recorder(tandem_aws::calls::resolve::batch)));
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("run-1")).unwrap();
         let config = Config {
@@ -319,7 +323,9 @@ mod tests {
             job("b", JobStatus::Succeeded, 4, 0),
             job("c", JobStatus::Succeeded, 4, 0),
         ]);
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&d]);
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&d], |c| c
+            .interceptor(calls.recorder(tandem_aws::calls::resolve::batch)));
         let out = handle(&client, &Config::default(), event).await.unwrap();
         assert!(out.finished && out.succeeded, "{out:?}");
         assert!(out.summary.starts_with("the run succeeded"), "{}", out.summary);
@@ -357,7 +363,9 @@ mod tests {
                 .build()
         });
         let terminate = mock!(Client::terminate_job).then_output(|| TerminateJobOutput::builder().build());
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&d, &list, &terminate]);
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&d, &list, &terminate], |c| c
+            .interceptor(calls.recorder(tandem_aws::calls::resolve::batch)));
         let out = handle(&client, &Config::default(), event).await.unwrap();
         assert!(out.finished && !out.succeeded);
         assert_eq!(out.failed_indices.0, [vec![], vec![1], vec![1]]);
@@ -384,7 +392,9 @@ mod tests {
         let terminate = mock!(Client::terminate_job)
             .match_requests(|r| r.job_id() == Some("a"))
             .then_output(|| TerminateJobOutput::builder().build());
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&d, &terminate]);
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&d, &terminate], |c| c
+            .interceptor(calls.recorder(tandem_aws::calls::resolve::batch)));
         let out = handle(&client, &Config::default(), event).await.unwrap();
         assert!(out.finished && !out.succeeded);
         assert_eq!(out.not_submitted, vec![Stage::Process, Stage::Egress]);
@@ -401,10 +411,12 @@ mod tests {
             "error": {"Error": "Batch.ClientException", "Cause": "no such queue"},
         }))
         .unwrap();
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
         let client = mock_client!(
             aws_sdk_batch,
             RuleMode::MatchAny,
-            [] as [&aws_smithy_mocks::Rule; 0]
+            [] as [&aws_smithy_mocks::Rule; 0],
+            |c| c.interceptor(calls.recorder(tandem_aws::calls::resolve::batch))
         );
         let out = handle(&client, &Config::default(), event).await.unwrap();
         assert!(out.finished && !out.succeeded);
@@ -415,10 +427,12 @@ mod tests {
     async fn an_event_with_an_unknown_stage_is_refused() {
         let event: WatchEvent =
             serde_json::from_str(r#"{"jobs": {"procure": {"JobId": "a"}, "bake": {"JobId": "b"}}}"#).unwrap();
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
         let client = mock_client!(
             aws_sdk_batch,
             RuleMode::MatchAny,
-            [] as [&aws_smithy_mocks::Rule; 0]
+            [] as [&aws_smithy_mocks::Rule; 0],
+            |c| c.interceptor(calls.recorder(tandem_aws::calls::resolve::batch))
         );
         let err = handle(&client, &Config::default(), event).await.unwrap_err();
         assert!(err.contains("\"bake\""), "{err}");
@@ -426,10 +440,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_without_three_jobs_is_refused() {
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
         let client = mock_client!(
             aws_sdk_batch,
             RuleMode::MatchAny,
-            [] as [&aws_smithy_mocks::Rule; 0]
+            [] as [&aws_smithy_mocks::Rule; 0],
+            |c| c.interceptor(calls.recorder(tandem_aws::calls::resolve::batch))
         );
         let err = handle(
             &client,

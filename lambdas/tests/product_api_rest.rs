@@ -81,10 +81,13 @@ async fn every_seed_route_answers_behind_a_rest_api_stage() {
             )
             .build()
     });
+    let calls =
+        tandem_aws::calls::contract::Calls::new("product-api function").bind("ServedTable", "Product");
     let client = mock_client!(
         aws_sdk_dynamodb,
         RuleMode::MatchAny,
-        [&put, &get, &scan, &update, &delete, &backup]
+        [&put, &get, &scan, &update, &delete, &backup],
+        |c| c.interceptor(calls.recorder(tandem_dr::calls::dynamodb))
     );
     let config = Config {
         table: "Product".into(),
@@ -140,10 +143,12 @@ async fn every_seed_route_answers_behind_a_rest_api_stage() {
 
 #[tokio::test]
 async fn a_path_outside_the_stage_is_left_alone_and_an_unknown_route_is_404() {
+    let calls = tandem_aws::calls::contract::Calls::new("product-api function");
     let client = mock_client!(
         aws_sdk_dynamodb,
         RuleMode::MatchAny,
-        [] as [&aws_smithy_mocks::Rule; 0]
+        [] as [&aws_smithy_mocks::Rule; 0],
+        |c| c.interceptor(calls.recorder(tandem_dr::calls::dynamodb))
     );
     let config = Config {
         table: "Product".into(),

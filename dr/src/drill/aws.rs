@@ -139,22 +139,13 @@ impl AwsBackend {
         let mut dynamodb = HashMap::new();
         let mut backup = HashMap::new();
         for r in regions {
-            let region = aws_sdk_dynamodb::config::Region::new(r.to_string());
             dynamodb.insert(
                 (*r).clone(),
-                aws_sdk_dynamodb::Client::from_conf(
-                    aws_sdk_dynamodb::config::Builder::from(config)
-                        .region(region.clone())
-                        .build(),
-                ),
+                crate::calls::dynamodb_client(config, Some(r.as_str())),
             );
             backup.insert(
                 (*r).clone(),
-                aws_sdk_backup::Client::from_conf(
-                    aws_sdk_backup::config::Builder::from(config)
-                        .region(region)
-                        .build(),
-                ),
+                crate::calls::backup_client(config, Some(r.as_str())),
             );
         }
         Self::new(primary.clone(), dynamodb, backup, setup, system_clock())

@@ -130,6 +130,8 @@ pub struct FakeAws {
     start: Instant,
     primary: String,
     recovery: String,
+    /// Every call the drill's clients made, as IAM sees them (the contract check).
+    calls: tandem_aws::calls::CallLog,
 }
 
 fn state_at(log: &Log, at_us: u64) -> BTreeMap<String, Product> {
@@ -188,7 +190,17 @@ impl FakeAws {
             start: Instant::now(),
             primary: primary.to_string(),
             recovery: recovery.to_string(),
+            calls: tandem_aws::calls::CallLog::memory(),
         }
+    }
+
+    /// Every call made through this account's clients so far (`tandem dr-drill`'s).
+    pub fn calls(&self) -> Vec<tandem_aws::calls::Call> {
+        self.calls.calls()
+    }
+
+    fn recorder(&self, resolver: tandem_aws::calls::Resolver) -> tandem_aws::calls::Recorder {
+        tandem_aws::calls::Recorder::new(self.calls.clone(), "tandem dr-drill", resolver)
     }
 
     /// The account's clock, µs since the epoch (virtual under paused tokio time).
@@ -983,6 +995,7 @@ impl FakeAws {
             }));
         }
         mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &rules, |c| c
+            .interceptor(self.recorder(crate::calls::dynamodb))
             .region(aws_sdk_dynamodb::config::Region::new(region.to_string()))
             .retry_config(
                 aws_sdk_dynamodb::config::retry::RetryConfig::standard()
@@ -1405,6 +1418,7 @@ impl FakeAws {
             }));
         }
         mock_client!(aws_sdk_backup, RuleMode::MatchAny, &rules, |c| c
+            .interceptor(self.recorder(crate::calls::backup))
             .region(aws_sdk_backup::config::Region::new(region.to_string()))
             .retry_config(
                 aws_sdk_backup::config::retry::RetryConfig::standard()
