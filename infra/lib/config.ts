@@ -45,6 +45,11 @@ export interface TandemConfig {
   readonly apiStage: string;
   /** The Lambda functions' processor. */
   readonly lambdaArchitecture: LambdaArchitecture;
+  /**
+   * The table the product API serves when it is not the stack's own Product table: a
+   * table restored after a disaster (docs/dr.md). The API's role is granted on it.
+   */
+  readonly servedTable?: string;
 }
 
 /** The context keys this app reads (all under `tandem:`). */
@@ -61,6 +66,7 @@ export const CONTEXT_KEYS = [
   'runTimeoutHours',
   'apiStage',
   'lambdaArchitecture',
+  'servedTable',
 ] as const;
 
 const REGION = /^[a-z]{2}(-gov)?-[a-z]+-\d$/;
@@ -126,6 +132,10 @@ export function readConfig(node: Node): TandemConfig {
   if (account !== undefined && !/^\d{12}$/.test(String(account))) {
     fail('account', account, 'expected a 12-digit AWS account id');
   }
+  const servedTable = node.tryGetContext('tandem:servedTable');
+  if (servedTable !== undefined && !(typeof servedTable === 'string' && /^[A-Za-z0-9_.-]{3,255}$/.test(servedTable))) {
+    fail('servedTable', servedTable, 'expected a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -)');
+  }
   const apiStage = str(node, 'apiStage', 'prod');
   if (!/^[A-Za-z0-9_]{1,128}$/.test(apiStage)) fail('apiStage', apiStage, 'expected letters, digits and _');
   return {
@@ -141,6 +151,7 @@ export function readConfig(node: Node): TandemConfig {
     runTimeout: cdk.Duration.hours(int(node, 'runTimeoutHours', 24, 1, 24 * 365)),
     apiStage,
     lambdaArchitecture: oneOf(node, 'lambdaArchitecture', LambdaArchitecture, LambdaArchitecture.X86_64),
+    servedTable,
   };
 }
 

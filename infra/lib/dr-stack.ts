@@ -19,6 +19,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
+import { ContractBinding, operatorPolicy } from './contract';
 import { acknowledge, arnFinding } from './nag';
 import { Removal, TandemConfig, dataRemoval } from './config';
 import { TandemFunction } from './rust-lambda';
@@ -31,8 +32,10 @@ export const RETENTION_DAYS = 30;
 /** Vault names are fixed so the primary region can name the recovery vault's ARN. */
 export const PRIMARY_VAULT = 'tandem-dr-primary';
 export const RECOVERY_VAULT = 'tandem-dr-recovery';
-/** Tables the backup role may back up and restore: the API's and the drill's. */
-const TABLE_NAME_PREFIX = 'Product';
+/** The scratch tables `tandem dr-drill` creates and restores into (dr/src/drill). */
+export const DRILL_TABLE_PREFIX = 'Product-drill-';
+/** The tables the runbook restores into (docs/dr.md): the backup role may create them. */
+export const RESTORED_TABLE_PREFIX = 'Product-restored';
 
 export interface DrStackProps extends cdk.StackProps {
   readonly config: TandemConfig;
@@ -68,12 +71,15 @@ export class DrRecoveryStack extends cdk.Stack {
 export class DisasterRecoveryStack extends cdk.Stack {
   readonly table: dynamodb.TableV2;
   readonly api: apigw.RestApi;
+  /** This stack's part of the IAM contract (iam/contract.json). */
+  readonly contract: ContractBinding;
 
   constructor(scope: Construct, id: string, props: DrStackProps) {
     super(scope, id, props);
     const config = props.config;
     const removal = dataRemoval(config.removal);
     const prod = config.removal === Removal.Prod;
+    this.contract = new ContractBinding(this);
 
     this.table = new dynamodb.TableV2(this, 'Product', {
       partitionKey: { name: 'product_id', type: dynamodb.AttributeType.STRING },
@@ -111,18 +117,21 @@ export class DisasterRecoveryStack extends cdk.Stack {
         copyActions: [{ destinationBackupVault: recoveryVault, deleteAfter: cdk.Duration.days(RETENTION_DAYS) }],
       }),
     );
-    const backupRole = this.backupRole(vault, recoveryVaultArn);
+    const backupRole = this.backupRole(table, config.recoveryRegion);
     plan.addSelection('Table', {
       resources: [backup.BackupResource.fromDynamoDbTable(table)],
       role: backupRole,
       disableDefaultBackupPolicy: true,
     });
 
-    // The product API: the same axum router as `tandem api serve`, over the table.
+    // The product API: the same axum router as `tandem api serve`, over the table it
+    // serves: the stack's own, or a restored one named by tandem:servedTable (the
+    // runbook's last step after a restore), on which alone its role is granted.
+    const servedTable = config.servedTable ?? table.tableName;
     const api = new TandemFunction(this, 'ProductApi', {
       binary: 'product_api',
       description: 'tandem product API (the router of tandem api serve) over the Product table',
-      environment: { TABLE_NAME: table.tableName },
+      environment: { TABLE_NAME: servedTable },
       timeout: cdk.Duration.seconds(10),
       memorySize: 256,
       removalPolicy: removal,
@@ -137,9 +146,8 @@ export class DisasterRecoveryStack extends cdk.Stack {
           'dynamodb:DeleteItem',
           'dynamodb:Scan',
           'dynamodb:CreateBackup',
-          'dynamodb:DescribeTable',
         ],
-        resources: [table.tableArn],
+        resources: [this.formatArn({ service: 'dynamodb', resource: 'table', resourceName: servedTable })],
       }),
     );
     this.api = this.restApi(config, api, removal);
@@ -177,7 +185,11 @@ export class DisasterRecoveryStack extends cdk.Stack {
       }),
     );
     postBackup.role.addToPolicy(
-      new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [backupRole.roleArn] }),
+      new iam.PolicyStatement({
+        actions: ['iam:PassRole'],
+        resources: [backupRole.roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'backup.amazonaws.com' } },
+      }),
     );
     acknowledge(postBackup.role, 'AwsSolutions-IAM5', 'AWS Backup supports no resource-level permissions for ListCopyJobs; recovery point ARNs are made by the service.', ['Resource::*', arnFinding(this, 'backup', 'recovery-point:*')]);
     new events.Rule(this, 'BackupCompleted', {
@@ -195,8 +207,29 @@ export class DisasterRecoveryStack extends cdk.Stack {
       targets: [new targets.LambdaFunction(postBackup.fn, { retryAttempts: 2 })],
     });
 
+    this.contract
+      .bind({
+        DrStack: this.stackName,
+        RecoveryRegion: config.recoveryRegion,
+        ProductTable: table.tableName,
+        ServedTable: servedTable,
+        PrimaryVault: vault.backupVaultName,
+        RecoveryVault: RECOVERY_VAULT,
+        BackupPlan: plan.backupPlanId,
+        BackupRole: backupRole.roleName,
+        ProductApiLogs: api.logGroup.logGroupName,
+        PostBackupLogs: postBackup.logGroup.logGroupName,
+        RestApi: this.api.restApiId,
+      })
+      .principal('product-api-function', api.role)
+      .principal('post-backup-function', postBackup.role)
+      .principal('backup-role', backupRole);
+    const operator = operatorPolicy(this, 'OperatorPolicy', 'dr-operator', this.contract);
+
     const out = (id: string, value: string, description: string) =>
       new cdk.CfnOutput(this, id, { value, description });
+    this.contract.acknowledgeWildcards(this);
+    out('OperatorPolicyArn', operator.managedPolicyArn, 'Attach to whoever runs tandem dr-drill --stack against this stack');
     out('ApiUrl', this.api.url, 'The product API (the stage URL)');
     out('TableName', table.tableName, 'The Product table');
     out('TableArn', table.tableArn, 'The Product table ARN');
@@ -208,25 +241,46 @@ export class DisasterRecoveryStack extends cdk.Stack {
     out('BackupRoleArn', backupRole.roleArn, 'The role AWS Backup assumes (backup, copy, restore); the drill passes it');
   }
 
-  /** The role AWS Backup assumes for the plan's backups, copies and the drill's restores. */
-  private backupRole(vault: backup.IBackupVault, recoveryVaultArn: string): iam.Role {
+  /**
+   * The role AWS Backup assumes for the plan's backups and copies and the drill's
+   * backups, copies and restores: the DynamoDB statements of AWS's
+   * AWSBackupServiceRolePolicyForBackup and ...ForRestores, on the Product table's own
+   * ARN and the drill's scratch tables instead of every table.
+   */
+  private backupRole(table: dynamodb.TableV2, recoveryRegion: string): iam.Role {
     const role = new iam.Role(this, 'BackupRole', {
       assumedBy: new iam.ServicePrincipal('backup.amazonaws.com'),
-      description: 'tandem DR: AWS Backup backs up, copies and restores the Product tables',
+      description: 'tandem DR: AWS Backup backs up, copies and restores the Product table and the drill tables',
     });
-    const tables = this.formatArn({ service: 'dynamodb', resource: 'table', resourceName: `${TABLE_NAME_PREFIX}*` });
+    const drillTables = [this.region, recoveryRegion].map((region) =>
+      this.formatArn({ service: 'dynamodb', region, resource: 'table', resourceName: `${DRILL_TABLE_PREFIX}*` }),
+    );
+    const primaryDrillTables = drillTables[0];
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'Backup',
         actions: ['dynamodb:DescribeTable', 'dynamodb:CreateBackup', 'dynamodb:StartAwsBackupJob', 'dynamodb:ListTagsOfResource'],
-        resources: [tables],
+        resources: [table.tableArn, primaryDrillTables],
       }),
     );
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'BackupResources',
         actions: ['dynamodb:DescribeBackup', 'dynamodb:DeleteBackup'],
-        resources: [`${tables}/backup/*`],
+        resources: [`${table.tableArn}/backup/*`, `${primaryDrillTables}/backup/*`],
+      }),
+    );
+    // Restores land in a new table the drill names (Product-drill-*) or the runbook does
+    // (Product-restored*), in either region; a restore is also authorized on the table
+    // the recovery point was taken of.
+    const restoredTables = [this.region, recoveryRegion].map((region) =>
+      this.formatArn({ service: 'dynamodb', region, resource: 'table', resourceName: `${RESTORED_TABLE_PREFIX}*` }),
+    );
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'RestoreSource',
+        actions: ['dynamodb:RestoreTableFromAwsBackup'],
+        resources: [table.tableArn, this.formatArn({ service: 'dynamodb', region: recoveryRegion, resource: 'table', resourceName: table.tableName })],
       }),
     );
     role.addToPolicy(
@@ -234,79 +288,75 @@ export class DisasterRecoveryStack extends cdk.Stack {
         sid: 'Restore',
         actions: [
           'dynamodb:RestoreTableFromAwsBackup',
-          'dynamodb:RestoreTableFromBackup',
           'dynamodb:DescribeTable',
+          'dynamodb:BatchWriteItem',
           'dynamodb:PutItem',
           'dynamodb:UpdateItem',
           'dynamodb:DeleteItem',
           'dynamodb:GetItem',
           'dynamodb:Query',
           'dynamodb:Scan',
-          'dynamodb:BatchWriteItem',
         ],
-        resources: [
-          tables,
-          `${tables}/backup/*`,
-          this.formatArn({ service: 'dynamodb', region: '*', resource: 'table', resourceName: `${TABLE_NAME_PREFIX}*` }),
-        ],
+        resources: [...drillTables, ...restoredTables],
       }),
     );
+    const vaultArn = (region: string, name: string) =>
+      this.formatArn({ service: 'backup', region, resource: 'backup-vault', resourceName: name, arnFormat: cdk.ArnFormat.COLON_RESOURCE_NAME });
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'Copy',
-        actions: ['backup:CopyIntoBackupVault', 'backup:CopyFromBackupVault', 'backup:TagResource', 'backup:DescribeBackupVault'],
-        resources: [vault.backupVaultArn, recoveryVaultArn],
+        actions: ['backup:DescribeBackupVault', 'backup:CopyIntoBackupVault'],
+        resources: [vaultArn(this.region, PRIMARY_VAULT), vaultArn(recoveryRegion, RECOVERY_VAULT)],
       }),
+    );
+    role.addToPolicy(new iam.PolicyStatement({ sid: 'CopyFrom', actions: ['backup:CopyFromBackupVault'], resources: ['*'] }));
+    const points = [this.region, recoveryRegion].map((region) =>
+      this.formatArn({ service: 'backup', region, resource: 'recovery-point', resourceName: '*', arnFormat: cdk.ArnFormat.COLON_RESOURCE_NAME }),
+    );
+    role.addToPolicy(new iam.PolicyStatement({ sid: 'Tags', actions: ['backup:TagResource'], resources: points }));
+    // The vault keys, as AWSBackupServiceRolePolicyForBackup grants them: data keys only
+    // through AWS Backup and DynamoDB, the key's description directly (without it a job
+    // succeeds and backs nothing up), grants only for AWS resources.
+    const keys = [this.region, recoveryRegion].map((region) =>
+      this.formatArn({ service: 'kms', region, resource: 'key', resourceName: '*' }),
     );
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'VaultKeys',
-        actions: ['kms:CreateGrant', 'kms:GenerateDataKey', 'kms:Decrypt', 'kms:DescribeKey'],
-        resources: [this.formatArn({ service: 'kms', region: '*', resource: 'key', resourceName: '*' })],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: keys,
         conditions: { StringLike: { 'kms:ViaService': ['backup.*.amazonaws.com', 'dynamodb.*.amazonaws.com'] } },
       }),
     );
-    acknowledge(
-      role,
-      'AwsSolutions-IAM5',
-      "Limited to tables named Product* (the API's table, the drill's scratch and restored tables, whose names are made at run time), their backups, and the vault keys through AWS Backup and DynamoDB only; restores may land in either region.",
-      [
-        arnFinding(this, 'dynamodb', `table/${TABLE_NAME_PREFIX}*`),
-        arnFinding(this, 'dynamodb', `table/${TABLE_NAME_PREFIX}*/backup/*`),
-        arnFinding(this, 'dynamodb', `table/${TABLE_NAME_PREFIX}*`, '*'),
-        arnFinding(this, 'kms', 'key/*', '*'),
-      ],
+    role.addToPolicy(new iam.PolicyStatement({ sid: 'VaultKeyDescription', actions: ['kms:DescribeKey'], resources: keys }));
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'VaultKeyGrants',
+        actions: ['kms:CreateGrant'],
+        resources: keys,
+        conditions: { Bool: { 'kms:GrantIsForAWSResource': 'true' } },
+      }),
     );
     return role;
   }
 
   private restApi(config: TandemConfig, fn: TandemFunction, removal: cdk.RemovalPolicy): apigw.RestApi {
-    // Execution logging needs the account's API Gateway CloudWatch role; this one is
-    // scoped to API Gateway's own log groups.
+    // Execution and access logging need the account's API Gateway CloudWatch role, as
+    // AWS documents it: a role API Gateway assumes with the managed
+    // AmazonAPIGatewayPushToCloudWatchLogs policy. The setting is one per account and
+    // region, shared by every REST API there (docs/deploy.md).
     const logsRole = new iam.Role(this, 'ApiGatewayLogsRole', {
       assumedBy: new iam.ServicePrincipal('apigateway.amazonaws.com'),
-      description: 'API Gateway execution logs',
+      description: 'API Gateway execution and access logs (the account-wide API Gateway CloudWatch role of this region)',
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AmazonAPIGatewayPushToCloudWatchLogs')],
     });
-    logsRole.addToPolicy(
-      new iam.PolicyStatement({
-        actions: [
-          'logs:CreateLogGroup',
-          'logs:CreateLogStream',
-          'logs:DescribeLogGroups',
-          'logs:DescribeLogStreams',
-          'logs:PutLogEvents',
-          'logs:GetLogEvents',
-          'logs:FilterLogEvents',
-        ],
-        resources: [this.formatArn({ service: 'logs', resource: 'log-group', resourceName: 'API-Gateway-Execution-Logs_*', arnFormat: cdk.ArnFormat.COLON_RESOURCE_NAME })],
-      }),
-    );
     acknowledge(
       logsRole,
-      'AwsSolutions-IAM5',
-      'API Gateway names its execution log groups API-Gateway-Execution-Logs_<api id>/<stage> itself.',
-      [arnFinding(this, 'logs', 'log-group:API-Gateway-Execution-Logs_*')],
+      'AwsSolutions-IAM4',
+      'AWS documents this managed policy for the account\'s API Gateway CloudWatch role (set-up-logging); API Gateway names and creates its execution log groups itself.',
+      ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs'],
     );
+    this.contract.principal('api-gateway-logs', logsRole);
     const account = new apigw.CfnAccount(this, 'ApiGatewayAccount', { cloudWatchRoleArn: logsRole.roleArn });
     const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
       retention: logs.RetentionDays.THREE_MONTHS,
@@ -332,6 +382,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
       defaultMethodOptions: { apiKeyRequired: true },
     });
     api.node.addDependency(account);
+    this.contract.bind({ ApiAccessLogs: accessLogs.logGroupName });
     const validator = new apigw.RequestValidator(this, 'Validator', {
       restApi: api,
       validateRequestBody: true,

@@ -30,3 +30,21 @@ export function attrFinding(resource: IConstruct, suffix: string): string {
   const cfn = (resource.node.defaultChild ?? resource) as CfnElement;
   return `Resource::<${Stack.of(resource).getLogicalId(cfn)}.Arn>${suffix}`;
 }
+
+/**
+ * How cdk-nag names a resource in a finding: references as `<LogicalId>` and
+ * `<LogicalId.Attr>`, pseudo parameters as `<AWS::Partition>`, joins flattened, and
+ * any other intrinsic as its JSON.
+ */
+export function findingResource(resolved: unknown): string {
+  if (typeof resolved === 'string') return resolved;
+  const v = resolved as Record<string, any>;
+  if (v && typeof v === 'object' && !Array.isArray(v)) {
+    if (typeof v.Ref === 'string') return `<${v.Ref}>`;
+    const att = v['Fn::GetAtt'];
+    if (Array.isArray(att)) return `<${att[0]}.${att[1]}>`;
+    const join = v['Fn::Join'];
+    if (Array.isArray(join)) return (join[1] as unknown[]).map(findingResource).join(join[0]);
+  }
+  return JSON.stringify(resolved);
+}

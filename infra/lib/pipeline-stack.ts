@@ -17,6 +17,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { ContractBinding, operatorPolicy } from './contract';
 import { acknowledge, arnFinding, attrFinding } from './nag';
 import { Compute, Removal, TandemConfig, dataRemoval } from './config';
 import { TandemFunction } from './rust-lambda';
@@ -35,12 +36,15 @@ export interface PipelineStackProps extends cdk.StackProps {
 
 export class PipelineStack extends cdk.Stack {
   readonly stateMachine: PipelineStateMachine;
+  /** This stack's part of the IAM contract (iam/contract.json). */
+  readonly contract: ContractBinding;
 
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
     super(scope, id, props);
     const config = props.config;
     const removal = dataRemoval(config.removal);
     const repoRoot = path.join(__dirname, '..', '..');
+    this.contract = new ContractBinding(this);
 
     // Network: private subnets reach AWS through one NAT gateway, S3 through a gateway
     // endpoint; every flow is logged.
@@ -152,7 +156,10 @@ export class PipelineStack extends cdk.Stack {
       description: 'tandem worker: writes results, reads them back on rerun, mounts the volume',
     });
     jobRole.addToPolicy(
-      new iam.PolicyStatement({ actions: ['s3:PutObject', 's3:GetObject'], resources: [resultsArn] }),
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'],
+        resources: [resultsArn],
+      }),
     );
     jobRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
     const mountStatement = () =>
@@ -230,8 +237,16 @@ export class PipelineStack extends cdk.Stack {
     });
 
     // The lambdas mount the same access point at the same path (the mount opens NFS
-    // from their security groups and grants the mount through the access point).
-    const volume = lambda.FileSystem.fromEfsAccessPoint(accessPoint, VOLUME_PATH);
+    // from their security groups). Not FileSystem.fromEfsAccessPoint: its grant of
+    // ClientMount is on every file system (*); this one is the worker's, on this file
+    // system through this access point.
+    const volume = new AccessPointVolume({
+      arn: accessPoint.accessPointArn,
+      localMountPath: VOLUME_PATH,
+      connections: fileSystem.connections,
+      dependency: [fileSystem.mountTargetsAvailable],
+      policies: [mountStatement()],
+    });
     const prepare = new TandemFunction(this, 'Prepare', {
       binary: 'prepare',
       description: 'tandem prepare: writes a run (manifest and ID file) on the volume',
@@ -272,6 +287,7 @@ export class PipelineStack extends cdk.Stack {
       watch: watch.fn,
       queues,
       jobDefinition,
+      jobDefinitionName: jobDefinitionName(jobDefinition),
       timeout: config.runTimeout,
       removalPolicy: removal,
     });
@@ -292,8 +308,52 @@ export class PipelineStack extends cdk.Stack {
       ],
     });
 
+    // The IAM contract: what its placeholders are here, and which construct is which
+    // principal; the operator policy is made from it.
+    const queueName = (q: batch.IJobQueue) => cdk.Fn.select(1, cdk.Fn.split('job-queue/', q.jobQueueArn));
+    this.contract
+      .bind({
+        PipelineStack: this.stackName,
+        ResultsBucket: bucket.bucketName,
+        ResultsPrefix: RESULTS_PREFIX,
+        ProcureQueue: queueName(queues.procure),
+        ProcessQueue: queueName(queues.process),
+        EgressQueue: queueName(queues.egress),
+        JobDefinitionName: jobDefinitionName(jobDefinition),
+        StateMachine: this.stateMachine.machine.stateMachineName,
+        PrepareFunction: prepare.fn.functionName,
+        WatchFunction: watch.fn.functionName,
+        FileSystem: fileSystem.fileSystemId,
+        AccessPoint: accessPoint.accessPointId,
+        WorkerLogs: workerLogs.logGroupName,
+        PrepareLogs: prepare.logGroup.logGroupName,
+        WatchLogs: watch.logGroup.logGroupName,
+        FlowLogs: flowLogs.logGroupName,
+        WorkerImageRepository: cdk.Fn.sub(
+          `cdk-${cdk.DefaultStackSynthesizer.DEFAULT_QUALIFIER}-container-assets-\${AWS::AccountId}-\${AWS::Region}`,
+        ),
+      })
+      .principal('pipeline-worker', jobRole)
+      .principal('pipeline-execution', container.executionRole)
+      .principal('prepare-function', prepare.role)
+      .principal('watch-function', watch.role)
+      .principal('run-state-machine', this.stateMachine.machine.role)
+      .principal('pipeline-schedule', scheduleRole);
+    const flowLogRole = (vpc.node.findChild('all') as ec2.FlowLog).iamRole;
+    if (flowLogRole) this.contract.principal('vpc-flow-logs', flowLogRole);
+    const autoDelete = this.node.tryFindChild('Custom::S3AutoDeleteObjectsCustomResourceProvider');
+    const autoDeleteRole = autoDelete?.node.tryFindChild('Role');
+    if (autoDeleteRole) this.contract.principal('cdk-auto-delete-objects', autoDeleteRole);
+    const operator = operatorPolicy(this, 'OperatorPolicy', 'pipeline-operator', this.contract);
+    this.contract.acknowledgeWildcards(this);
+
     const out = (id: string, value: string, description: string) =>
       new cdk.CfnOutput(this, id, { value, description });
+    out(
+      'OperatorPolicyArn',
+      operator.managedPolicyArn,
+      'Attach to whoever runs tandem start, watch, verify, report, submit and rerun --on aws against this stack',
+    );
     out('ProcureQueue', queues.procure.jobQueueName, 'Batch job queue of the procure stage');
     out('ProcessQueue', queues.process.jobQueueName, 'Batch job queue of the process stage');
     out('EgressQueue', queues.egress.jobQueueName, 'Batch job queue of the egress stage');
@@ -317,9 +377,22 @@ export class PipelineStack extends cdk.Stack {
       useOptimalInstanceClasses: false,
       allocationStrategy: batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
     });
+    if (ce.instanceRole) this.contract.principal('batch-instance', ce.instanceRole);
     acknowledge(ce, 'AwsSolutions-IAM4', 'The ECS agent on Batch-managed instances needs AmazonEC2ContainerServiceforEC2Role; its actions act on a cluster Batch creates and names itself.', ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role']);
     return ce;
   }
+}
+
+/** A Lambda file system with the given configuration (FileSystem's constructor is protected). */
+class AccessPointVolume extends lambda.FileSystem {
+  constructor(config: lambda.FileSystemConfig) {
+    super(config);
+  }
+}
+
+/** The name of a job definition, from its ARN (`...:job-definition/NAME:REVISION`). */
+export function jobDefinitionName(d: batch.IJobDefinition): string {
+  return cdk.Fn.select(0, cdk.Fn.split(':', cdk.Fn.select(1, cdk.Fn.split('job-definition/', d.jobDefinitionArn))));
 }
 
 function title(s: string): string {

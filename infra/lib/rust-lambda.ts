@@ -12,7 +12,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { LambdaArchitecture } from './config';
-import { acknowledge, attrFinding } from './nag';
+import { acknowledge } from './nag';
 
 /** The workspace manifest cargo-lambda builds from. */
 export const WORKSPACE_MANIFEST = path.join(__dirname, '..', '..', 'Cargo.toml');
@@ -56,20 +56,23 @@ export class TandemFunction extends Construct {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `tandem ${props.binary} function`,
     });
+    // The log group's ARN ends in `:*`, which covers its streams (log-group:NAME:log-stream:ID).
     this.role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [this.logGroup.logGroupArn, `${this.logGroup.logGroupArn}:log-stream:*`],
+        resources: [this.logGroup.logGroupArn],
       }),
     );
-    acknowledge(this.role, 'AwsSolutions-IAM5', 'Log streams are created by the Lambda service with generated names inside this one log group.', [attrFinding(this.logGroup, ':log-stream:*')]);
     if (props.vpc) {
-      // Lambda attaches network interfaces in the VPC; Describe* cannot be scoped.
+      // Lambda attaches network interfaces in the VPC (AWSLambdaVPCAccessExecutionRole's
+      // actions); the Describe actions cannot be scoped, the others act on interfaces
+      // that do not exist before Lambda creates them.
       this.role.addToPolicy(
         new iam.PolicyStatement({
           actions: [
             'ec2:CreateNetworkInterface',
             'ec2:DescribeNetworkInterfaces',
+            'ec2:DescribeSubnets',
             'ec2:DeleteNetworkInterface',
             'ec2:AssignPrivateIpAddresses',
             'ec2:UnassignPrivateIpAddresses',

@@ -16,12 +16,12 @@
 
 import * as cdk from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { acknowledge, arnFinding, attrFinding } from './nag';
 
 export const STAGES = ['procure', 'process', 'egress'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -31,6 +31,8 @@ export interface PipelineStateMachineProps {
   readonly watch: lambda.IFunction;
   readonly queues: Record<Stage, batch.IJobQueue>;
   readonly jobDefinition: batch.IJobDefinition;
+  /** The job definition's name (its ARN names a revision; submissions may name either). */
+  readonly jobDefinitionName: string;
   readonly timeout: cdk.Duration;
   readonly removalPolicy: cdk.RemovalPolicy;
 }
@@ -38,13 +40,73 @@ export interface PipelineStateMachineProps {
 /** Errors of the Batch integration that are worth another try (throttling, 5xx). */
 const BATCH_TRANSIENT = ['Batch.TooManyRequestsException', 'Batch.ServerException'];
 
+/**
+ * BatchSubmitJob with the permissions AWS documents for it
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/batch-iam.html): CDK's own
+ * statements allow every job definition of the account and, for `.sync`, leave out
+ * batch:DescribeJobs and batch:TerminateJob, without which a stopped or timed-out
+ * execution cannot stop its job. These are exactly the run state machine's entries of
+ * iam/contract.json.
+ */
+class SubmitJob extends tasks.BatchSubmitJob {
+  constructor(scope: Construct, id: string, props: tasks.BatchSubmitJobProps & { jobDefinitionName: string }) {
+    super(scope, id, props);
+    const stack = cdk.Stack.of(this);
+    const batchArn = (resource: string, resourceName: string) =>
+      stack.formatArn({ service: 'batch', resource, resourceName });
+    const policies = [
+      // A submission is authorized on the queue, the job definition (by name or with
+      // a revision) and the job it makes (the reference marks job/* as required).
+      new iam.PolicyStatement({
+        actions: ['batch:SubmitJob'],
+        resources: [
+          props.jobQueueArn,
+          batchArn('job-definition', props.jobDefinitionName),
+          batchArn('job-definition', `${props.jobDefinitionName}:*`),
+          batchArn('job', '*'),
+        ],
+      }),
+    ];
+    if (props.integrationPattern === sfn.IntegrationPattern.RUN_JOB) {
+      policies.push(
+        new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }),
+        new iam.PolicyStatement({ actions: ['batch:TerminateJob'], resources: [batchArn('job', '*')] }),
+        new iam.PolicyStatement({
+          actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+          resources: [stack.formatArn({ service: 'events', resource: 'rule', resourceName: 'StepFunctionsGetEventsForBatchJobsRule' })],
+        }),
+      );
+    }
+    setTaskPolicies(this, policies);
+  }
+}
+
+/**
+ * Replaces the statements a task state adds to the state machine's role. TaskStateBase
+ * reads them when the state machine collects its states' statements, after the
+ * task's constructor.
+ */
+function setTaskPolicies(task: sfn.TaskStateBase, policies: iam.PolicyStatement[]): void {
+  (task as unknown as { taskPolicies: iam.PolicyStatement[] }).taskPolicies = policies;
+}
+
+/** LambdaInvoke of the unqualified function: CDK's statement also allows every version and alias (ARN:*). */
+class InvokeFunction extends tasks.LambdaInvoke {
+  constructor(scope: Construct, id: string, props: tasks.LambdaInvokeProps) {
+    super(scope, id, props);
+    setTaskPolicies(this, [
+      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [props.lambdaFunction.functionArn] }),
+    ]);
+  }
+}
+
 export class PipelineStateMachine extends Construct {
   readonly machine: sfn.StateMachine;
 
   constructor(scope: Construct, id: string, props: PipelineStateMachineProps) {
     super(scope, id);
 
-    const prepare = new tasks.LambdaInvoke(this, 'Prepare', {
+    const prepare = new InvokeFunction(this, 'Prepare', {
       comment:
         'Writes the run (manifest and ID file) on the volume from the execution input ({records, ids_per_node, seed, first_id}, all optional); returns run_id, array_size and job names.',
       lambdaFunction: props.prepare,
@@ -68,7 +130,7 @@ export class PipelineStateMachine extends Construct {
       causePath: '$.watch.summary',
     });
     const watchTask = (name: string, onFailure: boolean) =>
-      new tasks.LambdaInvoke(this, name, {
+      new InvokeFunction(this, name, {
         comment: onFailure
           ? 'Names the failed children (and a stage that was never submitted), terminates what still runs.'
           : 'Checks all three stages: the run succeeds only if every stage SUCCEEDED.',
@@ -99,7 +161,8 @@ export class PipelineStateMachine extends Construct {
     const submit = (stage: Stage, array: boolean, wait: boolean) => {
       const i = STAGES.indexOf(stage);
       const before = i > 0 ? STAGES[i - 1] : undefined;
-      const task = new tasks.BatchSubmitJob(this, `${array ? 'Array' : 'Single'}${title(stage)}`, {
+      const task = new SubmitJob(this, `${array ? 'Array' : 'Single'}${title(stage)}`, {
+        jobDefinitionName: props.jobDefinitionName,
         comment: wait
           ? `Submits ${stage} and waits until the whole job has finished.`
           : `Submits ${stage}${before ? ` (${array ? 'N_TO_N' : 'after'} ${before})` : ''}.`,
@@ -158,19 +221,6 @@ export class PipelineStateMachine extends Construct {
       tracingEnabled: true,
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
     });
-    acknowledge(
-      this.machine,
-      'AwsSolutions-IAM5',
-      'Generated by the Step Functions integrations: invoking a Lambda function allows its versions (ARN:*); ' +
-        'batch:SubmitJob allows the job definition\'s revisions (job-definition/*); log delivery and X-Ray tracing ' +
-        'support no resource-level permissions (*).',
-      [
-        'Resource::*',
-        attrFinding(props.prepare, ':*'),
-        attrFinding(props.watch, ':*'),
-        arnFinding(this, 'batch', 'job-definition/*'),
-      ],
-    );
   }
 }
 
