@@ -57,6 +57,9 @@ pub struct SubmitSpec {
     /// The bucket URL egress writes to (`TANDEM_BUCKET`).
     pub bucket: String,
     /// Batch `retryStrategy.attempts` (1..=10), or the job definition's when `None`.
+    /// A retry strategy sent with a job replaces the definition's, so with `Some` the
+    /// submission carries the definition's own rules of what is retried
+    /// (`evaluateOnExit`) with the new number of attempts.
     pub attempts: Option<u32>,
     /// Extra environment for every child (e.g. `TANDEM_INDEX_MAP` for a rerun).
     pub extra_env: Vec<(String, String)>,
@@ -139,6 +142,10 @@ pub fn job_name(run_id: &str, stage: Stage, suffix: &str) -> String {
 /// stages already submitted are cancelled, so no half-submitted run keeps running.
 pub async fn submit(client: &Client, spec: &SubmitSpec) -> Result<Vec<SubmittedStage>> {
     check_spec(spec)?;
+    let strategies = match spec.attempts {
+        Some(a) => Some(retry_strategies(client, spec, a).await?),
+        None => None,
+    };
     let mut done: Vec<SubmittedStage> = Vec::with_capacity(3);
     for stage in Stage::ALL {
         let p = stage.position();
@@ -173,22 +180,17 @@ pub async fn submit(client: &Client, spec: &SubmitSpec) -> Result<Vec<SubmittedS
             }
             req = req.depends_on(dep.build());
         }
-        if let Some(a) = spec.attempts {
-            req = req.retry_strategy(RetryStrategy::builder().attempts(a as i32).build());
+        if let Some(s) = &strategies {
+            req = req.retry_strategy(s[p].clone());
         }
-        let result = match req.send().await {
-            Ok(out) => match out.job_id().filter(|id| !id.trim().is_empty()) {
-                Some(id) => Ok(SubmittedStage {
-                    stage,
-                    job_id: id.to_string(),
-                    job_name: out.job_name().unwrap_or(&name).to_string(),
-                    array_size: spec.array_size,
-                }),
-                // A later stage cannot depend on a job without an id.
-                None => Err("the service answered without a job id".to_string()),
-            },
-            Err(e) => Err(sdk_message(&e)),
-        };
+        let result = submit_once(client, req, &name, &spec.queues[p])
+            .await
+            .map(|job_id| SubmittedStage {
+                stage,
+                job_id,
+                job_name: name.clone(),
+                array_size: spec.array_size,
+            });
         match result {
             Ok(submitted) => done.push(submitted),
             Err(message) => {
@@ -206,6 +208,159 @@ pub async fn submit(client: &Client, spec: &SubmitSpec) -> Result<Vec<SubmittedS
         }
     }
     Ok(done)
+}
+
+/// Tries of one SubmitJob whose answer does not come back.
+const SUBMIT_TRIES: u32 = 5;
+
+/// Submits one job and returns its id, never submitting it twice.
+///
+/// SubmitJob has no idempotency token: a request whose answer was lost (a timeout, a
+/// 5xx, a dropped connection) may have created the job, and sending it again would
+/// start a second array writing the same files. So the SDK does not retry it; after
+/// a lost answer the job is looked up by its name among the jobs created since the
+/// first try, and only submitted again when it is not there. Throttling (429) and a
+/// 5xx say the job was not created, but the lookup is cheap and covers both.
+async fn submit_once(
+    client: &Client,
+    req: aws_sdk_batch::operation::submit_job::builders::SubmitJobFluentBuilder,
+    name: &str,
+    queue: &str,
+) -> std::result::Result<String, String> {
+    use aws_sdk_batch::error::SdkError;
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+        // Batch's clock and ours may disagree by a little.
+        - 60_000;
+    let mut delay = Duration::from_millis(500);
+    let mut last = String::new();
+    for attempt in 1..=SUBMIT_TRIES {
+        if attempt > 1 {
+            if let Some(id) = find_created(client, queue, name, since).await? {
+                tracing::info!("SubmitJob {name}: the lost answer's job exists ({id}); not submitting again");
+                return Ok(id);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(8));
+        }
+        let once = req
+            .clone()
+            .customize()
+            .config_override(
+                aws_sdk_batch::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await;
+        match once {
+            Ok(out) => {
+                return match out.job_id().filter(|id| !id.trim().is_empty()) {
+                    Some(id) => Ok(id.to_string()),
+                    // A later stage cannot depend on a job without an id.
+                    None => Err("the service answered without a job id".to_string()),
+                };
+            }
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let lost = match &e {
+                    SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                        true
+                    }
+                    _ => matches!(status, Some(429 | 500..=599)),
+                };
+                last = sdk_message(&e);
+                if !lost {
+                    return Err(last);
+                }
+                tracing::warn!("SubmitJob {name} (try {attempt} of {SUBMIT_TRIES}): {last}");
+            }
+        }
+    }
+    if let Some(id) = find_created(client, queue, name, since).await? {
+        return Ok(id);
+    }
+    Err(format!(
+        "{last} (tried {SUBMIT_TRIES} times, looking the job up by name between tries)"
+    ))
+}
+
+/// The id of the job named `name` in `queue` created at or after `since` (ms), if any.
+async fn find_created(
+    client: &Client,
+    queue: &str,
+    name: &str,
+    since: i64,
+) -> std::result::Result<Option<String>, String> {
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_jobs()
+            .job_queue(queue)
+            .filters(KeyValuesPair::builder().name("JOB_NAME").values(name).build())
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| format!("looking up job {name} after a lost answer: {}", sdk_message(&e)))?;
+        if let Some(j) = page
+            .job_summary_list()
+            .iter()
+            .find(|j| j.job_name() == Some(name) && j.created_at().unwrap_or(0) >= since)
+        {
+            return Ok(j.job_id().map(str::to_string));
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Per stage, the retry strategy of a submission that asks for `attempts`: the job
+/// definition's own `evaluateOnExit` rules (read with DescribeJobDefinitions) with
+/// the new number of attempts, since a strategy sent with the job replaces the
+/// definition's whole.
+async fn retry_strategies(client: &Client, spec: &SubmitSpec, attempts: u32) -> Result<Vec<RetryStrategy>> {
+    let mut out = Vec::with_capacity(3);
+    for (p, definition) in spec.job_definitions.iter().enumerate() {
+        let found = client
+            .describe_job_definitions()
+            .job_definitions(definition)
+            .send()
+            .await
+            .map_err(|e| {
+                backend(
+                    "read the retry rules of",
+                    format!("job definition {definition}"),
+                    sdk_message(&e),
+                )
+            })?;
+        // A name without a revision describes every revision: the newest active one
+        // is what SubmitJob runs.
+        let d = found
+            .job_definitions()
+            .iter()
+            .filter(|d| d.status().is_none_or(|s| s == "ACTIVE"))
+            .max_by_key(|d| d.revision().unwrap_or(0))
+            .ok_or_else(|| {
+                backend(
+                    "read the retry rules of",
+                    format!("job definition {definition} (stage {})", Stage::ALL[p]),
+                    "no active job definition of that name or ARN".into(),
+                )
+            })?;
+        let rules = d
+            .retry_strategy()
+            .map(|r| r.evaluate_on_exit().to_vec())
+            .unwrap_or_default();
+        out.push(
+            RetryStrategy::builder()
+                .attempts(attempts as i32)
+                .set_evaluate_on_exit((!rules.is_empty()).then_some(rules))
+                .build(),
+        );
+    }
+    Ok(out)
 }
 
 /// Terminates the jobs of stages already submitted and says exactly what happened
@@ -1028,6 +1183,152 @@ mod tests {
     }
 
     /// Procure and process are accepted (job id "j"); egress's queue does not exist.
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    }
+
+    /// SubmitJob answers stage `stage`'s request with a 503 first, then with `id`.
+    fn lost_then_ok(stage: &'static str, id: &'static str) -> aws_smithy_mocks::Rule {
+        mock!(Client::submit_job)
+            .match_requests(move |r| r.job_name().is_some_and(|n| n.ends_with(stage)))
+            .sequence()
+            .http_status(503, Some(r#"{"message":"Service Unavailable"}"#.into()))
+            .output(move || SubmitJobOutput::builder().job_id(id).job_name("n").build())
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_whose_job_exists_is_not_submitted_again() {
+        let procure = lost_then_ok("procure", "second-procure");
+        let rest = mock!(Client::submit_job)
+            .match_requests(|r| r.job_name().is_some_and(|n| !n.ends_with("procure")))
+            .then_output(|| SubmitJobOutput::builder().job_id("j").job_name("n").build());
+        // The first request did create the job: it is listed by its name.
+        let list = mock!(Client::list_jobs)
+            .match_requests(|r| r.job_queue() == Some("q1"))
+            .then_output(|| {
+                ListJobsOutput::builder()
+                    .job_summary_list(
+                        JobSummary::builder()
+                            .job_id("first-procure")
+                            .job_name(job_name("r", Stage::Procure, ""))
+                            .created_at(now_ms())
+                            .build(),
+                    )
+                    .build()
+            });
+        let calls = crate::calls::contract::Calls::new("tandem submit");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&procure, &rest, &list], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
+        let jobs = submit(&client, &spec(5, ["q1", "q2", "q3"])).await.unwrap();
+        assert_eq!(jobs[0].job_id, "first-procure");
+        assert_eq!(procure.num_calls(), 1, "the procure array was submitted twice");
+        assert_eq!(list.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_whose_job_does_not_exist_is_submitted_again() {
+        let procure = lost_then_ok("procure", "second-procure");
+        let rest = mock!(Client::submit_job)
+            .match_requests(|r| r.job_name().is_some_and(|n| !n.ends_with("procure")))
+            .then_output(|| SubmitJobOutput::builder().job_id("j").job_name("n").build());
+        // An older job of the same name (an earlier submission of this run) is not it.
+        let list = mock!(Client::list_jobs).then_output(|| {
+            ListJobsOutput::builder()
+                .job_summary_list(
+                    JobSummary::builder()
+                        .job_id("last-week")
+                        .job_name(job_name("r", Stage::Procure, ""))
+                        .created_at(now_ms() - 7 * 86_400_000)
+                        .build(),
+                )
+                .build()
+        });
+        let calls = crate::calls::contract::Calls::new("tandem submit");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&procure, &rest, &list], |c| c
+            .interceptor(calls.recorder(crate::calls::resolve::batch)));
+        let jobs = submit(&client, &spec(5, ["q1", "q2", "q3"])).await.unwrap();
+        assert_eq!(jobs[0].job_id, "second-procure");
+        assert_eq!(procure.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_submission_is_not_retried() {
+        let (ok, fail) = egress_submission_fails();
+        let terminate = mock!(Client::terminate_job).then_output(|| TerminateJobOutput::builder().build());
+        let list = mock!(Client::list_jobs).then_output(|| ListJobsOutput::builder().build());
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&ok, &fail, &terminate, &list]);
+        submit(&client, &spec(5, ["q1", "q2", "q3"])).await.unwrap_err();
+        assert_eq!((fail.num_calls(), list.num_calls()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn without_attempts_the_job_definitions_retry_rules_stand() {
+        let submitted = mock!(Client::submit_job)
+            .match_requests(|r| r.retry_strategy().is_none())
+            .then_output(|| SubmitJobOutput::builder().job_id("j").job_name("n").build());
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&submitted]);
+        submit(&client, &spec(5, ["q1", "q2", "q3"])).await.unwrap();
+        assert_eq!(submitted.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn attempts_keep_the_job_definitions_rules_of_what_is_retried() {
+        use aws_sdk_batch::operation::describe_job_definitions::DescribeJobDefinitionsOutput;
+        use aws_sdk_batch::types::{EvaluateOnExit, JobDefinition, RetryAction};
+        let rule =
+            |on: &str, action: RetryAction| EvaluateOnExit::builder().on_reason(on).action(action).build();
+        let definitions = mock!(Client::describe_job_definitions).then_output(move || {
+            let def = |rev: i32, status: &str| {
+                JobDefinition::builder()
+                    .job_definition_name("d")
+                    .job_definition_arn(format!("arn:aws:batch:us-east-1:1:job-definition/d:{rev}"))
+                    .revision(rev)
+                    .r#type("container")
+                    .status(status)
+                    .retry_strategy(
+                        RetryStrategy::builder()
+                            .attempts(3)
+                            .evaluate_on_exit(rule("CannotPullContainerError*", RetryAction::Retry))
+                            .evaluate_on_exit(rule(&format!("* rev {rev}"), RetryAction::Exit))
+                            .build(),
+                    )
+                    .build()
+            };
+            DescribeJobDefinitionsOutput::builder()
+                .job_definitions(def(1, "INACTIVE"))
+                .job_definitions(def(2, "ACTIVE"))
+                .build()
+        });
+        let submitted = mock!(Client::submit_job)
+            .match_requests(|r| {
+                r.retry_strategy().is_some_and(|s| {
+                    s.attempts() == Some(5)
+                        && s.evaluate_on_exit().len() == 2
+                        && s.evaluate_on_exit()[1].on_reason() == Some("* rev 2")
+                })
+            })
+            .then_output(|| SubmitJobOutput::builder().job_id("j").job_name("n").build());
+        let calls = crate::calls::contract::Calls::new("tandem rerun --on aws");
+        let client = mock_client!(
+            aws_sdk_batch,
+            RuleMode::MatchAny,
+            [&definitions, &submitted],
+            |c| c.interceptor(calls.recorder(crate::calls::resolve::batch))
+        );
+        let mut s = spec(5, ["q1", "q2", "q3"]);
+        s.attempts = Some(5);
+        submit(&client, &s).await.unwrap();
+        assert_eq!(
+            submitted.num_calls(),
+            3,
+            "a submission lost the definition's rules"
+        );
+    }
+
     fn egress_submission_fails() -> (aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
         let ok = mock!(Client::submit_job)
             .match_requests(|r| r.job_name().is_some_and(|n| !n.ends_with("egress")))

@@ -389,7 +389,8 @@ pub mod resolve {
 
     /// AWS Batch (<https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsbatch.html>):
     /// SubmitJob is authorized on the job queue, the job definition and the job;
-    /// DescribeJobs and ListJobs support no resource-level permissions; TerminateJob
+    /// DescribeJobs, DescribeJobDefinitions and ListJobs support no resource-level
+    /// permissions; TerminateJob
     /// acts on the job.
     pub fn batch(op: &Operation<'_>) -> Option<Vec<Need>> {
         use aws_sdk_batch::operation as o;
@@ -413,6 +414,7 @@ pub mod resolve {
                 ])
             }
             "DescribeJobs" => Some(vec![Need::new("batch:DescribeJobs", "*")]),
+            "DescribeJobDefinitions" => Some(vec![Need::new("batch:DescribeJobDefinitions", "*")]),
             "ListJobs" => Some(vec![Need::new("batch:ListJobs", "*")]),
             "TerminateJob" => {
                 let id = op

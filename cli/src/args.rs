@@ -210,9 +210,11 @@ pub struct ExecArgs {
     /// Worker threads, 1 to 1024 (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
-    /// Tries per child and stage, including the first, as Batch's retry strategy (1..=10).
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10))]
-    pub attempts: u32,
+    /// Tries per child and stage, including the first, as Batch's retry strategy (1..=10;
+    /// locally 1 by default; with --on aws, the job definition's unless given, keeping its
+    /// rules of what is retried).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub attempts: Option<u32>,
     /// Cap on concurrent children per stage, as procure,process,egress (e.g. 2,2,1).
     #[arg(long, value_name = "A,B,C", value_parser = parse_stage_caps)]
     pub stage_concurrency: Option<PerStage<usize>>,

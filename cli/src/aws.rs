@@ -202,7 +202,7 @@ pub fn rerun(a: RerunArgs) -> Result<()> {
     let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
     let map = tandem_core::index_map::write(&ctx.layout, &stamp, &indices)?;
     let mut spec = base_spec(&ctx, &a.run, &target, indices.len() as u32);
-    spec.attempts = Some(a.exec.attempts);
+    spec.attempts = a.exec.attempts;
     spec.extra_env = vec![("TANDEM_INDEX_MAP".into(), map.clone())];
     spec.name_suffix = format!("-rerun-{stamp}");
     let record = submit_spec(&aws, &a.run.location.root, &spec)?;

@@ -84,7 +84,7 @@ struct ExecConfig {
 
 fn check_exec(a: &ExecArgs) -> ExecConfig {
     let workers = a.workers.map_or_else(cores, usize::from);
-    let mut config = ExecutorConfig::new(workers, a.attempts);
+    let mut config = ExecutorConfig::new(workers, a.attempts.unwrap_or(1));
     if let Some(caps) = a.stage_concurrency {
         config.stage_concurrency = caps;
     }

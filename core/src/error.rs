@@ -73,6 +73,13 @@ impl Error {
         }
     }
 
+    /// True when the error says what a result or file is (missing, or not what it
+    /// should be), rather than that it could not be looked at (denied, a request that
+    /// failed after its retries): only then is a child lost.
+    pub fn is_missing_or_corrupt(&self) -> bool {
+        self.is_not_found() || matches!(self, Error::Corrupt { .. })
+    }
+
     /// True when the error means "it is not there" (a missing file or object).
     pub fn is_not_found(&self) -> bool {
         match self {

@@ -343,24 +343,33 @@ pub fn all_tasks(array_size: u32) -> Vec<Task> {
 pub fn rerun_tasks(ctx: &RunContext, threads: usize) -> Result<Vec<Task>> {
     use rayon::prelude::*;
     let n = ctx.manifest.plan.array_size;
-    Ok(crate::verify::reader_pool(threads)?.install(|| {
+    // Complete, lost (missing or not what it should be), or an error: a result that
+    // cannot be read (a denied request, one that failed after its retries) says
+    // nothing about the child, and calling it lost would resubmit the whole run.
+    let complete = |stage: Stage, index: u32| match ctx.check_output(stage, index) {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_missing_or_corrupt() => Ok(false),
+        Err(e) => Err(e),
+    };
+    let tasks: Vec<Option<Task>> = crate::verify::reader_pool(threads)?.install(|| {
         (0..n)
             .into_par_iter()
-            .filter_map(|index| {
-                if ctx.check_output(Stage::Egress, index).is_ok() {
-                    return None;
+            .map(|index| {
+                if complete(Stage::Egress, index)? {
+                    return Ok(None);
                 }
-                let from = if ctx.check_output(Stage::Process, index).is_ok() {
+                let from = if complete(Stage::Process, index)? {
                     Stage::Egress
-                } else if ctx.check_output(Stage::Procure, index).is_ok() {
+                } else if complete(Stage::Procure, index)? {
                     Stage::Process
                 } else {
                     Stage::Procure
                 };
-                Some(Task { index, from })
+                Ok(Some(Task { index, from }))
             })
-            .collect()
-    }))
+            .collect::<Result<_>>()
+    })?;
+    Ok(tasks.into_iter().flatten().collect())
 }
 
 #[cfg(test)]

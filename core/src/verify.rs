@@ -417,6 +417,7 @@ pub fn verify(manifest: &Manifest, store: &dyn ObjectStore, threads: usize) -> R
         Rows(Findings),
         Missing,
         Unreadable(String),
+        Unchecked(Error),
     }
     let per_child: Vec<(u32, Object)> = reader_pool(threads)?.install(|| {
         (0..plan.array_size)
@@ -425,8 +426,13 @@ pub fn verify(manifest: &Manifest, store: &dyn ObjectStore, threads: usize) -> R
                 let bytes = match store.get(&object_key(run_id, index)) {
                     Ok(b) => b,
                     Err(e) if e.is_not_found() => return (index, Object::Missing),
-                    // A directory where the object should be, a permission error, a
-                    // request that failed after its retries: this object is unreadable.
+                    // A remote store that refused or failed the request (denied,
+                    // throttled past its retries) says nothing about the object: the
+                    // verification cannot be made, and saying "unreadable" would blame
+                    // the result.
+                    Err(e @ Error::Backend { .. }) => return (index, Object::Unchecked(e)),
+                    // A directory where the object should be, a file that cannot be
+                    // opened: this object is unreadable.
                     Err(e) => {
                         return (
                             index,
@@ -473,6 +479,8 @@ pub fn verify(manifest: &Manifest, store: &dyn ObjectStore, threads: usize) -> R
             }
             Object::Missing => missing_objects.push(index),
             Object::Unreadable(why) => unreadable.push((index, why)),
+            // The first such error ends the verification (exit 2), naming the object.
+            Object::Unchecked(e) => return Err(e),
         }
     }
 

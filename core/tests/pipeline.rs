@@ -220,3 +220,53 @@ fn a_truncated_id_file_is_refused_when_a_child_opens_the_run() {
         .to_string();
     assert!(err.contains("ids.arrow"), "{err}");
 }
+
+/// A store that refuses to read one object (a denied request, or one that failed after
+/// its retries), as a remote backend would.
+#[derive(Debug)]
+struct Refusing {
+    inner: std::sync::Arc<dyn tandem_core::store::ObjectStore>,
+    key: String,
+}
+
+impl tandem_core::store::ObjectStore for Refusing {
+    fn put(&self, key: &str, data: bytes::Bytes) -> tandem_core::Result<()> {
+        self.inner.put(key, data)
+    }
+    fn get(&self, key: &str) -> tandem_core::Result<bytes::Bytes> {
+        if key == self.key {
+            return Err(tandem_core::Error::Backend {
+                op: "get",
+                location: format!("s3://bucket/{key}"),
+                message: "AccessDenied: Access Denied".into(),
+            });
+        }
+        self.inner.get(key)
+    }
+    fn list(&self, prefix: &str) -> tandem_core::Result<Vec<tandem_core::store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> tandem_core::Result<()> {
+        self.inner.delete(key)
+    }
+    fn url(&self) -> String {
+        "s3://bucket".into()
+    }
+}
+
+#[test]
+fn a_result_that_cannot_be_read_is_an_error_never_a_lost_child() {
+    // A missing s3:GetObject (or a throttled bucket) must not make rerun resubmit every
+    // child, nor verify blame the result: both stop, naming the object.
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = executed_run(dir.path(), 100, 10);
+    let key = object_key(ctx.layout.run_id(), 3);
+    ctx.store = std::sync::Arc::new(Refusing {
+        inner: ctx.store.clone(),
+        key: key.clone(),
+    });
+    let err = executor::rerun_tasks(&ctx, 2).unwrap_err().to_string();
+    assert!(err.contains(&key) && err.contains("AccessDenied"), "{err}");
+    let err = verify(&ctx.manifest, ctx.store.as_ref(), 2).unwrap_err().to_string();
+    assert!(err.contains(&key) && err.contains("AccessDenied"), "{err}");
+}
