@@ -460,6 +460,107 @@ pub async fn find_jobs(
     Ok(found)
 }
 
+/// One job of a run, found by its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunJob {
+    /// The stage its name says.
+    pub stage: Stage,
+    /// Batch job id.
+    pub job_id: String,
+    /// Its name: the run's, or a rerun's (with a suffix).
+    pub job_name: String,
+    /// SUBMITTED .. SUCCEEDED, FAILED.
+    pub status: String,
+}
+
+impl RunJob {
+    /// SUCCEEDED or FAILED.
+    pub fn finished(&self) -> bool {
+        self.status == "SUCCEEDED" || self.status == "FAILED"
+    }
+}
+
+/// Every job of run `run_id` in the stages' queues, the run's own and its reruns'
+/// (their names start with [`job_name`]`(run, stage, "")`), in any status: ListJobs
+/// with a `JOB_NAME` filter ending in `*` matches names by prefix, whatever their status.
+pub async fn jobs_of_run(client: &Client, queues: &PerStage<String>, run_id: &str) -> Result<Vec<RunJob>> {
+    let mut jobs = Vec::new();
+    for (stage, queue) in queues.iter() {
+        let prefix = job_name(run_id, stage, "");
+        let mut token: Option<String> = None;
+        loop {
+            let page = client
+                .list_jobs()
+                .job_queue(queue)
+                .filters(
+                    KeyValuesPair::builder()
+                        .name("JOB_NAME")
+                        .values(format!("{prefix}*"))
+                        .build(),
+                )
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    backend(
+                        "list the jobs of",
+                        format!("run {run_id} in queue {queue}"),
+                        sdk_message(&e),
+                    )
+                })?;
+            for j in page.job_summary_list() {
+                let (Some(id), Some(name)) = (j.job_id(), j.job_name()) else {
+                    continue;
+                };
+                // The filter's prefix also matches another stage's longer name only if
+                // it were that stage's: keep the names this stage makes.
+                if name == prefix || name.starts_with(&format!("{prefix}-")) {
+                    jobs.push(RunJob {
+                        stage,
+                        job_id: id.to_string(),
+                        job_name: name.to_string(),
+                        status: j.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    });
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// Terminates every unfinished job of `jobs` (an array parent takes its children
+/// with it). Returns what was stopped and what could not be, job by job.
+pub async fn terminate_jobs(client: &Client, jobs: &[RunJob], reason: &str) -> (Vec<String>, Vec<String>) {
+    let mut stopped = Vec::new();
+    let mut not = Vec::new();
+    for j in jobs.iter().filter(|j| !j.finished()) {
+        match client
+            .terminate_job()
+            .job_id(&j.job_id)
+            .reason(reason)
+            .send()
+            .await
+        {
+            Ok(_) => stopped.push(format!(
+                "{} {} ({}, was {})",
+                j.stage, j.job_name, j.job_id, j.status
+            )),
+            Err(e) => not.push(format!(
+                "{} {} ({}): {}",
+                j.stage,
+                j.job_name,
+                j.job_id,
+                sdk_message(&e)
+            )),
+        }
+    }
+    (stopped, not)
+}
+
 /// The state of one stage's job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageStatus {

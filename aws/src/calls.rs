@@ -433,7 +433,7 @@ pub mod resolve {
     /// Step Functions (<https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html>):
     /// StartExecution acts on the state machine, DescribeExecution and
     /// GetExecutionHistory on the execution.
-    #[cfg(feature = "stacks")]
+    #[cfg(feature = "sfn")]
     pub fn sfn(op: &Operation<'_>) -> Option<Vec<Need>> {
         use aws_sdk_sfn::operation as o;
         let arn = |a: Option<&str>| a.unwrap_or_default().to_string();

@@ -18,7 +18,7 @@ pub mod calls;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod s3;
-#[cfg(feature = "stacks")]
+#[cfg(feature = "sfn")]
 pub mod sfn;
 #[cfg(feature = "stacks")]
 pub mod stack;

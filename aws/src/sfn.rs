@@ -141,6 +141,39 @@ pub async fn describe(client: &Client, execution_arn: &str) -> Result<ExecutionR
     })
 }
 
+/// The run the prepare step of execution `execution_arn` created, read from its whole
+/// history (newest first, every page): `None` when the execution ended or was stopped
+/// before prepare finished, so no run and no job exists.
+pub async fn prepared_run_id(client: &Client, execution_arn: &str) -> Result<Option<String>> {
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .reverse_order(true)
+            .include_execution_data(true)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| backend("read the history of", execution_arn, sdk_message(&e)))?;
+        for ev in page.events() {
+            if let Some(x) = ev.state_exited_event_details()
+                && x.name() == "Prepare"
+                && let Some(run) = x
+                    .output()
+                    .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+                    .and_then(|v| v.pointer("/run/run_id")?.as_str().map(str::to_string))
+            {
+                return Ok(Some(run));
+            }
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(None),
+        }
+    }
+}
+
 /// How [`follow`] polls.
 #[derive(Debug, Clone, Copy)]
 pub struct FollowOptions {

@@ -53,7 +53,10 @@ pub fn write_range(path: &Path, first_id: u64, records: u64) -> Result<()> {
     writer.finish().map_err(ipc)?;
     let mut buf = writer.into_inner().map_err(ipc)?;
     buf.flush().map_err(|e| Error::io("write", &tmp, e))?;
-    drop(buf);
+    let file = buf
+        .into_inner()
+        .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
+    crate::store::close_file(file, &tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
     Ok(())
 }

@@ -28,7 +28,7 @@ pub fn write(layout: &RunLayout, name: &str, indices: &[u32]) -> Result<String> 
         indices: indices.to_vec(),
     })
     .map_err(|e| Error::corrupt(path.display(), e.to_string()))?;
-    std::fs::write(&tmp, body).map_err(|e| Error::io("write", &tmp, e))?;
+    crate::store::write_file(&tmp, &body)?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
     Ok(file)
 }

@@ -44,7 +44,7 @@ impl Manifest {
         let tmp = path.with_extension("json.tmp");
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::corrupt(path.display(), format!("cannot encode manifest: {e}")))?;
-        std::fs::write(&tmp, json).map_err(|e| Error::io("write", &tmp, e))?;
+        crate::store::write_file(&tmp, &json)?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
         Ok(())
     }

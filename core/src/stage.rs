@@ -241,5 +241,54 @@ fn write_in_place(path: &Path, bytes: &[u8]) -> Result<()> {
         }
         Err(e) => return Err(Error::io("create", path, e)),
     };
-    f.write_all(bytes).map_err(|e| Error::io("write", path, e))
+    f.write_all(bytes).map_err(|e| Error::io("write", path, e))?;
+    store::close_file(f, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prepare::{PrepareOptions, prepare};
+
+    #[test]
+    fn a_write_that_fails_at_close_fails_the_child_that_wrote_it() {
+        // NFS (EFS) may report a write error only at close: the child that wrote the
+        // file fails with it, instead of the next stage being blamed.
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = store::open(&format!("file://{}", dir.path().join("bucket").display())).unwrap();
+        let opts = PrepareOptions {
+            root: dir.path().join("vol"),
+            run_id: None,
+            records: 100,
+            first_id: 1,
+            ids_per_node: 10,
+            seed: 42,
+            overwrite: false,
+        };
+        let (layout, _) = prepare(&opts, bucket.as_ref()).unwrap();
+        let ctx = RunContext::open(layout.root(), layout.run_id(), None).unwrap();
+        store::FAIL_NEXT_CLOSE.with(|f| f.set(Some(libc::EIO)));
+        let err = ctx.run_child(Stage::Procure, 3, 1).unwrap_err();
+        let text = crate::error::chain(&err);
+        assert!(
+            text.contains("close") && text.contains("00003.parquet") && text.contains("Input/output error"),
+            "{text}"
+        );
+        // Without the fault the same child succeeds, and the next stage takes its file.
+        ctx.run_child(Stage::Procure, 3, 2).unwrap();
+        ctx.run_child(Stage::Process, 3, 1).unwrap();
+    }
+
+    #[test]
+    fn close_reports_the_error_the_file_system_gives() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let f = std::fs::File::create(&path).unwrap();
+        // SAFETY (test): closes the descriptor behind the File's back, so the File's
+        // own close gets EBADF, an error as the kernel reports it.
+        unsafe { libc::close(f.as_raw_fd()) };
+        let err = store::close_file(f, &path).unwrap_err();
+        assert!(crate::error::chain(&err).contains("Bad file descriptor"), "{err}");
+    }
 }

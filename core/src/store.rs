@@ -99,6 +99,41 @@ fn scheme_like(s: &str) -> Option<&str> {
 
 /// Checks an object key: non-empty `/`-separated segments, none empty, `.` or `..`,
 /// none starting with `.` (those names are the store's temporary files).
+/// Closes `file`, returning the error the close reports. On NFS (EFS) a write can
+/// fail only when the file is closed, where the client sends what it buffered; `File`'s
+/// drop ignores that error, and the next stage would then be blamed for a file this
+/// one never finished writing.
+pub fn close_file(file: File, path: &Path) -> Result<()> {
+    use std::os::fd::IntoRawFd;
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` was just taken from the `File`, which no longer owns it; it is
+    // closed exactly once, here.
+    let rc = unsafe { libc::close(fd) };
+    #[cfg(test)]
+    if let Some(errno) = FAIL_NEXT_CLOSE.with(|f| f.take()) {
+        return Err(Error::io("close", path, std::io::Error::from_raw_os_error(errno)));
+    }
+    if rc != 0 {
+        return Err(Error::io("close", path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes this thread's next [`close_file`] fail with this errno (tests: the error
+    /// NFS reports at close cannot be had on a local file system).
+    pub(crate) static FAIL_NEXT_CLOSE: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Writes `bytes` to `path` (created or truncated) and closes it, with the errors of
+/// the write and of the close.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| Error::io("create", path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io("write", path, e))?;
+    close_file(f, path)
+}
+
 /// Reads a whole file without asking its size first (`std::fs::read` does): into a
 /// buffer larger than a child's file, until end of file: two reads and no `statx`.
 /// Larger files grow the buffer as they are read.
@@ -195,6 +230,9 @@ impl LocalStore {
             )
         };
         if rc == 0 {
+            // Published; a write the file system reports only at close still fails
+            // the put (a retry replaces the object).
+            close_file(file, path)?;
             return Ok(true);
         }
         let err = std::io::Error::last_os_error();
@@ -213,9 +251,7 @@ impl LocalStore {
             self.counter.fetch_add(1, Ordering::Relaxed)
         ));
         let result = (|| {
-            let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-            f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
-            drop(f);
+            write_file(&tmp, data)?;
             std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
         })();
         if result.is_err() {

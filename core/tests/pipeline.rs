@@ -267,6 +267,8 @@ fn a_result_that_cannot_be_read_is_an_error_never_a_lost_child() {
     });
     let err = executor::rerun_tasks(&ctx, 2).unwrap_err().to_string();
     assert!(err.contains(&key) && err.contains("AccessDenied"), "{err}");
-    let err = verify(&ctx.manifest, ctx.store.as_ref(), 2).unwrap_err().to_string();
+    let err = verify(&ctx.manifest, ctx.store.as_ref(), 2)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&key) && err.contains("AccessDenied"), "{err}");
 }

@@ -41,6 +41,12 @@ export interface TandemConfig {
   readonly maxvCpus: number;
   /** The state machine's overall timeout. */
   readonly runTimeout: cdk.Duration;
+  /**
+   * How long a child may wait RUNNABLE because no capacity can be had (instances
+   * unavailable, or a job no compute environment can hold) before its queue cancels
+   * it with the reason.
+   */
+  readonly capacityWait: cdk.Duration;
   /** The API Gateway stage the product API is deployed to. */
   readonly apiStage: string;
   /** The Lambda functions' processor. */
@@ -64,6 +70,7 @@ export const CONTEXT_KEYS = [
   'idsPerNode',
   'maxvCpus',
   'runTimeoutHours',
+  'capacityWaitMinutes',
   'apiStage',
   'lambdaArchitecture',
   'servedTable',
@@ -149,6 +156,8 @@ export function readConfig(node: Node): TandemConfig {
     idsPerNode,
     maxvCpus: int(node, 'maxvCpus', 256, 1, 100_000),
     runTimeout: cdk.Duration.hours(int(node, 'runTimeoutHours', 24, 1, 24 * 365)),
+    // Batch's jobStateTimeLimitActions take 10 minutes to 24 hours.
+    capacityWait: cdk.Duration.minutes(int(node, 'capacityWaitMinutes', 240, 10, 1440)),
     apiStage,
     lambdaArchitecture: oneOf(node, 'lambdaArchitecture', LambdaArchitecture, LambdaArchitecture.X86_64),
     servedTable,

@@ -18,7 +18,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ContractBinding, operatorPolicy } from './contract';
-import { acknowledge, arnFinding, attrFinding } from './nag';
+import { acknowledge, attrFinding } from './nag';
 import { Compute, Removal, TandemConfig, dataRemoval } from './config';
 import { TandemFunction } from './rust-lambda';
 import { STAGES, Stage, PipelineStateMachine } from './state-machine';
@@ -147,6 +147,17 @@ export class PipelineStack extends cdk.Stack {
       queues[stage] = new batch.JobQueue(this, `${title(stage)}JobQueue`, {
         priority: 10 * (i + 1),
         computeEnvironments: [{ computeEnvironment, order: 1 }],
+        // A child that cannot get capacity fails with the reason instead of waiting
+        // RUNNABLE out the day: at once when no compute environment can ever hold it,
+        // after tandem:capacityWaitMinutes when instances are not to be had.
+        jobStateTimeLimitActions: [
+          {
+            reason: batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
+            maxTime: config.capacityWait,
+          },
+          { reason: batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE, maxTime: cdk.Duration.minutes(10) },
+          { reason: batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT, maxTime: cdk.Duration.minutes(10) },
+        ],
       });
     });
 
@@ -182,11 +193,21 @@ export class PipelineStack extends cdk.Stack {
     const containerProps = {
       image,
       command: ['worker'],
-      environment: { TANDEM_ROOT: VOLUME_PATH, TANDEM_BUCKET: bucketUrl, RUST_LOG: 'info' },
+      // AWS_REGION: Fargate sets it in the container, ECS on EC2 does not, and the SDK
+      // needs it to reach S3.
+      environment: { TANDEM_ROOT: VOLUME_PATH, TANDEM_BUCKET: bucketUrl, RUST_LOG: 'info', AWS_REGION: this.region },
       jobRole,
       user: POSIX_USER.uid,
       readonlyRootFilesystem: true,
-      logging: ecs.LogDriver.awsLogs({ streamPrefix: 'worker', logGroup: workerLogs }),
+      // Non-blocking with a buffer: in blocking mode a throttled CreateLogStream fails
+      // the task at start, and the job definition's last rule (EXIT on anything else)
+      // would make that final for the child; a thousand Fargate starts at once hit it.
+      logging: ecs.LogDriver.awsLogs({
+        streamPrefix: 'worker',
+        logGroup: workerLogs,
+        mode: ecs.AwsLogDriverMode.NON_BLOCKING,
+        maxBufferSize: cdk.Size.mebibytes(25),
+      }),
       volumes: [
         batch.EcsVolume.efs({
           name: 'volume',
@@ -262,8 +283,11 @@ export class PipelineStack extends cdk.Stack {
     prepare.role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
     const watch = new TandemFunction(this, 'Watch', {
       binary: 'watch',
-      description: 'tandem watch: names the failed children of a run, writes the full list next to it',
-      environment: { TANDEM_ROOT: VOLUME_PATH },
+      description: 'tandem watch: names the failed children of a run; stops the jobs of an abandoned execution',
+      environment: {
+        TANDEM_ROOT: VOLUME_PATH,
+        TANDEM_QUEUES: STAGES.map((stage) => queueName(queues[stage])).join(','),
+      },
       timeout: cdk.Duration.minutes(5),
       memorySize: 512,
       removalPolicy: removal,
@@ -280,9 +304,26 @@ export class PipelineStack extends cdk.Stack {
         resources: [this.formatArn({ service: 'batch', resource: 'job', resourceName: '*' })],
       }),
     );
-    acknowledge(watch.role, 'AwsSolutions-IAM5', 'Batch supports no resource-level permissions for DescribeJobs and ListJobs, and job ids are made at submit time; TerminateJob is limited to jobs of this account and region.', ['Resource::*', arnFinding(this, 'batch', 'job/*')]);
+    // The state machine's name is fixed (from the stack's), so the watch function's
+    // role can name its executions without referring to the machine, which refers to
+    // the function.
+    const machineName = `${this.stackName}-run`;
+    watch.role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['states:GetExecutionHistory'],
+        resources: [
+          this.formatArn({
+            service: 'states',
+            resource: 'execution',
+            resourceName: `${machineName}:*`,
+            arnFormat: cdk.ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
 
     this.stateMachine = new PipelineStateMachine(this, 'Run', {
+      name: machineName,
       prepare: prepare.fn,
       watch: watch.fn,
       queues,
@@ -290,6 +331,33 @@ export class PipelineStack extends cdk.Stack {
       jobDefinitionName: jobDefinitionName(jobDefinition),
       timeout: config.runTimeout,
       removalPolicy: removal,
+    });
+
+    // Step Functions stops only the job it waits on when an execution is stopped, times
+    // out or fails outside its Catch: procure and process would run on. Every such
+    // execution makes the watch function terminate the unfinished jobs of its run.
+    new events.Rule(this, 'AbandonedRun', {
+      description: 'Terminates the jobs of a run whose execution was stopped, timed out or failed',
+      eventPattern: {
+        source: ['aws.states'],
+        detailType: ['Step Functions Execution Status Change'],
+        detail: {
+          status: ['ABORTED', 'TIMED_OUT', 'FAILED'],
+          stateMachineArn: [this.stateMachine.machine.stateMachineArn],
+        },
+      },
+      targets: [
+        new targets.LambdaFunction(watch.fn, {
+          event: events.RuleTargetInput.fromObject({
+            abandoned_execution: {
+              execution_arn: events.EventField.fromPath('$.detail.executionArn'),
+              status: events.EventField.fromPath('$.detail.status'),
+            },
+          }),
+          retryAttempts: 4,
+          maxEventAge: cdk.Duration.hours(2),
+        }),
+      ],
     });
 
     // The schedule: the seed ran once a day; the workload comes from the context.
@@ -310,7 +378,6 @@ export class PipelineStack extends cdk.Stack {
 
     // The IAM contract: what its placeholders are here, and which construct is which
     // principal; the operator policy is made from it.
-    const queueName = (q: batch.IJobQueue) => cdk.Fn.select(1, cdk.Fn.split('job-queue/', q.jobQueueArn));
     this.contract
       .bind({
         PipelineStack: this.stackName,
@@ -320,7 +387,7 @@ export class PipelineStack extends cdk.Stack {
         ProcessQueue: queueName(queues.process),
         EgressQueue: queueName(queues.egress),
         JobDefinitionName: jobDefinitionName(jobDefinition),
-        StateMachine: this.stateMachine.machine.stateMachineName,
+        StateMachine: machineName,
         PrepareFunction: prepare.fn.functionName,
         WatchFunction: watch.fn.functionName,
         FileSystem: fileSystem.fileSystemId,
@@ -388,6 +455,11 @@ class AccessPointVolume extends lambda.FileSystem {
   constructor(config: lambda.FileSystemConfig) {
     super(config);
   }
+}
+
+/** The name of a job queue, from its ARN (`...:job-queue/NAME`). */
+function queueName(q: batch.IJobQueue): string {
+  return cdk.Fn.select(1, cdk.Fn.split('job-queue/', q.jobQueueArn));
 }
 
 /** The name of a job definition, from its ARN (`...:job-definition/NAME:REVISION`). */

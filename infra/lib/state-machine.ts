@@ -27,6 +27,8 @@ export const STAGES = ['procure', 'process', 'egress'] as const;
 export type Stage = (typeof STAGES)[number];
 
 export interface PipelineStateMachineProps {
+  /** The state machine's name. */
+  readonly name: string;
   readonly prepare: lambda.IFunction;
   readonly watch: lambda.IFunction;
   readonly queues: Record<Stage, batch.IJobQueue>;
@@ -37,8 +39,17 @@ export interface PipelineStateMachineProps {
   readonly removalPolicy: cdk.RemovalPolicy;
 }
 
-/** Errors of the Batch integration that are worth another try (throttling, 5xx). */
-const BATCH_TRANSIENT = ['Batch.TooManyRequestsException', 'Batch.ServerException'];
+/**
+ * Errors of the Batch integration that are worth another try: throttling and 5xx.
+ * Step Functions names an integration's error `Batch.` and the AWS SDK for Java's
+ * exception: a 5xx is the modelled ServerException, a 429 (SubmitJob's queue admission
+ * limit) is not modelled and arrives as the SDK's base AWSBatchException, which is
+ * what public state machines retry Batch throttling on (Netflix Metaflow,
+ * metaflow/plugins/aws/step_functions/step_functions.py: "Batch.AWSBatchException").
+ * `Batch.TooManyRequestsException` is never raised. Batch's own errors (a missing queue,
+ * a bad definition: Batch.ClientException) are not retried.
+ */
+export const BATCH_TRANSIENT = ['Batch.AWSBatchException', 'Batch.ServerException'];
 
 /**
  * BatchSubmitJob with the permissions AWS documents for it
@@ -49,8 +60,15 @@ const BATCH_TRANSIENT = ['Batch.TooManyRequestsException', 'Batch.ServerExceptio
  * iam/contract.json.
  */
 class SubmitJob extends tasks.BatchSubmitJob {
-  constructor(scope: Construct, id: string, props: tasks.BatchSubmitJobProps & { jobDefinitionName: string }) {
+  private readonly waitTimeout?: cdk.Duration;
+
+  constructor(
+    scope: Construct,
+    id: string,
+    props: tasks.BatchSubmitJobProps & { jobDefinitionName: string; waitTimeout?: cdk.Duration },
+  ) {
     super(scope, id, props);
+    this.waitTimeout = props.waitTimeout;
     const stack = cdk.Stack.of(this);
     const batchArn = (resource: string, resourceName: string) =>
       stack.formatArn({ service: 'batch', resource, resourceName });
@@ -78,6 +96,17 @@ class SubmitJob extends tasks.BatchSubmitJob {
       );
     }
     setTaskPolicies(this, policies);
+  }
+
+  /**
+   * The state's own TimeoutSeconds for a `.sync` wait. Not `taskTimeout`: for this
+   * integration CDK renders that as the Batch job's attempt timeout
+   * (Parameters.Timeout), which would replace the job definition's per-child limit.
+   */
+  override toStateJson(topLevelQueryLanguage?: sfn.QueryLanguage): object {
+    const json = super.toStateJson(topLevelQueryLanguage) as Record<string, unknown>;
+    if (this.waitTimeout) json.TimeoutSeconds = this.waitTimeout.toSeconds();
+    return json;
   }
 }
 
@@ -180,13 +209,24 @@ export class PipelineStateMachine extends Construct {
           },
         },
         integrationPattern: wait ? sfn.IntegrationPattern.RUN_JOB : sfn.IntegrationPattern.REQUEST_RESPONSE,
+        // The wait ends before the execution's own timeout, so its Catch still runs:
+        // the watch names what failed and terminates all three stages (a timed-out
+        // execution would stop only this job).
+        waitTimeout: wait ? waitTimeout(props.timeout) : undefined,
         resultSelector: { 'JobId.$': '$.JobId' },
         resultPath: `$.jobs.${stage}`,
       });
       if (!wait) {
         // Resubmitting after a lost answer could start a stage twice; only what Batch
         // says did not happen (throttling, a server error) is retried.
-        task.addRetry({ errors: BATCH_TRANSIENT, interval: cdk.Duration.seconds(2), maxAttempts: 5, backoffRate: 2 });
+        task.addRetry({
+          errors: BATCH_TRANSIENT,
+          interval: cdk.Duration.seconds(2),
+          maxAttempts: 6,
+          backoffRate: 2,
+          maxDelay: cdk.Duration.minutes(1),
+          jitterStrategy: sfn.JitterType.FULL,
+        });
       }
       task.addCatch(watchFailure, { resultPath: '$.error' });
       return task;
@@ -215,6 +255,7 @@ export class PipelineStateMachine extends Construct {
       removalPolicy: props.removalPolicy,
     });
     this.machine = new sfn.StateMachine(this, 'Machine', {
+      stateMachineName: props.name,
       comment: 'tandem: prepare, three stages chained N_TO_N on AWS Batch, and a verdict that never calls FAILED a success',
       definitionBody: sfn.DefinitionBody.fromChainable(definition),
       timeout: props.timeout,
@@ -222,6 +263,11 @@ export class PipelineStateMachine extends Construct {
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
     });
   }
+}
+
+/** The egress wait's timeout: the run's less 30 minutes for the wind-down (at least 30 minutes). */
+export function waitTimeout(run: cdk.Duration): cdk.Duration {
+  return cdk.Duration.minutes(Math.max(30, run.toMinutes() - 30));
 }
 
 function title(s: string): string {

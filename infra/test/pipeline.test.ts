@@ -64,8 +64,54 @@ describe('the run state machine', () => {
     for (const s of ['Prepare', 'Watch', 'WatchFailure']) {
       expect(sm.States[s].Retry[0].ErrorEquals).toEqual(expect.arrayContaining(['Lambda.ServiceException']));
     }
-    expect(sm.States.ArrayProcure.Retry[0].ErrorEquals).toEqual(['Batch.TooManyRequestsException', 'Batch.ServerException']);
+    // Throttling arrives as Batch.AWSBatchException (see BATCH_TRANSIENT), never as
+    // Batch.TooManyRequestsException; the wait is never retried (a second array).
+    for (const s of ['ArrayProcure', 'ArrayProcess', 'SingleProcure', 'SingleProcess']) {
+      expect(sm.States[s].Retry).toEqual([
+        expect.objectContaining({
+          ErrorEquals: ['Batch.AWSBatchException', 'Batch.ServerException'],
+          JitterStrategy: 'FULL',
+          MaxDelaySeconds: 60,
+        }),
+      ]);
+    }
     expect(sm.States.ArrayEgress.Retry).toBeUndefined();
+  });
+
+  test('the egress wait times out before the execution, into the Catch that stops every stage', () => {
+    for (const s of ['ArrayEgress', 'SingleEgress']) {
+      expect(sm.States[s].Resource).toMatch(/batch:submitJob\.sync$/);
+      expect(sm.States[s].TimeoutSeconds).toBe(24 * 3600 - 30 * 60);
+      expect(sm.States[s].TimeoutSeconds).toBeLessThan(sm.TimeoutSeconds);
+      // Not the children's attempt timeout: that stays the job definition's.
+      expect(sm.States[s].Parameters.Timeout).toBeUndefined();
+      const c = sm.States[s].Catch[0];
+      expect(c.ErrorEquals).toEqual(['States.ALL']);
+      expect(c.Next).toBe('WatchFailure');
+    }
+    expect(sm.States.WatchFailure.Parameters.terminate_unfinished).toBe(true);
+  });
+
+  test('an execution stopped, timed out or failed makes the watch function stop its run\'s jobs', () => {
+    const rules = Object.values(t.findResources('AWS::Events::Rule')) as any[];
+    const abandoned = rules.find((r) => r.Properties.EventPattern?.source?.[0] === 'aws.states');
+    expect(abandoned.Properties.EventPattern).toEqual({
+      source: ['aws.states'],
+      'detail-type': ['Step Functions Execution Status Change'],
+      detail: { status: ['ABORTED', 'TIMED_OUT', 'FAILED'], stateMachineArn: [{ Ref: expect.stringMatching(/^RunMachine/) }] },
+    });
+    const target = abandoned.Properties.Targets[0];
+    expect(target.Arn).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^WatchFunction/), 'Arn'] });
+    expect(target.RetryPolicy).toEqual({ MaximumEventAgeInSeconds: 7200, MaximumRetryAttempts: 4 });
+    expect(JSON.parse(target.InputTransformer.InputTemplate.replace(/<([\w-]+)>/g, '"$1"'))).toEqual({
+      abandoned_execution: { execution_arn: 'detail-executionArn', status: 'detail-status' },
+    });
+    expect(target.InputTransformer.InputPathsMap).toEqual({ 'detail-executionArn': '$.detail.executionArn', 'detail-status': '$.detail.status' });
+    // The function knows the queues to look in, and may read the executions' history.
+    const fns = Object.values(t.findResources('AWS::Lambda::Function')) as any[];
+    const watch = fns.find((f) => f.Properties.Environment?.Variables?.TANDEM_QUEUES);
+    expect(watch.Properties.Environment.Variables.TANDEM_QUEUES['Fn::Join'][1]).toHaveLength(5);
+    t.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineName: 'PipelineStack-run' });
   });
 
   test('has a timeout, logs everything, traces, and stays far below the history limit', () => {
@@ -88,6 +134,14 @@ describe('Batch', () => {
     const priorities = Object.values(queues).map((q: any) => q.Properties.Priority).sort();
     expect(priorities).toEqual([10, 20, 30]);
     t.resourceCountIs('AWS::Batch::ComputeEnvironment', 1);
+    // A child that cannot get capacity is cancelled with the reason, not left RUNNABLE.
+    for (const q of Object.values(queues) as any[]) {
+      expect(q.Properties.JobStateTimeLimitActions).toEqual([
+        { Action: 'CANCEL', MaxTimeSeconds: 4 * 3600, Reason: 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', State: 'RUNNABLE' },
+        { Action: 'CANCEL', MaxTimeSeconds: 600, Reason: 'MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE', State: 'RUNNABLE' },
+        { Action: 'CANCEL', MaxTimeSeconds: 600, Reason: 'MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT', State: 'RUNNABLE' },
+      ]);
+    }
     t.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
       ComputeResources: Match.objectLike({ Type: 'FARGATE', MaxvCpus: 256 }),
     });
@@ -108,7 +162,16 @@ describe('Batch', () => {
     expect(c.User).toBe('1000');
     expect(c.ReadonlyRootFilesystem).toBe(true);
     expect(c.Environment).toEqual(
-      expect.arrayContaining([{ Name: 'TANDEM_ROOT', Value: '/mnt/efs' }, expect.objectContaining({ Name: 'TANDEM_BUCKET' })]),
+      expect.arrayContaining([
+        { Name: 'TANDEM_ROOT', Value: '/mnt/efs' },
+        expect.objectContaining({ Name: 'TANDEM_BUCKET' }),
+        // ECS on EC2 does not set it (Fargate does).
+        { Name: 'AWS_REGION', Value: 'us-east-2' },
+      ]),
+    );
+    // Non-blocking logs: a throttled CreateLogStream must not fail a child at start.
+    expect(c.LogConfiguration.Options).toEqual(
+      expect.objectContaining({ mode: 'non-blocking', 'max-buffer-size': '26214400b' }),
     );
     expect(c.Volumes[0].EfsVolumeConfiguration).toEqual(
       expect.objectContaining({

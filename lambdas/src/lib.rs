@@ -9,10 +9,13 @@
 //! - [`product_api`]: the product API router over DynamoDB, run by `lambda_http`.
 //! - [`post_backup`]: after the scheduled backup: check it, copy it to the second
 //!   region, expire old recovery points, report.
+//! - [`reap`]: the watch function's other event: terminates the jobs of an execution
+//!   that was stopped, timed out or failed outside its own wind-down.
 
 pub mod post_backup;
 pub mod prepare;
 pub mod product_api;
+pub mod reap;
 pub mod watch;
 
 /// Logs as JSON lines to stdout (CloudWatch), filtered by `RUST_LOG` (default info).
