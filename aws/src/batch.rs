@@ -400,55 +400,33 @@ async fn terminate_all(client: &Client, jobs: &[SubmittedStage], reason: &str) -
     out
 }
 
-/// The jobs of run `run_id`, found by their names in each stage's queue: a run the
-/// state machine started has no `batch-jobs.json`, but its jobs are named
-/// [`job_name`]`(run, stage, "")`. The newest job of each name wins (a rerun adds a
-/// suffix, so it never matches).
-pub async fn find_jobs(
-    client: &Client,
-    queues: &PerStage<String>,
-    run_id: &str,
-) -> Result<Vec<(Stage, String)>> {
-    let mut found = Vec::with_capacity(3);
+/// The newest submission of run `run_id`'s three stages, found by name in each
+/// stage's queue (a run the state machine started has no job record, but its jobs are
+/// named [`job_name`]`(run, stage, SUFFIX)`): the jobs of the suffix whose jobs were
+/// created last, and the suffix (`""` for the run's own, `-rerun-STAMP` for a rerun,
+/// whose index map is `index-map-STAMP.json`). An error names the stages of that
+/// submission that are not there.
+pub async fn find_jobs(client: &Client, queues: &PerStage<String>, run_id: &str) -> Result<FoundJobs> {
+    let all = jobs_of_run(client, queues, run_id).await?;
+    let suffix_of = |j: &RunJob| j.job_name[job_name(run_id, j.stage, "").len()..].to_string();
+    let newest = all
+        .iter()
+        .max_by_key(|j| j.created_at)
+        .map(suffix_of)
+        .unwrap_or_default();
+    let mut jobs = Vec::with_capacity(3);
     let mut missing = Vec::new();
     for (stage, queue) in queues.iter() {
-        let name = job_name(run_id, stage, "");
-        let mut newest: Option<(i64, String)> = None;
-        let mut token: Option<String> = None;
-        loop {
-            let page = client
-                .list_jobs()
-                .job_queue(queue)
-                .filters(KeyValuesPair::builder().name("JOB_NAME").values(&name).build())
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    backend(
-                        "find the jobs of",
-                        format!("run {run_id} in queue {queue}"),
-                        sdk_message(&e),
-                    )
-                })?;
-            for j in page.job_summary_list() {
-                if j.job_name() != Some(name.as_str()) {
-                    continue;
-                }
-                let (Some(id), created) = (j.job_id(), j.created_at().unwrap_or(0)) else {
-                    continue;
-                };
-                if newest.as_ref().is_none_or(|(t, _)| created > *t) {
-                    newest = Some((created, id.to_string()));
-                }
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        match newest {
-            Some((_, id)) => found.push((stage, id)),
-            None => missing.push(format!("{stage} ({name} in {queue})")),
+        let found = all
+            .iter()
+            .filter(|j| j.stage == stage && suffix_of(j) == newest)
+            .max_by_key(|j| j.created_at);
+        match found {
+            Some(j) => jobs.push((stage, j.job_id.clone())),
+            None => missing.push(format!(
+                "{stage} ({} in {queue})",
+                job_name(run_id, stage, &newest)
+            )),
         }
     }
     if !missing.is_empty() {
@@ -457,7 +435,26 @@ pub async fn find_jobs(
             location: missing.join(", "),
         });
     }
-    Ok(found)
+    Ok(FoundJobs { jobs, suffix: newest })
+}
+
+/// What [`find_jobs`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundJobs {
+    /// The three stages' jobs.
+    pub jobs: Vec<(Stage, String)>,
+    /// Their names' suffix: `""`, or a rerun's `-rerun-STAMP`.
+    pub suffix: String,
+}
+
+impl FoundJobs {
+    /// The index map of a rerun's submission (`-rerun-STAMP` maps through
+    /// `index-map-STAMP.json`), `None` for the run's own.
+    pub fn index_map(&self) -> Option<String> {
+        self.suffix
+            .strip_prefix("-rerun-")
+            .map(|stamp| format!("index-map-{stamp}.json"))
+    }
 }
 
 /// One job of a run, found by its name.
@@ -471,6 +468,8 @@ pub struct RunJob {
     pub job_name: String,
     /// SUBMITTED .. SUCCEEDED, FAILED.
     pub status: String,
+    /// When it was created (ms since the epoch).
+    pub created_at: i64,
 }
 
 impl RunJob {
@@ -520,6 +519,7 @@ pub async fn jobs_of_run(client: &Client, queues: &PerStage<String>, run_id: &st
                         job_id: id.to_string(),
                         job_name: name.to_string(),
                         status: j.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                        created_at: j.created_at().unwrap_or(0),
                     });
                 }
             }
@@ -744,14 +744,54 @@ pub struct Poll {
 /// The file in a run's directory that holds every failed child of the last watch.
 pub const FAILED_LIST: &str = "failed-children.json";
 
+/// Renames the indices of a rerun's report from its compact array's to the original
+/// children's: array child `j` ran original child `map[j]`.
+pub fn map_to_original(report: &mut WatchReport, failed: &mut [FailedChild], map: &[u32]) {
+    let original = |j: u32| map.get(j as usize).copied().unwrap_or(j);
+    for f in failed.iter_mut() {
+        f.index = original(f.index);
+    }
+    for s in &mut report.failed_indices.0 {
+        for i in s.iter_mut() {
+            *i = original(*i);
+        }
+        s.sort_unstable();
+    }
+    for g in &mut report.failure_groups {
+        for i in &mut g.first_indices {
+            *i = original(*i);
+        }
+        g.first_indices.sort_unstable();
+    }
+    for f in &mut report.failed_sample {
+        f.index = original(f.index);
+    }
+}
+
+/// The full list of failed children as the JSON [`write_failed_list`] writes.
+pub fn failed_list_json(failed: &[FailedChild]) -> Result<Vec<u8>> {
+    serde_json::to_vec(failed)
+        .map_err(|e| Error::corrupt(FAILED_LIST, format!("cannot encode the failed children: {e}")))
+}
+
+/// Publishes the full list of failed children in the run's bucket
+/// ([`tandem_core::names::failed_list_key`]) and returns its URL.
+pub fn publish_failed_list(
+    store: &dyn tandem_core::store::ObjectStore,
+    run_id: &str,
+    failed: &[FailedChild],
+) -> Result<String> {
+    let key = tandem_core::names::failed_list_key(run_id);
+    store.put(&key, failed_list_json(failed)?.into())?;
+    Ok(format!("{}/{key}", store.url()))
+}
+
 /// Writes every failed child as a JSON array to [`FAILED_LIST`] in `run_dir`
 /// (atomically: a temporary name, then renamed) and returns its path.
 pub fn write_failed_list(run_dir: &std::path::Path, failed: &[FailedChild]) -> Result<std::path::PathBuf> {
     let path = run_dir.join(FAILED_LIST);
     let tmp = run_dir.join(format!(".{FAILED_LIST}.tmp"));
-    let body = serde_json::to_vec(failed)
-        .map_err(|e| Error::corrupt(path.display(), format!("cannot encode the failed children: {e}")))?;
-    std::fs::write(&tmp, body).map_err(|e| Error::io("write", &tmp, e))?;
+    tandem_core::store::write_file(&tmp, &failed_list_json(failed)?)?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
     Ok(path)
 }
@@ -1612,42 +1652,87 @@ mod tests {
 
     #[tokio::test]
     async fn the_jobs_of_a_run_are_found_by_name_in_their_queues() {
-        let list = mock!(Client::list_jobs).then_compute_output(|r| {
-            let queue = r.job_queue().unwrap_or_default().to_string();
-            let name = r.filters()[0].values()[0].clone();
-            let job = |id: &str, created: i64| {
-                JobSummary::builder()
-                    .job_id(id)
-                    .job_name(&name)
-                    .created_at(created)
-                    .build()
-            };
-            // Two jobs of the same name in procure's queue (an earlier attempt): the newest wins.
-            let mut out = ListJobsOutput::builder().job_summary_list(job(&format!("{queue}-new"), 20));
-            if queue == "q1" {
-                out = out.job_summary_list(job("q1-old", 10));
-            }
-            out.build()
-        });
+        // Each queue holds the run's own job; procure's also an older one of the same
+        // name (an earlier attempt) and another run's whose name starts alike.
+        let list = |rerun: bool| {
+            mock!(Client::list_jobs).then_compute_output(move |r| {
+                let queue = r.job_queue().unwrap_or_default().to_string();
+                let prefix = r.filters()[0].values()[0].trim_end_matches('*').to_string();
+                let job = |id: String, name: &str, created: i64| {
+                    JobSummary::builder()
+                        .job_id(id)
+                        .job_name(name)
+                        .created_at(created)
+                        .status(JobStatus::Succeeded)
+                        .build()
+                };
+                let mut out =
+                    ListJobsOutput::builder().job_summary_list(job(format!("{queue}-new"), &prefix, 20));
+                if queue == "q1" {
+                    out = out
+                        .job_summary_list(job("q1-old".into(), &prefix, 10))
+                        .job_summary_list(job("other".into(), &format!("{prefix}x"), 99));
+                }
+                if rerun {
+                    out = out.job_summary_list(job(
+                        format!("{queue}-rerun"),
+                        &format!("{prefix}-rerun-S1"),
+                        30,
+                    ));
+                }
+                out.build()
+            })
+        };
+        let own = list(false);
         let calls = crate::calls::contract::Calls::new("tandem watch");
-        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&list], |c| c
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&own], |c| c
             .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let queues = PerStage(["q1".to_string(), "q2".to_string(), "q3".to_string()]);
-        let jobs = find_jobs(&client, &queues, "r1").await.unwrap();
+        let found = find_jobs(&client, &queues, "r1").await.unwrap();
         assert_eq!(
-            jobs,
+            found.jobs,
             vec![
                 (Stage::Procure, "q1-new".to_string()),
                 (Stage::Process, "q2-new".to_string()),
                 (Stage::Egress, "q3-new".to_string())
             ]
         );
+        assert_eq!(found.index_map(), None);
+        // After a rerun, its arrays are the newest: they are watched, through their map.
+        let rerun = list(true);
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&rerun]);
+        let found = find_jobs(&client, &queues, "r1").await.unwrap();
+        assert_eq!(found.jobs[2], (Stage::Egress, "q3-rerun".to_string()));
+        assert_eq!(found.index_map().as_deref(), Some("index-map-S1.json"));
         let none = mock!(Client::list_jobs).then_output(|| ListJobsOutput::builder().build());
         let calls = crate::calls::contract::Calls::new("tandem watch");
         let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&none], |c| c
             .interceptor(calls.recorder(crate::calls::resolve::batch)));
         let err = find_jobs(&client, &queues, "r1").await.unwrap_err().to_string();
         assert!(err.contains("procure (tandem-r1-procure in q1)"), "{err}");
+    }
+
+    #[test]
+    fn a_reruns_report_names_the_original_children() {
+        let failed = |index| FailedChild {
+            stage: Stage::Egress,
+            index,
+            reason: "Essential container in task exited".into(),
+            container_reason: None,
+            exit_code: Some(1),
+        };
+        let mut list = vec![failed(0), failed(2)];
+        let mut report = summarize(true, false, vec![], &list);
+        map_to_original(&mut report, &mut list, &[7, 41, 9000]);
+        assert_eq!(list.iter().map(|f| f.index).collect::<Vec<_>>(), [7, 9000]);
+        assert_eq!(report.failed_indices[Stage::Egress], vec![7, 9000]);
+        assert_eq!(report.failure_groups[0].first_indices, vec![7, 9000]);
+        assert!(
+            report
+                .failed_sample
+                .iter()
+                .all(|f| f.index == 7 || f.index == 9000)
+        );
     }
 
     #[tokio::test]

@@ -340,6 +340,19 @@ pub enum RerunOn {
     Local,
     /// On AWS Batch: one compact array per stage, chained N_TO_N.
     Aws,
+    /// Inside the deployed stack (--stack): the state machine's rerun mode.
+    Deployment,
+}
+
+impl RerunArgs {
+    /// Where this rerun executes: `--on`, else inside the deployment with --stack, else here.
+    pub fn on(&self) -> RerunOn {
+        self.on.unwrap_or(if self.target.stack.is_some() {
+            RerunOn::Deployment
+        } else {
+            RerunOn::Local
+        })
+    }
 }
 
 /// Selects an existing run.
@@ -359,6 +372,10 @@ pub struct RunArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub run: RunArgs,
+    /// Read the run from the deployed pipeline stack's bucket (its BucketUrl output),
+    /// where prepare published the manifest: no volume needed.
+    #[arg(long, env = "TANDEM_STACK", value_name = "NAME")]
+    pub stack: Option<String>,
     /// Reader threads, 1 to 256 (default: the number of cores; 32 for an s3:// bucket).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
@@ -373,12 +390,17 @@ pub struct RerunArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
-    /// Where to execute the children.
-    #[arg(long, value_enum, default_value_t = RerunOn::Local)]
-    pub on: RerunOn,
-    /// With --on aws: where Batch runs the children.
+    /// Where to execute the children: here (local, the default), on AWS Batch from this
+    /// machine (aws; needs the volume), or inside the deployed stack (deployment: its
+    /// state machine finds the lost children and submits them; the default with --stack,
+    /// needs no volume).
+    #[arg(long, value_enum)]
+    pub on: Option<RerunOn>,
+    /// With --on aws or deployment: the stack, queues and job definition.
     #[command(flatten)]
     pub target: BatchTargetArgs,
+    #[command(flatten)]
+    pub follow: FollowArgs,
     /// Print one JSON document instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -388,6 +410,10 @@ pub struct RerunArgs {
 pub struct ReportArgs {
     #[command(flatten)]
     pub run: RunArgs,
+    /// Read the run from the deployed pipeline stack's bucket (its BucketUrl output):
+    /// no volume needed.
+    #[arg(long, env = "TANDEM_STACK", value_name = "NAME")]
+    pub stack: Option<String>,
     /// The HTML file to write.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: PathBuf,
@@ -541,4 +567,21 @@ pub struct StartArgs {
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How a command that starts an execution follows it.
+#[derive(Debug, Clone, Args)]
+pub struct FollowArgs {
+    /// With --stack: print the execution ARN and return without following it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// First interval between polls of the execution (doubles while nothing changes).
+    #[arg(long = "poll-interval", default_value = "10s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Longest interval between polls of the execution.
+    #[arg(long = "max-poll-interval", default_value = "2m", value_parser = parse_duration)]
+    pub max_interval: std::time::Duration,
+    /// Stop following when the execution has not changed for this long (it goes on).
+    #[arg(long = "follow-timeout", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
 }

@@ -7,16 +7,96 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tandem_aws::Aws;
 use tandem_aws::batch::{self, SubmitSpec, SubmittedStage, WatchOptions, WatchReport};
-use tandem_core::names::Stage;
+use tandem_core::names::{Stage, jobs_key};
+use tandem_core::stage::RunContext;
+use tandem_core::store::ObjectStore;
 
 use crate::Failed;
 use crate::args::{BatchTargetArgs, RerunArgs, StartArgs, SubmitArgs, WatchArgs};
-use crate::commands::open_run;
 use crate::output;
+use crate::run::{open_run, pipeline_stack};
 
-/// What submit records next to the manifest, so `watch --run` finds the jobs.
+/// One submission of a run's three stages: the run's own, or a rerun's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Submission {
+    array_size: u32,
+    /// A rerun's index map (array child `j` runs original child `map[j]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    index_map: Option<String>,
+    jobs: Vec<SubmittedStage>,
+}
+
+/// What submit and rerun record of a run's Batch jobs, next to the manifest on the
+/// volume and next to the results in the bucket: every submission, oldest first, so a
+/// rerun never hides the original's jobs. `watch --run` follows the newest.
 #[derive(Debug, Serialize, Deserialize)]
-struct SubmitRecord {
+struct JobRecord {
+    run_id: String,
+    submissions: Vec<Submission>,
+}
+
+/// A record as submit wrote it before reruns were kept: one submission.
+#[derive(Deserialize)]
+struct SingleRecord {
+    run_id: String,
+    array_size: u32,
+    jobs: Vec<SubmittedStage>,
+}
+
+impl JobRecord {
+    fn parse(bytes: &[u8], location: &str) -> Result<Self> {
+        if let Ok(r) = serde_json::from_slice::<JobRecord>(bytes) {
+            return Ok(r);
+        }
+        let old: SingleRecord = serde_json::from_slice(bytes)
+            .with_context(|| format!("{location} is not a tandem job record"))?;
+        Ok(JobRecord {
+            run_id: old.run_id,
+            submissions: vec![Submission {
+                array_size: old.array_size,
+                index_map: None,
+                jobs: old.jobs,
+            }],
+        })
+    }
+
+    /// Run `run_id`'s record: on the volume under `root` when it is there, else in
+    /// `store`; `None` when neither has one.
+    fn load(root: Option<&Path>, store: Option<&dyn ObjectStore>, run_id: &str) -> Result<Option<Self>> {
+        if let Some(path) = root.map(|r| record_path(r, run_id)) {
+            match std::fs::read(&path) {
+                Ok(b) => return Self::parse(&b, &path.display().to_string()).map(Some),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+        if let Some(store) = store {
+            match store.get(&jobs_key(run_id)) {
+                Ok(b) => return Self::parse(&b, &format!("{}/{}", store.url(), jobs_key(run_id))).map(Some),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes the record on the volume (when the run is there) and in the bucket.
+    fn save(&self, root: &Path, store: &dyn ObjectStore) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)?;
+        let path = record_path(root, &self.run_id);
+        if path.parent().is_some_and(Path::is_dir) {
+            tandem_core::store::write_file(&path, &json)
+                .with_context(|| format!("recording the job ids in {}", path.display()))?;
+        }
+        store
+            .put(&jobs_key(&self.run_id), json.into())
+            .with_context(|| format!("publishing the job record in {}", store.url()))
+    }
+}
+
+/// What submit prints.
+#[derive(Debug, Serialize)]
+struct SubmitOutput {
     run_id: String,
     array_size: u32,
     jobs: Vec<SubmittedStage>,
@@ -44,13 +124,6 @@ struct BatchTarget {
     queues: [String; 3],
     job_definitions: [String; 3],
     container_root: Option<String>,
-}
-
-/// The outputs of the deployed pipeline stack `name`.
-fn pipeline_stack(aws: &Aws, name: &str) -> Result<tandem_aws::stack::PipelineOutputs> {
-    let client = tandem_aws::stack::client(aws.config(), None);
-    let outputs = aws.block_on(tandem_aws::stack::StackOutputs::load(&client, name))?;
-    Ok(tandem_aws::stack::PipelineOutputs::from_outputs(&outputs)?)
 }
 
 /// Checks the flags before any AWS call, then connects and resolves the target.
@@ -141,12 +214,21 @@ pub fn submit(a: SubmitArgs) -> Result<()> {
     let ctx = open_run(&a.run)?;
     let mut spec = base_spec(&ctx, &a.run, &target, ctx.manifest.plan.array_size);
     spec.attempts = a.attempts;
-    let record = submit_spec(&aws, &a.run.location.root, &spec)?;
-    output::json(&record)
+    let submitted = submit_spec(&aws, &ctx, &spec, None)?;
+    output::json(&SubmitOutput {
+        run_id: spec.run_id,
+        array_size: submitted.array_size,
+        jobs: submitted.jobs,
+    })
 }
 
-/// Submits `spec` and records the jobs next to the manifest.
-fn submit_spec(aws: &Aws, root: &Path, spec: &SubmitSpec) -> Result<SubmitRecord> {
+/// Submits `spec` and adds the submission to the run's job record.
+fn submit_spec(
+    aws: &Aws,
+    ctx: &RunContext,
+    spec: &SubmitSpec,
+    index_map: Option<String>,
+) -> Result<Submission> {
     batch::check_spec(spec)?;
     if !spec.bucket.starts_with("s3://") {
         crate::note!(
@@ -154,17 +236,23 @@ fn submit_spec(aws: &Aws, root: &Path, spec: &SubmitSpec) -> Result<SubmitRecord
             spec.bucket
         );
     }
+    let root = ctx.layout.root();
+    let store = ctx.store.as_ref();
+    // Read before submitting, so a record that cannot be read stops nothing half way.
+    let mut record = JobRecord::load(Some(root), Some(store), &spec.run_id)?.unwrap_or(JobRecord {
+        run_id: spec.run_id.clone(),
+        submissions: vec![],
+    });
     let client = aws_sdk_batch_client(aws);
     let jobs = aws.block_on(batch::submit(&client, spec))?;
-    let record = SubmitRecord {
-        run_id: spec.run_id.clone(),
+    let submission = Submission {
         array_size: spec.array_size,
+        index_map,
         jobs,
     };
-    let path = record_path(root, &spec.run_id);
-    std::fs::write(&path, serde_json::to_vec_pretty(&record)?)
-        .with_context(|| format!("recording the job ids in {}", path.display()))?;
-    Ok(record)
+    record.submissions.push(submission.clone());
+    record.save(root, store)?;
+    Ok(submission)
 }
 
 #[derive(Serialize)]
@@ -201,17 +289,32 @@ pub fn rerun(a: RerunArgs) -> Result<()> {
     }
     let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
     let map = tandem_core::index_map::write(&ctx.layout, &stamp, &indices)?;
+    // Watch names the original children through the bucket's copy.
+    tandem_core::index_map::publish(ctx.store.as_ref(), &run_id, &map, &indices)?;
     let mut spec = base_spec(&ctx, &a.run, &target, indices.len() as u32);
     spec.attempts = a.exec.attempts;
     spec.extra_env = vec![("TANDEM_INDEX_MAP".into(), map.clone())];
     spec.name_suffix = format!("-rerun-{stamp}");
-    let record = submit_spec(&aws, &a.run.location.root, &spec)?;
+    let submitted = submit_spec(&aws, &ctx, &spec, Some(map.clone()))?;
     output::json(&RerunOnAws {
         run_id,
         indices,
         index_map: Some(map),
-        jobs: record.jobs,
+        jobs: submitted.jobs,
     })
+}
+
+/// `tandem rerun --stack NAME`: the repair runs inside the deployment. The state
+/// machine starts in rerun mode: its prepare step, which mounts the volume, finds the
+/// lost children with verify's check of every object and submits one compact array
+/// per stage over them; the operator needs no volume.
+pub fn rerun_in_deployment(a: RerunArgs) -> Result<()> {
+    tandem_core::layout::check_run_id(&a.run.run_id)?;
+    let aws = Aws::from_env()?;
+    let name = a.target.stack.as_deref().unwrap_or_default();
+    let arn = pipeline_stack(&aws, name)?.state_machine_arn;
+    let input = serde_json::json!({ "rerun": a.run.run_id });
+    run_execution(&aws, &arn, &input, None, &a.follow, a.json)
 }
 
 fn aws_sdk_batch_client(aws: &Aws) -> tandem_aws::batch::Client {
@@ -240,42 +343,122 @@ fn status_line(r: &WatchReport) -> String {
         .join(" | ")
 }
 
-pub fn watch(a: WatchArgs) -> Result<()> {
-    let jobs: Vec<(Stage, String)> = match (&a.jobs, &a.run_id) {
+/// The jobs a watch follows, the rerun index map that names their children, and the
+/// run they belong to (where the full list of failed children goes).
+struct Watched {
+    jobs: Vec<(Stage, String)>,
+    map: Option<Vec<u32>>,
+    run: Option<RunRecords>,
+}
+
+/// Where a run's records are: the volume (when this machine has the run) and the
+/// bucket (when known: the stack's, or the one the run's manifest names).
+struct RunRecords {
+    run_id: String,
+    root: Option<PathBuf>,
+    store: Option<std::sync::Arc<dyn ObjectStore>>,
+}
+
+impl RunRecords {
+    fn index_map(&self, file: &str, array_size: u32) -> Result<Vec<u32>> {
+        if let Some(root) = &self.root {
+            let layout = tandem_core::layout::RunLayout::new(root, &self.run_id)?;
+            return Ok(tandem_core::index_map::load(&layout, file, array_size)?);
+        }
+        match &self.store {
+            Some(store) => Ok(tandem_core::index_map::fetch(
+                store.as_ref(),
+                &self.run_id,
+                file,
+                array_size,
+            )?),
+            None => bail!(
+                "the index map {file} of run {} is neither on the volume nor in a known bucket",
+                self.run_id
+            ),
+        }
+    }
+}
+
+/// What to watch: `--jobs`, or run `--run`'s newest submission from its job record
+/// (the volume's, else the bucket's), or, for a run the state machine started (no
+/// record), its jobs found by name in the stack's queues.
+fn watched(aws: &Aws, a: &WatchArgs) -> Result<Watched> {
+    let run = match (&a.jobs, &a.run_id) {
         (Some(raw), _) => {
             let ids: Vec<&str> = raw.split(',').map(str::trim).collect();
             if ids.len() != 3 || ids.iter().any(|i| i.is_empty()) {
                 bail!("--jobs {raw:?} is not valid: give the three job ids as procure,process,egress");
             }
-            Stage::ALL
+            let jobs = Stage::ALL
                 .into_iter()
                 .zip(ids.into_iter().map(String::from))
-                .collect()
+                .collect();
+            return Ok(Watched {
+                jobs,
+                map: None,
+                run: None,
+            });
         }
-        (None, Some(run)) if a.stack.is_some() && !record_path(&a.location.root, run).is_file() => {
-            // Started by the state machine: no record, but the jobs carry the run's names.
-            tandem_core::layout::check_run_id(run)?;
-            let aws = Aws::from_env()?;
-            let stack = pipeline_stack(&aws, a.stack.as_deref().unwrap_or_default())?;
-            let client = aws_sdk_batch_client(&aws);
-            aws.block_on(batch::find_jobs(&client, &stack.queues, run))?
-        }
-        (None, Some(run)) => {
-            tandem_core::layout::check_run_id(run)?;
-            let path = record_path(&a.location.root, run);
-            let bytes = std::fs::read(&path).with_context(|| {
-                format!(
-                    "no Batch jobs recorded for run {run} at {}: was it submitted with tandem submit?",
-                    path.display()
-                )
-            })?;
-            let record: SubmitRecord =
-                serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
-            record.jobs.into_iter().map(|j| (j.stage, j.job_id)).collect()
-        }
+        (None, Some(run)) => run,
         (None, None) => bail!("give --jobs ID1,ID2,ID3 or --run RUN_ID"),
     };
+    tandem_core::layout::check_run_id(run)?;
+    let stack = a.stack.as_deref().map(|s| pipeline_stack(aws, s)).transpose()?;
+    let layout = tandem_core::layout::RunLayout::new(&a.location.root, run)?;
+    let on_volume = layout.manifest().is_file();
+    let bucket = match (&stack, on_volume) {
+        (Some(o), _) => Some(o.bucket_url.clone()),
+        (None, true) => Some(tandem_core::manifest::Manifest::load(&layout)?.bucket),
+        (None, false) => None,
+    };
+    let records = RunRecords {
+        run_id: run.clone(),
+        root: on_volume.then(|| a.location.root.clone()),
+        store: bucket.as_deref().map(tandem_aws::open_store).transpose()?,
+    };
+    let record = JobRecord::load(records.root.as_deref(), records.store.as_deref(), run)?;
+    let (jobs, map_file) = match (record, &stack) {
+        (Some(r), _) => {
+            let last = r
+                .submissions
+                .last()
+                .with_context(|| format!("the job record of run {run} holds no submission"))?
+                .clone();
+            let jobs = last.jobs.into_iter().map(|j| (j.stage, j.job_id)).collect();
+            (jobs, last.index_map)
+        }
+        (None, Some(o)) => {
+            let client = aws_sdk_batch_client(aws);
+            let found = aws.block_on(batch::find_jobs(&client, &o.queues, run))?;
+            let map = found.index_map();
+            (found.jobs, map)
+        }
+        (None, None) => bail!(
+            "no Batch jobs recorded for run {run} (on the volume at {}{}): was it submitted with \
+             tandem submit? A run the state machine started is found by its jobs' names with --stack NAME",
+            record_path(&a.location.root, run).display(),
+            if records.store.is_some() {
+                ", or in its bucket"
+            } else {
+                ""
+            }
+        ),
+    };
+    let map = match map_file {
+        Some(f) => Some(records.index_map(&f, tandem_core::plan::MAX_ARRAY_SIZE)?),
+        None => None,
+    };
+    Ok(Watched {
+        jobs,
+        map,
+        run: Some(records),
+    })
+}
+
+pub fn watch(a: WatchArgs) -> Result<()> {
     let aws = Aws::from_env()?;
+    let Watched { jobs, map, run } = watched(&aws, &a)?;
     let client = aws_sdk_batch_client(&aws);
     let opts = WatchOptions {
         interval: a.interval,
@@ -288,17 +471,36 @@ pub fn watch(a: WatchArgs) -> Result<()> {
             crate::note!("{}", status_line(r));
         }
     }))?;
-    let (mut report, failed, timed_out) = match outcome {
+    let (mut report, mut failed, timed_out) = match outcome {
         Ok(p) => (p.report, p.failed, false),
         Err(stalled) => (stalled.last, Vec::new(), true),
     };
-    // The report is bounded; the full list goes next to the run when we know it.
-    if let (Some(run), false) = (&a.run_id, failed.is_empty()) {
-        let dir = a.location.root.join(run);
-        match batch::write_failed_list(&dir, &failed) {
-            Ok(path) => report.failed_list = Some(path.display().to_string()),
-            Err(e) => {
-                crate::note!("tandem: warning: could not write the full list of failed children: {e:#}")
+    if let Some(map) = &map {
+        // A rerun's arrays: name the children they stand for.
+        batch::map_to_original(&mut report, &mut failed, map);
+        report.summarize_line();
+    }
+    // The report is bounded; the full list goes next to the run, in the bucket and on
+    // the volume, wherever this machine can reach.
+    if let (Some(run), false) = (&run, failed.is_empty()) {
+        if let Some(store) = &run.store {
+            match batch::publish_failed_list(store.as_ref(), &run.run_id, &failed) {
+                Ok(url) => report.failed_list = Some(url),
+                Err(e) => crate::note!(
+                    "tandem: warning: could not publish the full list of failed children: {}",
+                    tandem_core::error::chain(&e)
+                ),
+            }
+        }
+        if let Some(root) = &run.root {
+            match batch::write_failed_list(&root.join(&run.run_id), &failed) {
+                Ok(path) => {
+                    report.failed_list = report.failed_list.take().or(Some(path.display().to_string()))
+                }
+                Err(e) => crate::note!(
+                    "tandem: warning: could not write the full list of failed children: {}",
+                    tandem_core::error::chain(&e)
+                ),
             }
         }
     }
@@ -392,23 +594,37 @@ pub fn start(a: StartArgs) -> Result<()> {
         // The state machine would refuse it in its prepare step; say so now.
         tandem_core::plan::PartitionPlan::new(n, k)?;
     }
+    let follow = crate::args::FollowArgs {
+        no_wait: a.no_wait,
+        interval: a.interval,
+        max_interval: a.max_interval,
+        timeout: a.timeout,
+    };
+    run_execution(&aws, &arn, &input.into(), a.name.as_deref(), &follow, a.json)
+}
+
+/// Starts an execution of state machine `arn` with `input` and follows it to its end
+/// (unless `--no-wait`): `tandem start`, and `tandem rerun --stack`.
+fn run_execution(
+    aws: &Aws,
+    arn: &str,
+    input: &serde_json::Value,
+    name: Option<&str>,
+    follow: &crate::args::FollowArgs,
+    json: bool,
+) -> Result<()> {
     let client = tandem_aws::sfn::client(aws.config());
-    let execution = aws.block_on(tandem_aws::sfn::start(
-        &client,
-        &arn,
-        &input.into(),
-        a.name.as_deref(),
-    ))?;
+    let execution = aws.block_on(tandem_aws::sfn::start(&client, arn, input, name))?;
     crate::note!("tandem: started {execution}");
-    if a.no_wait {
+    if follow.no_wait {
         return output::json(&serde_json::json!({ "execution_arn": execution }));
     }
     let opts = tandem_aws::sfn::FollowOptions {
-        interval: a.interval,
-        max_interval: a.max_interval,
-        stall_timeout: a.timeout,
+        interval: follow.interval,
+        max_interval: follow.max_interval,
+        stall_timeout: follow.timeout,
     };
-    let quiet = a.json;
+    let quiet = json;
     let outcome = aws.block_on(tandem_aws::sfn::follow(&client, &execution, opts, |r| {
         if !quiet {
             crate::note!(
@@ -426,7 +642,7 @@ pub fn start(a: StartArgs) -> Result<()> {
         Ok(r) => (r, false),
         Err(r) => (r, true),
     };
-    if a.json {
+    if json {
         output::json(&StartOutput { report, timed_out })?;
     } else {
         let mut s = format!("execution {}: {}\n", report.execution_arn, report.status);
@@ -452,7 +668,7 @@ pub fn start(a: StartArgs) -> Result<()> {
     if timed_out {
         return Err(Failed(format!(
             "no change for {:.0} s; the execution goes on: {}",
-            a.timeout.unwrap_or_default().as_secs_f64(),
+            follow.timeout.unwrap_or_default().as_secs_f64(),
             report.execution_arn
         ))
         .into());

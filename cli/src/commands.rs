@@ -20,6 +20,7 @@ use crate::Failed;
 use crate::args::*;
 use crate::output::{self, ms};
 use crate::progress::Progress;
+use crate::run::{open_run, open_view};
 
 /// Default bucket for a new run.
 const DEFAULT_BUCKET: &str = "file://tandem-data/bucket";
@@ -51,7 +52,8 @@ fn component(command: &Command) -> &'static str {
         Command::Prepare(_) => "tandem prepare",
         Command::Worker(_) => "tandem worker",
         Command::Verify(_) => "tandem verify",
-        Command::Rerun(a) if a.on == RerunOn::Aws => "tandem rerun --on aws",
+        Command::Rerun(a) if a.on() == RerunOn::Aws => "tandem rerun --on aws",
+        Command::Rerun(a) if a.on() == RerunOn::Deployment => "tandem rerun --stack",
         Command::Rerun(_) => "tandem rerun",
         Command::Report(_) => "tandem report",
         Command::Submit(_) => "tandem submit",
@@ -206,7 +208,9 @@ fn worker(a: WorkerArgs) -> Result<()> {
         &tandem_aws::open_store,
     )?;
     let array_size = ctx.manifest.plan.array_size;
-    let index = match (&a.index_map, a.index) {
+    // The state machine sets TANDEM_INDEX_MAP on every child, empty for a run's own.
+    let index_map = a.index_map.as_deref().filter(|m| !m.is_empty());
+    let index = match (index_map, a.index) {
         (Some(map), i) => tandem_core::index_map::resolve(&ctx.layout, map, i, array_size)?,
         (None, Some(i)) => i,
         (None, None) if array_size == 1 => 0,
@@ -216,7 +220,7 @@ fn worker(a: WorkerArgs) -> Result<()> {
         ),
     };
     // A rerun child skips a stage whose output already verifies.
-    if a.index_map.is_some()
+    if index_map.is_some()
         && let Ok(done) = ctx.check_output(a.stage, index)
     {
         crate::note!(
@@ -241,15 +245,6 @@ fn worker(a: WorkerArgs) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn open_run(r: &RunArgs) -> Result<RunContext> {
-    Ok(RunContext::open_with(
-        &r.location.root,
-        &r.run_id,
-        r.bucket.as_deref(),
-        &tandem_aws::open_store,
-    )?)
-}
-
 fn verify_text(v: &VerifyReport) -> String {
     if v.ok {
         format!(
@@ -266,12 +261,17 @@ fn verify_text(v: &VerifyReport) -> String {
 }
 
 fn verify_cmd(a: VerifyArgs) -> Result<()> {
-    let ctx = open_run(&a.run)?;
-    ctx.check_id_file()?;
+    let run = open_view(&a.run, a.stack.as_deref())?;
+    // On the volume, the ID file is checked too; from the bucket, the results are
+    // checked against the manifest's range, which is all verify needs.
+    if let Some(ctx) = &run.ctx {
+        ctx.check_id_file()?;
+    }
+    let store = &run.view.store;
     let threads = a
         .threads
-        .map_or_else(|| reader_threads(&ctx.store.url()), usize::from);
-    let v = verify(&ctx.manifest, ctx.store.as_ref(), threads)?;
+        .map_or_else(|| reader_threads(&store.url()), usize::from);
+    let v = verify(&run.view.manifest, store.as_ref(), threads)?;
     if a.json {
         output::json(&v)?;
     } else {
@@ -367,12 +367,11 @@ struct LoadtestOutput {
 
 fn write_report(
     path: &std::path::Path,
-    ctx: &RunContext,
+    m: &tandem_core::manifest::Manifest,
     children: &[ChildTimes],
     failures: &[report::ChildFailure],
     outcome: Result<(), &str>,
 ) -> Result<()> {
-    let m = &ctx.manifest;
     let rows = vec![
         ("run".to_string(), m.run_id.clone()),
         ("records".to_string(), m.plan.records.to_string()),
@@ -433,7 +432,7 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
             format!("verification failed: {}", v.problems().join("; "))
         };
         let outcome = if ok { Ok(()) } else { Err(why.as_str()) };
-        write_report(path, &ctx, &children, &failures, outcome)?;
+        write_report(path, &ctx.manifest, &children, &failures, outcome)?;
     }
     let keep = a.keep || !ok;
     let t2 = Instant::now();
@@ -542,8 +541,15 @@ struct RerunOutput {
 }
 
 fn rerun(a: RerunArgs) -> Result<()> {
-    if a.on == RerunOn::Aws {
-        return crate::aws::rerun(a);
+    match a.on() {
+        RerunOn::Aws => return crate::aws::rerun(a),
+        RerunOn::Deployment => {
+            if a.target.stack.is_none() {
+                bail!("--on deployment needs --stack NAME (the deployed pipeline stack)");
+            }
+            return crate::aws::rerun_in_deployment(a);
+        }
+        RerunOn::Local => {}
     }
     let exec = check_exec(&a.exec);
     let ctx = open_run(&a.run)?;
@@ -610,16 +616,19 @@ struct ReportOutput {
 }
 
 fn report_cmd(a: ReportArgs) -> Result<()> {
-    let ctx = open_run(&a.run)?;
-    ctx.check_id_file()?;
-    let (children, failures) = report::collect(&ctx, reader_threads(&ctx.store.url()))?;
+    let run = open_view(&a.run, a.stack.as_deref())?;
+    if let Some(ctx) = &run.ctx {
+        ctx.check_id_file()?;
+    }
+    let ctx = &run.view;
+    let (children, failures) = report::collect(ctx, reader_threads(&ctx.store.url()))?;
     let why = format!("{} without a complete result", count_children(failures.len()));
     let outcome = if failures.is_empty() {
         Ok(())
     } else {
         Err(why.as_str())
     };
-    write_report(&a.output, &ctx, &children, &failures, outcome)?;
+    write_report(&a.output, &ctx.manifest, &children, &failures, outcome)?;
     let stats = report::stage_stats(&children);
     if a.json {
         output::json(&ReportOutput {

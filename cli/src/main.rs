@@ -10,6 +10,7 @@ mod commands;
 mod dr;
 mod output;
 mod progress;
+mod run;
 
 use std::process::ExitCode;
 

@@ -198,7 +198,7 @@ fn a_run_id_whose_results_already_exist_in_the_bucket_is_refused() {
     let out = tandem(b.path(), &args);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("already holds 3 result objects of a run named \"nightly\"")
+        stderr(&out).contains("run \"nightly\" already exists in the bucket (3 result objects, its manifest")
             && stderr(&out).contains("--overwrite"),
         "{}",
         stderr(&out)
@@ -575,4 +575,131 @@ fn start_runs_the_stacks_state_machine_with_the_workload() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--ids-per-node 100"), "{}", stderr(&out));
+}
+
+/// `tandem COMMAND` as an operator runs it: no volume at all (`--root` names a
+/// directory that does not exist and must still not exist afterwards).
+fn operator(dir: &std::path::Path, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    let nowhere = dir.join("no-volume");
+    all.extend(["--root", nowhere.to_str().unwrap()]);
+    let out = tandem(dir, &all);
+    assert!(!nowhere.exists(), "tandem {} made {}", args[0], nowhere.display());
+    out
+}
+
+#[test]
+#[ignore = "needs the emulator"]
+fn an_operator_watches_verifies_reports_and_reruns_from_the_stack_without_the_volume() {
+    let aws = fixtures::emulator();
+    fixtures::batch_setup(&aws, "tandem-op");
+    let bucket = fixtures::bucket(&aws, "tandem-cli-operator");
+    let url = format!("{bucket}/runs");
+    let machine = fixtures::state_machine(&aws, "tandem-op-run");
+    fixtures::stack(
+        &aws,
+        "TestOperatorStack",
+        &[
+            ("ProcureQueue", "tandem-op-queue"),
+            ("ProcessQueue", "tandem-op-queue"),
+            ("EgressQueue", "tandem-op-queue"),
+            ("JobDefinition", "tandem-op-worker"),
+            ("BucketUrl", &url),
+            ("StateMachineArn", &machine),
+            ("VolumePath", "/mnt/efs"),
+        ],
+    );
+    // The deployment's side, on its volume: a run egressed to the stack's bucket and
+    // its stages submitted (moto runs no container: loadtest did the work).
+    let deployment = tempfile::tempdir().unwrap();
+    let out = tandem(
+        deployment.path(),
+        &[
+            "loadtest",
+            "--records",
+            "1000",
+            "--bucket",
+            &url,
+            "--keep",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lt: Loadtest = serde_json::from_slice(&out.stdout).unwrap();
+    let run = lt.run_id.as_str();
+    let out = tandem(
+        deployment.path(),
+        &["submit", "--run", run, "--stack", "TestOperatorStack"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let submitted: Submitted = serde_json::from_slice(&out.stdout).unwrap();
+
+    // The operator's side: only the stack's name.
+    let op = tempfile::tempdir().unwrap();
+    let stack = ["--stack", "TestOperatorStack"];
+    let with =
+        |cmd: &[&str]| -> Vec<String> { cmd.iter().chain(stack.iter()).map(|s| s.to_string()).collect() };
+    let run_op = |cmd: &[&str]| {
+        let args = with(cmd);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        operator(op.path(), &refs)
+    };
+    let out = run_op(&["verify", "--run", run, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Verify = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.ok && v.checksum == 2_449_902_434);
+    let html = op.path().join("report.html");
+    let out = run_op(&["report", "--run", run, "-o", html.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read_to_string(&html).unwrap().contains(run));
+    // The jobs come from the record submit published in the bucket.
+    let out = run_op(&["watch", "--run", run, "--json", "--interval", "50ms"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let w: Watched = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(w.finished && w.succeeded);
+    let record: serde_json::Value = serde_json::from_slice(
+        &tandem_aws::open_store(&url)
+            .unwrap()
+            .get(&format!("{run}/batch-jobs.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record["submissions"][0]["jobs"][0]["job_id"],
+        submitted.jobs[0].job_id.as_str()
+    );
+
+    // A lost result: verify names it; the repair runs inside the deployment.
+    tandem_aws::open_store(&url)
+        .unwrap()
+        .delete(&format!("{run}/results/00003.parquet"))
+        .unwrap();
+    let out = run_op(&["verify", "--run", run, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Verify = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.missing_objects, vec![3]);
+    let out = run_op(&["rerun", "--run", run, "--no-wait", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let started: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let execution = started["execution_arn"].as_str().unwrap().to_string();
+    let sfn = aws_sdk_sfn::Client::new(aws.config());
+    let d = aws
+        .block_on(sfn.describe_execution().execution_arn(&execution).send())
+        .unwrap();
+    let input: serde_json::Value = serde_json::from_str(d.input().unwrap()).unwrap();
+    assert_eq!(input, serde_json::json!({ "rerun": run }));
+    assert!(
+        recorded(op.path(), "rerun")
+            .iter()
+            .any(|c| c.component == "tandem rerun --stack"),
+        "the rerun did not go through the state machine"
+    );
+    // A run that is in neither place is an error naming where it looked.
+    let out = run_op(&["verify", "--run", "no-such-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no-such-run") && stderr(&out).contains("tandem-cli-operator"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -833,7 +833,8 @@ fn a_run_id_whose_results_exist_in_the_bucket_is_refused_unless_overwritten() {
     let out = env.tandem(&args);
     assert_eq!(code(&out), 2);
     assert!(
-        stderr(&out).contains("already holds 25 result objects of a run named \"nightly\""),
+        stderr(&out)
+            .contains("run \"nightly\" already exists in the bucket (25 result objects, its manifest"),
         "{}",
         stderr(&out)
     );

@@ -8,7 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{RunLayout, list_runs};
+use crate::names::manifest_key;
 use crate::plan::PartitionPlan;
+use crate::store::ObjectStore;
 use crate::{Error, Result};
 
 /// The manifest format this build writes and reads.
@@ -60,32 +62,65 @@ impl Manifest {
             }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(path.display(), format!("not a tandem manifest: {e}")))?;
+        Self::parse(&bytes, &path.display().to_string(), layout.run_id())
+    }
+
+    /// Publishes the manifest in the run's bucket ([`manifest_key`]), where commands
+    /// that cannot mount the volume read it.
+    pub fn publish(&self, store: &dyn ObjectStore) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| {
+            Error::corrupt(manifest_key(&self.run_id), format!("cannot encode manifest: {e}"))
+        })?;
+        store.put(&manifest_key(&self.run_id), json.into())
+    }
+
+    /// Reads run `run_id`'s manifest from its bucket, checked as [`Manifest::load`]
+    /// checks the volume's.
+    pub fn fetch(store: &dyn ObjectStore, run_id: &str) -> Result<Self> {
+        crate::layout::check_run_id(run_id)?;
+        let key = manifest_key(run_id);
+        let bytes = store.get(&key).map_err(|e| {
+            if e.is_not_found() {
+                Error::NotFound {
+                    what: format!("run {run_id:?}"),
+                    location: format!(
+                        "{}/{key} (no run of that id was prepared with this bucket)",
+                        store.url()
+                    ),
+                }
+            } else {
+                e
+            }
+        })?;
+        Self::parse(&bytes, &format!("{}/{key}", store.url()), run_id)
+    }
+
+    /// A manifest's bytes, read from `location`, checked: its format, that it is
+    /// `run_id`'s, and that its plan is consistent.
+    fn parse(bytes: &[u8], location: &str, run_id: &str) -> Result<Self> {
+        let path = location;
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(path, format!("not a tandem manifest: {e}")))?;
         if m.format != FORMAT {
             return Err(Error::corrupt(
-                path.display(),
+                path,
                 format!(
                     "manifest format {} is not supported (this build reads {FORMAT})",
                     m.format
                 ),
             ));
         }
-        if m.run_id != layout.run_id() {
+        if m.run_id != run_id {
             return Err(Error::corrupt(
-                path.display(),
-                format!(
-                    "manifest belongs to run {:?}, not {:?}",
-                    m.run_id,
-                    layout.run_id()
-                ),
+                path,
+                format!("manifest belongs to run {:?}, not {run_id:?}", m.run_id),
             ));
         }
         let plan = PartitionPlan::new(m.plan.records, m.plan.ids_per_node)
-            .map_err(|e| Error::corrupt(path.display(), e.to_string()))?;
+            .map_err(|e| Error::corrupt(path, e.to_string()))?;
         if plan != m.plan {
             return Err(Error::corrupt(
-                path.display(),
+                path,
                 format!(
                     "array_size {} does not match records {} / ids_per_node {}",
                     m.plan.array_size, m.plan.records, m.plan.ids_per_node

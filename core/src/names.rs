@@ -135,6 +135,34 @@ pub fn results_prefix(run_id: &str) -> String {
     format!("{run_id}/results/")
 }
 
+/// The key prefix of everything a run keeps in the bucket: its results and the small
+/// records published next to them, so commands that cannot mount the volume (an
+/// operator's, through `--stack`) can read the run.
+pub fn run_prefix(run_id: &str) -> String {
+    format!("{run_id}/")
+}
+
+/// The run's manifest, published by prepare: `RUN_ID/manifest.json`.
+pub fn manifest_key(run_id: &str) -> String {
+    format!("{run_id}/manifest.json")
+}
+
+/// The full list of the run's failed children, published by watch.
+pub fn failed_list_key(run_id: &str) -> String {
+    format!("{run_id}/failed-children.json")
+}
+
+/// The run's Batch job record (its submission and every rerun's), published by
+/// submit and rerun.
+pub fn jobs_key(run_id: &str) -> String {
+    format!("{run_id}/batch-jobs.json")
+}
+
+/// A rerun's index map (`file` as [`crate::index_map::write`] names it).
+pub fn index_map_key(run_id: &str, file: &str) -> String {
+    format!("{run_id}/{file}")
+}
+
 /// The child index an object key under `results_prefix(run_id)` names, if it is one
 /// of the keys [`object_key`] makes.
 pub fn index_of_key(run_id: &str, key: &str) -> Option<u32> {

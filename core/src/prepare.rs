@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::layout::{RunLayout, check_run_id, new_run_id};
 use crate::manifest::{FORMAT, Manifest};
-use crate::names::{Stage, results_prefix};
+use crate::names::{Stage, run_prefix};
 use crate::plan::PartitionPlan;
 use crate::store::{ObjectStore, ObjectStoreExt};
 use crate::{Error, Result};
@@ -58,14 +58,26 @@ pub fn prepare(opts: &PrepareOptions, store: &dyn ObjectStore) -> Result<(RunLay
     };
     std::fs::create_dir_all(&opts.root).map_err(|e| root_error(&opts.root, e))?;
     let layout = RunLayout::new(&opts.root, &run_id)?;
-    let prefix = results_prefix(&run_id);
+    // Anything under the run's prefix (results, or the records published next to
+    // them) means another run of this id used this bucket.
+    let prefix = run_prefix(&run_id);
     let stale = store.list(&prefix)?;
     if !stale.is_empty() {
         if !opts.overwrite {
+            let results = crate::names::results_prefix(&run_id);
+            let n = stale.iter().filter(|o| o.key.starts_with(&results)).count();
+            let manifest = stale.iter().any(|o| o.key == crate::names::manifest_key(&run_id));
+            let others = stale.len() - n - usize::from(manifest);
+            let mut held = format!("{n} result objects");
+            if manifest {
+                held.push_str(", its manifest");
+            }
+            if others > 0 {
+                held.push_str(&format!(", {others} other objects"));
+            }
             return Err(Error::InvalidInput(format!(
-                "the bucket already holds {} result objects of a run named {run_id:?} ({}/{prefix}): \
+                "run {run_id:?} already exists in the bucket ({held} under {}/{prefix}): \
                  choose another --run-id, or pass --overwrite to delete them",
-                stale.len(),
                 store.url()
             )));
         }
@@ -98,10 +110,14 @@ pub fn prepare(opts: &PrepareOptions, store: &dyn ObjectStore) -> Result<(RunLay
         id_file: "ids.arrow".into(),
         bucket: store.url(),
     };
+    // The volume's manifest is written last (a run directory with one is complete);
+    // the bucket's copy after it, for the commands that cannot mount the volume.
     let result = crate::ids::write_range(&layout.ids(), opts.first_id, opts.records)
-        .and_then(|()| manifest.write(&layout));
+        .and_then(|()| manifest.write(&layout))
+        .and_then(|()| manifest.publish(store));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(layout.dir());
+        let _ = store.delete(&crate::names::manifest_key(&run_id));
         return Err(e);
     }
     Ok((layout, manifest))
@@ -125,9 +141,10 @@ pub fn remove_stage_files(layout: &RunLayout) -> Result<()> {
     Ok(())
 }
 
-/// Removes everything a run made: its directory on the volume and its results.
+/// Removes everything a run made: its directory on the volume, its results and the
+/// records published next to them.
 pub fn remove_run(layout: &RunLayout, store: &dyn ObjectStore) -> Result<()> {
-    store.delete_prefix(&results_prefix(layout.run_id()))?;
+    store.delete_prefix(&run_prefix(layout.run_id()))?;
     match std::fs::remove_dir_all(layout.dir()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::exchange::{self, StageTiming};
 use crate::executor::{Execution, Outcome};
 use crate::names::{PerStage, Stage, object_key};
-use crate::stage::RunContext;
+use crate::stage::RunView;
 
 /// The stage timings known for one child.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,52 +89,68 @@ struct ListedFailure {
 }
 
 /// Children's timings read from a run's files (the egressed object's footer, or for
-/// a child that did not get that far, its latest stage file), and the children
-/// without a complete result: the stage they stopped at and why (Batch's reason when
-/// `tandem watch` left the list of failed children next to the run).
-pub fn collect(ctx: &RunContext, threads: usize) -> crate::Result<(Vec<ChildTimes>, Vec<ChildFailure>)> {
+/// a child that did not get that far and when the volume is mounted here, its latest
+/// stage file), and the children without a complete result: the stage they stopped
+/// at and why (Batch's reason when `tandem watch` published the list of failed
+/// children, in the bucket or next to the run). A result that cannot be read (a
+/// denied or failed request) ends the report with that error, naming the object.
+pub fn collect(run: &RunView, threads: usize) -> crate::Result<(Vec<ChildTimes>, Vec<ChildFailure>)> {
     use rayon::prelude::*;
-    let run_id = ctx.layout.run_id();
-    let listed: std::collections::HashMap<(Stage, u32), String> =
-        std::fs::read(ctx.layout.dir().join("failed-children.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Vec<ListedFailure>>(&b).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|f| ((f.stage, f.index), f.reason))
-            .collect();
+    let run_id = run.manifest.run_id.as_str();
+    let listed_bytes = match run.store.get(&crate::names::failed_list_key(run_id)) {
+        Ok(b) => Some(b.to_vec()),
+        Err(e) if e.is_not_found() => run
+            .layout
+            .as_ref()
+            .and_then(|l| std::fs::read(l.dir().join("failed-children.json")).ok()),
+        Err(e) => return Err(e),
+    };
+    let listed: std::collections::HashMap<(Stage, u32), String> = listed_bytes
+        .and_then(|b| serde_json::from_slice::<Vec<ListedFailure>>(&b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| ((f.stage, f.index), f.reason))
+        .collect();
     let pool = crate::verify::reader_pool(threads)?;
-    let per_child: Vec<(Option<ChildTimes>, Option<ChildFailure>)> = pool.install(|| {
-        (0..ctx.manifest.plan.array_size)
+    type Child = (Option<ChildTimes>, Option<ChildFailure>);
+    let per_child: Vec<Child> = pool.install(|| {
+        (0..run.manifest.plan.array_size)
             .into_par_iter()
-            .map(|index| {
+            .map(|index| -> crate::Result<Child> {
                 let mine = |c: exchange::Completion| (c.run_id == run_id && c.index == index).then_some(c);
-                let object = ctx
+                let object = run
                     .store
                     .get(&object_key(run_id, index))
                     .and_then(|b| exchange::read_completion("object", &b));
                 let (found, missing) = match object {
                     Ok(c) if mine(c.clone()).is_some() => (Some(c), None),
+                    Err(e @ crate::Error::Backend { .. }) => return Err(e),
                     other => {
                         let why = match other {
                             Err(e) if e.is_not_found() => "no result object".to_string(),
                             Err(e) => format!("result object unreadable: {}", crate::error::chain(&e)),
                             Ok(_) => "the result object belongs to another run or child".to_string(),
                         };
-                        let latest = [Stage::Process, Stage::Procure].into_iter().find_map(|st| {
-                            let b = std::fs::read(ctx.layout.stage_file(st, index)).ok()?;
-                            exchange::read_completion("file", &bytes::Bytes::from(b))
-                                .ok()
-                                .and_then(mine)
+                        let latest = run.layout.as_ref().and_then(|layout| {
+                            [Stage::Process, Stage::Procure].into_iter().find_map(|st| {
+                                let b = std::fs::read(layout.stage_file(st, index)).ok()?;
+                                exchange::read_completion("file", &bytes::Bytes::from(b))
+                                    .ok()
+                                    .and_then(mine)
+                            })
                         });
                         let stopped = latest
                             .as_ref()
                             .and_then(|c| c.stage.next())
                             .unwrap_or(Stage::Procure);
-                        let reason = listed
-                            .get(&(stopped, index))
-                            .cloned()
-                            .unwrap_or_else(|| format!("{why}; no {stopped} output"));
+                        let reason =
+                            listed
+                                .get(&(stopped, index))
+                                .cloned()
+                                .unwrap_or_else(|| match &run.layout {
+                                    Some(_) => format!("{why}; no {stopped} output"),
+                                    None => why.clone(),
+                                });
                         (
                             latest,
                             Some(ChildFailure {
@@ -149,10 +165,10 @@ pub fn collect(ctx: &RunContext, threads: usize) -> crate::Result<(Vec<ChildTime
                     index,
                     history: c.history,
                 });
-                (times, missing)
+                Ok((times, missing))
             })
-            .collect()
-    });
+            .collect::<crate::Result<Vec<Child>>>()
+    })?;
     let (times, failures): (Vec<_>, Vec<_>) = per_child.into_iter().unzip();
     Ok((
         times.into_iter().flatten().collect(),

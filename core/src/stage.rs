@@ -31,6 +31,41 @@ pub struct RunContext {
     pub store: Arc<dyn ObjectStore>,
 }
 
+/// A run as the commands that read it see it: its manifest and its bucket, and the
+/// run directory when this machine mounts the volume. Verify and report need nothing
+/// else, so an operator who cannot mount the volume reads the run from its bucket
+/// (the manifest prepare published there).
+#[derive(Debug, Clone)]
+pub struct RunView {
+    /// The run's parameters.
+    pub manifest: Manifest,
+    /// Where its results are.
+    pub store: Arc<dyn ObjectStore>,
+    /// The run on the volume, when this machine has it.
+    pub layout: Option<RunLayout>,
+}
+
+impl RunView {
+    /// The view of a run opened on the volume.
+    pub fn from_context(ctx: &RunContext) -> Self {
+        Self {
+            manifest: ctx.manifest.clone(),
+            store: ctx.store.clone(),
+            layout: Some(ctx.layout.clone()),
+        }
+    }
+
+    /// Run `run_id` read from its bucket alone.
+    pub fn from_bucket(store: Arc<dyn ObjectStore>, run_id: &str) -> Result<Self> {
+        let manifest = Manifest::fetch(store.as_ref(), run_id)?;
+        Ok(Self {
+            manifest,
+            store,
+            layout: None,
+        })
+    }
+}
+
 impl RunContext {
     /// Opens run `run_id` under `root`: reads the manifest, maps the ID file and
     /// opens the bucket (`bucket` overrides the one recorded at prepare) with

@@ -279,13 +279,19 @@ export class PipelineStack extends cdk.Stack {
       vpc,
       filesystem: volume,
     });
-    // Opening the bucket checks it (HeadBucket) and that no results of the run id exist.
+    // Opening the bucket checks it (HeadBucket) and that no objects of the run id exist;
+    // the manifest and a rerun's index map are published next to the results, and a
+    // rerun reads every result to find the lost children.
     prepare.role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
+    prepare.role.addToPolicy(
+      new iam.PolicyStatement({ actions: ['s3:PutObject', 's3:GetObject'], resources: [resultsArn] }),
+    );
     const watch = new TandemFunction(this, 'Watch', {
       binary: 'watch',
       description: 'tandem watch: names the failed children of a run; stops the jobs of an abandoned execution',
       environment: {
         TANDEM_ROOT: VOLUME_PATH,
+        TANDEM_BUCKET: bucketUrl,
         TANDEM_QUEUES: STAGES.map((stage) => queueName(queues[stage])).join(','),
       },
       timeout: cdk.Duration.minutes(5),
@@ -298,6 +304,9 @@ export class PipelineStack extends cdk.Stack {
     watch.role.addToPolicy(
       new iam.PolicyStatement({ actions: ['batch:DescribeJobs', 'batch:ListJobs'], resources: ['*'] }),
     );
+    // The full list of failed children is published next to the results.
+    watch.role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
+    watch.role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [resultsArn] }));
     watch.role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['batch:TerminateJob'],

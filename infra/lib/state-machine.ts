@@ -1,6 +1,6 @@
 // The run state machine: the seed's orchestration, made correct.
 //
-//   Prepare -> CollectJobs -> one child or many?
+//   Prepare -> CollectJobs -> none (a rerun with nothing lost), one child or many?
 //     many: SubmitProcure (array of array_size) -> SubmitProcess (N_TO_N on procure)
 //           -> RunEgress (N_TO_N on process, waits for the whole egress job)
 //     one:  the same three as plain jobs, each depending on the one before
@@ -137,13 +137,15 @@ export class PipelineStateMachine extends Construct {
 
     const prepare = new InvokeFunction(this, 'Prepare', {
       comment:
-        'Writes the run (manifest and ID file) on the volume from the execution input ({records, ids_per_node, seed, first_id}, all optional); returns run_id, array_size and job names.',
+        'Writes the run (manifest and ID file) on the volume from the execution input ({records, ids_per_node, seed, first_id}, all optional), ' +
+        'or with {rerun: RUN_ID} finds that run\'s lost children and writes their index map; returns run_id, array_size, job names and index_map.',
       lambdaFunction: props.prepare,
       payloadResponseOnly: true,
       resultSelector: {
         'run_id.$': '$.run_id',
         'array_size.$': '$.array_size',
         'job_names.$': '$.job_names',
+        'index_map.$': '$.index_map',
       },
       resultPath: '$.run',
       retryOnServiceExceptions: true,
@@ -167,6 +169,8 @@ export class PipelineStateMachine extends Construct {
         payload: sfn.TaskInput.fromObject({
           run_id: sfn.JsonPath.stringAt('$.run.run_id'),
           jobs: sfn.JsonPath.objectAt('$.jobs'),
+          // A rerun's map: the watch names the original children.
+          index_map: sfn.JsonPath.stringAt('$.run.index_map'),
           terminate_unfinished: onFailure,
           ...(onFailure ? { error: sfn.JsonPath.objectAt('$.error') } : {}),
         }),
@@ -206,6 +210,8 @@ export class PipelineStateMachine extends Construct {
           environment: {
             TANDEM_RUN_ID: sfn.JsonPath.stringAt('$.run.run_id'),
             TANDEM_STAGE: stage,
+            // Empty for a run's own children; a rerun's map otherwise.
+            TANDEM_INDEX_MAP: sfn.JsonPath.stringAt('$.run.index_map'),
           },
         },
         integrationPattern: wait ? sfn.IntegrationPattern.RUN_JOB : sfn.IntegrationPattern.REQUEST_RESPONSE,
@@ -245,7 +251,13 @@ export class PipelineStateMachine extends Construct {
     const definition = prepare
       .next(collectJobs)
       .next(
-        new sfn.Choice(this, 'OneChildOrMany?', { comment: 'Batch arrays hold 2 to 10,000 children; one child runs as plain jobs.' })
+        new sfn.Choice(this, 'OneChildOrMany?', {
+          comment: 'Batch arrays hold 2 to 10,000 children; one child runs as plain jobs; a rerun with nothing lost submits nothing.',
+        })
+          .when(
+            sfn.Condition.numberEquals('$.run.array_size', 0),
+            new sfn.Succeed(this, 'NothingToRerun', { comment: 'Every child of the run is complete.' }),
+          )
           .when(sfn.Condition.numberEquals('$.run.array_size', 1), branch(false))
           .otherwise(branch(true)),
       );

@@ -13,8 +13,19 @@ describe('the run state machine', () => {
     expect(sm.States.Prepare.ResultPath).toBe('$.run');
     const choice = sm.States[sm.States.CollectJobs.Next];
     expect(choice.Type).toBe('Choice');
-    expect(choice.Choices).toEqual([{ Variable: '$.run.array_size', NumericEquals: 1, Next: 'SingleProcure' }]);
+    expect(choice.Choices).toEqual([
+      // A rerun that finds nothing lost submits nothing.
+      { Variable: '$.run.array_size', NumericEquals: 0, Next: 'NothingToRerun' },
+      { Variable: '$.run.array_size', NumericEquals: 1, Next: 'SingleProcure' },
+    ]);
+    expect(sm.States.NothingToRerun.Type).toBe('Succeed');
     expect(choice.Default).toBe('ArrayProcure');
+    // Prepare's result carries a rerun's index map (empty for a new run) to every
+    // child and to the watch, which names the original children through it.
+    expect(sm.States.Prepare.ResultSelector['index_map.$']).toBe('$.index_map');
+    for (const w of ['Watch', 'WatchFailure']) {
+      expect(sm.States[w].Parameters['index_map.$']).toBe('$.run.index_map');
+    }
     for (const s of ['SingleProcure', 'SingleProcess', 'SingleEgress']) {
       expect(sm.States[s].Parameters.ArrayProperties).toBeUndefined();
     }
@@ -37,6 +48,7 @@ describe('the run state machine', () => {
     expect(sm.States.ArrayProcure.Parameters.ContainerOverrides.Environment).toEqual([
       { Name: 'TANDEM_RUN_ID', 'Value.$': '$.run.run_id' },
       { Name: 'TANDEM_STAGE', Value: 'procure' },
+      { Name: 'TANDEM_INDEX_MAP', 'Value.$': '$.run.index_map' },
     ]);
     // Each stage goes to its own queue.
     const queues = ['ArrayProcure', 'ArrayProcess', 'ArrayEgress'].map((s) => JSON.stringify(sm.States[s].Parameters.JobQueue));

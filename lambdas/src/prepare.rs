@@ -33,10 +33,13 @@ impl Config {
 
 /// The input event (the state machine's execution input): every field optional,
 /// defaulting as the CLI does; an unknown field (a typo such as `record`) is refused
-/// rather than silently ignored.
+/// rather than silently ignored. `{"rerun": RUN_ID}` (and nothing else) is a rerun:
+/// the children of that run whose result does not verify.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrepareEvent {
+    /// Rerun this run's lost children instead of preparing a new run.
+    pub rerun: Option<String>,
     /// `N` (400,000).
     pub records: Option<u64>,
     /// `K` (40).
@@ -64,6 +67,9 @@ pub struct PrepareOutput {
     pub ids_per_node: u64,
     /// The Batch job name of each stage (valid names of at most 128 characters).
     pub job_names: JobNames,
+    /// A rerun's index map in the run directory (`TANDEM_INDEX_MAP` of its children):
+    /// array child `j` runs original child `map[j]`. Empty for a new run.
+    pub index_map: String,
 }
 
 /// The Batch job names of a run's three stages, by stage.
@@ -86,8 +92,21 @@ pub async fn handle_async(config: Config, event: PrepareEvent) -> Result<Prepare
         .map_err(|e| format!("prepare did not finish: {e}"))?
 }
 
-/// Prepares a run. Errors are messages for the Step Functions execution history.
+/// Prepares a run, or a rerun. Errors are messages for the Step Functions execution
+/// history.
 pub fn handle(config: &Config, event: PrepareEvent) -> Result<PrepareOutput, String> {
+    if let Some(run) = &event.rerun {
+        if event.records.is_some()
+            || event.ids_per_node.is_some()
+            || event.seed.is_some()
+            || event.first_id.is_some()
+        {
+            return Err(format!(
+                "a rerun of {run} takes the run's own workload: give \"rerun\" alone"
+            ));
+        }
+        return rerun(config, run);
+    }
     let opts = PrepareOptions {
         root: config.root.clone(),
         run_id: None,
@@ -106,17 +125,138 @@ pub fn handle(config: &Config, event: PrepareEvent) -> Result<PrepareOutput, Str
         total_nodes: m.plan.array_size,
         records: m.plan.records,
         ids_per_node: m.plan.ids_per_node,
-        job_names: JobNames {
-            procure: job_name(&m.run_id, Stage::Procure, ""),
-            process: job_name(&m.run_id, Stage::Process, ""),
-            egress: job_name(&m.run_id, Stage::Egress, ""),
-        },
+        job_names: JobNames::of(&m.run_id, ""),
+        index_map: String::new(),
+    })
+}
+
+impl JobNames {
+    fn of(run_id: &str, suffix: &str) -> Self {
+        Self {
+            procure: job_name(run_id, Stage::Procure, suffix),
+            process: job_name(run_id, Stage::Process, suffix),
+            egress: job_name(run_id, Stage::Egress, suffix),
+        }
+    }
+}
+
+/// Readers of the results while finding the lost children (S3 requests overlap).
+const RERUN_READERS: usize = 32;
+
+/// The rerun of run `run_id` inside the deployment: the children whose result does
+/// not verify (verify's own check of every object, and the stage files on the volume
+/// for where each resumes), as one compact array with an index map on the volume
+/// (for the workers) and in the bucket (for watch). Nothing lost: an array size of 0,
+/// which the state machine ends on.
+fn rerun(config: &Config, run_id: &str) -> Result<PrepareOutput, String> {
+    let chain = |e: tandem_core::Error| tandem_core::error::chain(&e);
+    let ctx = tandem_core::stage::RunContext::open_with(&config.root, run_id, None, &tandem_aws::open_store)
+        .map_err(chain)?;
+    ctx.check_id_file().map_err(chain)?;
+    let indices: Vec<u32> = tandem_core::executor::rerun_tasks(&ctx, RERUN_READERS)
+        .map_err(chain)?
+        .iter()
+        .map(|t| t.index)
+        .collect();
+    let m = &ctx.manifest;
+    let (suffix, index_map) = if indices.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
+        let file = tandem_core::index_map::write(&ctx.layout, &stamp, &indices).map_err(chain)?;
+        tandem_core::index_map::publish(ctx.store.as_ref(), run_id, &file, &indices).map_err(chain)?;
+        (format!("-rerun-{stamp}"), file)
+    };
+    let n = indices.len() as u32;
+    Ok(PrepareOutput {
+        run_id: m.run_id.clone(),
+        array_size: n,
+        step_fn_id: m.run_id.clone(),
+        total_nodes: n,
+        records: m.plan.records,
+        ids_per_node: m.plan.ids_per_node,
+        job_names: JobNames::of(&m.run_id, &suffix),
+        index_map,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rerun_finds_the_lost_children_and_maps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let out = handle(
+            &config,
+            PrepareEvent {
+                records: Some(100),
+                ids_per_node: Some(10),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(out.index_map, "");
+        let ctx = tandem_core::stage::RunContext::open(&config.root, &out.run_id, None).unwrap();
+        let ex = tandem_core::executor::execute(
+            &ctx,
+            &tandem_core::executor::all_tasks(10),
+            &tandem_core::executor::ExecutorConfig::new(2, 1),
+            &|_| {},
+        );
+        assert!(ex.failures().is_empty());
+        let rerun = |run: &str| {
+            handle(
+                &config,
+                PrepareEvent {
+                    rerun: Some(run.into()),
+                    ..Default::default()
+                },
+            )
+        };
+        // Nothing lost: nothing to submit.
+        let none = rerun(&out.run_id).unwrap();
+        assert_eq!((none.array_size, none.index_map.as_str()), (0, ""));
+        for i in [2, 7] {
+            ctx.store
+                .delete(&tandem_core::names::object_key(&out.run_id, i))
+                .unwrap();
+        }
+        let r = rerun(&out.run_id).unwrap();
+        assert_eq!(r.array_size, 2);
+        assert!(r.job_names.egress.contains("-egress-rerun-"), "{:?}", r.job_names);
+        // The map is on the volume for the workers and in the bucket for watch.
+        assert_eq!(
+            tandem_core::index_map::load(&ctx.layout, &r.index_map, 10).unwrap(),
+            vec![2, 7]
+        );
+        assert_eq!(
+            tandem_core::index_map::fetch(ctx.store.as_ref(), &out.run_id, &r.index_map, 10).unwrap(),
+            vec![2, 7]
+        );
+        // The rerun's children, run as Batch would, repair the run.
+        for j in 0..2 {
+            let i = tandem_core::index_map::resolve(&ctx.layout, &r.index_map, Some(j), 10).unwrap();
+            ctx.run_child(Stage::Egress, i, 1).unwrap();
+        }
+        assert!(
+            tandem_core::verify::verify(&ctx.manifest, ctx.store.as_ref(), 2)
+                .unwrap()
+                .ok
+        );
+        let err = handle(
+            &config,
+            PrepareEvent {
+                rerun: Some(out.run_id.clone()),
+                records: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.contains("\"rerun\" alone"), "{err}");
+        assert!(rerun("no-such-run").unwrap_err().contains("no-such-run"));
+    }
 
     fn config(dir: &std::path::Path) -> Config {
         Config {

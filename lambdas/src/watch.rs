@@ -14,19 +14,23 @@ use tandem_core::names::Stage;
 /// - `TANDEM_ROOT` (optional): the EFS mount in the function. With it, and a
 ///   `run_id` in the event, the full list of failed children is written next to the
 ///   run (`ROOT/RUN/failed-children.json`).
+/// - `TANDEM_BUCKET` (optional): the run's bucket: the full list is also published
+///   there (`RUN/failed-children.json`), where operators without the volume read it.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     /// The shared volume, when the function mounts it.
     pub root: Option<PathBuf>,
+    /// The bucket URL, when the function may write to it.
+    pub bucket: Option<String>,
 }
 
 impl Config {
-    /// Reads `TANDEM_ROOT`.
+    /// Reads `TANDEM_ROOT` and `TANDEM_BUCKET`.
     pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
         Self {
-            root: std::env::var_os("TANDEM_ROOT")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            root: var("TANDEM_ROOT").map(PathBuf::from),
+            bucket: var("TANDEM_BUCKET").and_then(|v| v.into_string().ok()),
         }
     }
 }
@@ -53,6 +57,10 @@ pub struct WatchEvent {
     /// Terminate the stages that have not finished.
     #[serde(default)]
     pub terminate_unfinished: bool,
+    /// A rerun's index map in the run directory: the report names the original
+    /// children, not the compact array's. Empty or absent for a run's own jobs.
+    #[serde(default)]
+    pub index_map: Option<String>,
 }
 
 /// The job ids of the event, in either shape.
@@ -148,7 +156,23 @@ pub async fn handle(client: &Client, config: &Config, event: WatchEvent) -> Resu
         tandem_core::layout::check_run_id(run).map_err(|e| tandem_core::error::chain(&e))?;
     }
     let (jobs, not_submitted) = resolve(&event)?;
-    let (mut report, failed) = if jobs.is_empty() {
+    let map = match event.index_map.as_deref().filter(|m| !m.is_empty()) {
+        Some(file) => {
+            let (Some(root), Some(run)) = (&config.root, &event.run_id) else {
+                return Err(format!(
+                    "index map {file:?}: the function needs TANDEM_ROOT and the event a run_id to read it"
+                ));
+            };
+            let layout =
+                tandem_core::layout::RunLayout::new(root, run).map_err(|e| tandem_core::error::chain(&e))?;
+            Some(
+                tandem_core::index_map::load(&layout, file, tandem_core::plan::MAX_ARRAY_SIZE)
+                    .map_err(|e| tandem_core::error::chain(&e))?,
+            )
+        }
+        None => None,
+    };
+    let (mut report, mut failed) = if jobs.is_empty() {
         (batch::summarize(true, false, Vec::new(), &[]), Vec::new())
     } else {
         let polled = batch::poll(client, &jobs)
@@ -172,12 +196,31 @@ pub async fn handle(client: &Client, config: &Config, event: WatchEvent) -> Resu
             report.succeeded = false;
         }
     }
+    if let Some(map) = &map {
+        batch::map_to_original(&mut report, &mut failed, map);
+    }
     if let (Some(root), Some(run), false) = (&config.root, &event.run_id, failed.is_empty()) {
         match batch::write_failed_list(&root.join(run), &failed) {
             Ok(path) => report.failed_list = Some(path.display().to_string()),
             Err(e) => {
                 tracing::warn!(error = %tandem_core::error::chain(&e), "could not write the failed list")
             }
+        }
+    }
+    if let (Some(url), Some(run), false) = (&config.bucket, &event.run_id, failed.is_empty()) {
+        // The S3 store blocks on its own runtime: off this one's threads.
+        let (url, run, list) = (url.clone(), run.clone(), failed.clone());
+        let published = tokio::task::spawn_blocking(move || {
+            let store = tandem_aws::open_store(&url)?;
+            batch::publish_failed_list(store.as_ref(), &run, &list)
+        })
+        .await;
+        match published {
+            Ok(Ok(location)) => report.failed_list = Some(location),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %tandem_core::error::chain(&e), "could not publish the failed list")
+            }
+            Err(e) => tracing::warn!(error = %e, "could not publish the failed list"),
         }
     }
     report.summarize_line();
@@ -244,6 +287,68 @@ mod tests {
         assert!(json.get("failed_list").is_none());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reruns_watch_names_the_original_children_and_publishes_the_list() {
+        // The rerun array's child 2 stands for original child 41 (its index map);
+        // operators without the volume read the full list in the bucket.
+        let dir = tempfile::tempdir().unwrap();
+        let layout = tandem_core::layout::RunLayout::new(&dir.path().join("efs"), "run-1").unwrap();
+        std::fs::create_dir_all(layout.dir()).unwrap();
+        let map = tandem_core::index_map::write(&layout, "S1", &[5, 17, 41]).unwrap();
+        let bucket = format!("file://{}", dir.path().join("bucket").display());
+        let config = Config {
+            root: Some(dir.path().join("efs")),
+            bucket: Some(bucket.clone()),
+        };
+        let describe = mock!(Client::describe_jobs).then_output(|| {
+            DescribeJobsOutput::builder()
+                .jobs(job("a", JobStatus::Succeeded, 3, 0))
+                .jobs(job("b", JobStatus::Succeeded, 3, 0))
+                .jobs(job("c", JobStatus::Failed, 2, 1))
+                .build()
+        });
+        let list = mock!(Client::list_jobs).then_output(|| {
+            ListJobsOutput::builder()
+                .job_summary_list(
+                    JobSummary::builder()
+                        .job_id("c:2")
+                        .job_name("c")
+                        .status(JobStatus::Failed)
+                        .status_reason("Essential container in task exited")
+                        .array_properties(ArrayPropertiesSummary::builder().index(2).build())
+                        .build(),
+                )
+                .build()
+        });
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe, &list], |c| c
+            .interceptor(calls.recorder(tandem_aws::calls::resolve::batch)));
+        let event: WatchEvent = serde_json::from_value(serde_json::json!({
+            "jobs": ["a", "b", "c"], "run_id": "run-1", "index_map": map
+        }))
+        .unwrap();
+        let out = handle(&client, &config, event).await.unwrap();
+        assert_eq!(out.failed_indices.0, [vec![], vec![], vec![41]]);
+        assert!(out.summary.contains("41"), "{}", out.summary);
+        let store = tandem_core::store::open(&bucket).unwrap();
+        let listed: Vec<tandem_aws::batch::FailedChild> =
+            serde_json::from_slice(&store.get("run-1/failed-children.json").unwrap()).unwrap();
+        assert_eq!(listed.iter().map(|f| f.index).collect::<Vec<_>>(), [41]);
+        assert!(
+            out.failed_list
+                .as_deref()
+                .unwrap()
+                .ends_with("run-1/failed-children.json")
+        );
+        // A map that is not there is an error, never a report in the array's numbers.
+        let event: WatchEvent = serde_json::from_value(serde_json::json!({
+            "jobs": ["a", "b", "c"], "run_id": "run-1", "index_map": "index-map-gone.json"
+        }))
+        .unwrap();
+        let err = handle(&client, &config, event).await.unwrap_err();
+        assert!(err.contains("index-map-gone.json"), "{err}");
+    }
+
     #[tokio::test]
     async fn ten_thousand_failed_children_per_stage_stay_under_the_state_limit() {
         // A bad image: 10,000 procure children fail, and their 20,000 dependents
@@ -286,6 +391,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("run-1")).unwrap();
         let config = Config {
             root: Some(dir.path().to_path_buf()),
+            bucket: None,
         };
         let event: WatchEvent =
             serde_json::from_str(r#"{"jobs": ["a", "b", "c"], "run_id": "run-1"}"#).unwrap();
@@ -455,6 +561,7 @@ mod tests {
                 run_id: None,
                 error: None,
                 terminate_unfinished: false,
+                index_map: None,
             },
         )
         .await
