@@ -45,13 +45,13 @@ fn backend(op: &'static str, location: impl Into<String>, message: String) -> Er
 #[derive(Debug, Clone)]
 pub struct SubmitSpec {
     /// The run (from its manifest).
-    pub run_id: String,
+    pub run_id: tandem_core::layout::RunId,
     /// Children per stage (1 is submitted as a plain job).
     pub array_size: u32,
-    /// Job queue per stage (procure, process, egress).
-    pub queues: [String; 3],
+    /// Job queue per stage.
+    pub queues: PerStage<String>,
     /// Job definition per stage; its container runs `tandem worker`.
-    pub job_definitions: [String; 3],
+    pub job_definitions: PerStage<String>,
     /// The shared volume as mounted in the containers (`TANDEM_ROOT`).
     pub root: String,
     /// The bucket URL egress writes to (`TANDEM_BUCKET`).
@@ -94,10 +94,9 @@ pub fn check_spec(spec: &SubmitSpec) -> Result<()> {
         )));
     }
     for (what, values) in [("queue", &spec.queues), ("job definition", &spec.job_definitions)] {
-        if let Some(i) = values.iter().position(|v| v.trim().is_empty()) {
+        if let Some((stage, _)) = values.iter().find(|(_, v)| v.trim().is_empty()) {
             return Err(Error::InvalidInput(format!(
-                "the {what} for stage {} is empty",
-                Stage::ALL[i]
+                "the {what} for stage {stage} is empty"
             )));
         }
     }
@@ -151,7 +150,7 @@ pub async fn submit(client: &Client, spec: &SubmitSpec) -> Result<Vec<SubmittedS
         let p = stage.position();
         let name = job_name(&spec.run_id, stage, &spec.name_suffix);
         let mut env = vec![
-            ("TANDEM_RUN_ID".to_string(), spec.run_id.clone()),
+            ("TANDEM_RUN_ID".to_string(), spec.run_id.to_string()),
             ("TANDEM_ROOT".to_string(), spec.root.clone()),
             ("TANDEM_BUCKET".to_string(), spec.bucket.clone()),
             ("TANDEM_STAGE".to_string(), stage.name().to_string()),
@@ -167,8 +166,8 @@ pub async fn submit(client: &Client, spec: &SubmitSpec) -> Result<Vec<SubmittedS
         let mut req = client
             .submit_job()
             .job_name(&name)
-            .job_queue(&spec.queues[p])
-            .job_definition(&spec.job_definitions[p])
+            .job_queue(&spec.queues[stage])
+            .job_definition(&spec.job_definitions[stage])
             .container_overrides(overrides);
         if spec.array_size > 1 {
             req = req.array_properties(ArrayProperties::builder().size(spec.array_size as i32).build());
@@ -183,7 +182,7 @@ pub async fn submit(client: &Client, spec: &SubmitSpec) -> Result<Vec<SubmittedS
         if let Some(s) = &strategies {
             req = req.retry_strategy(s[p].clone());
         }
-        let result = submit_once(client, req, &name, &spec.queues[p])
+        let result = submit_once(client, req, &name, &spec.queues[stage])
             .await
             .map(|job_id| SubmittedStage {
                 stage,
@@ -200,7 +199,7 @@ pub async fn submit(client: &Client, spec: &SubmitSpec) -> Result<Vec<SubmittedS
                     "submit",
                     format!(
                         "stage {stage} (queue {}, job definition {})",
-                        spec.queues[p], spec.job_definitions[p]
+                        spec.queues[stage], spec.job_definitions[stage]
                     ),
                     format!("{message}{cleanup}"),
                 ));
@@ -322,7 +321,7 @@ async fn find_created(
 /// definition's whole.
 async fn retry_strategies(client: &Client, spec: &SubmitSpec, attempts: u32) -> Result<Vec<RetryStrategy>> {
     let mut out = Vec::with_capacity(3);
-    for (p, definition) in spec.job_definitions.iter().enumerate() {
+    for (stage, definition) in spec.job_definitions.iter() {
         let found = client
             .describe_job_definitions()
             .job_definitions(definition)
@@ -345,7 +344,7 @@ async fn retry_strategies(client: &Client, spec: &SubmitSpec, attempts: u32) -> 
             .ok_or_else(|| {
                 backend(
                     "read the retry rules of",
-                    format!("job definition {definition} (stage {})", Stage::ALL[p]),
+                    format!("job definition {definition} (stage {stage})"),
                     "no active job definition of that name or ARN".into(),
                 )
             })?;
@@ -457,6 +456,66 @@ impl FoundJobs {
     }
 }
 
+/// A Batch job's status, as DescribeJobs and ListJobs report it: typed, so "done"
+/// is decided in one place, and serialized as Batch spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    Submitted,
+    Pending,
+    Runnable,
+    Starting,
+    Running,
+    Succeeded,
+    Failed,
+    /// A status this build does not know (a newer API), or none given.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl JobState {
+    /// SUCCEEDED or FAILED: the job will not change again.
+    pub fn is_done(&self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed)
+    }
+
+    /// As Batch spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobState::Submitted => "SUBMITTED",
+            JobState::Pending => "PENDING",
+            JobState::Runnable => "RUNNABLE",
+            JobState::Starting => "STARTING",
+            JobState::Running => "RUNNING",
+            JobState::Succeeded => "SUCCEEDED",
+            JobState::Failed => "FAILED",
+            JobState::Other(s) => s,
+        }
+    }
+}
+
+impl From<Option<&JobStatus>> for JobState {
+    fn from(s: Option<&JobStatus>) -> Self {
+        match s {
+            Some(JobStatus::Submitted) => JobState::Submitted,
+            Some(JobStatus::Pending) => JobState::Pending,
+            Some(JobStatus::Runnable) => JobState::Runnable,
+            Some(JobStatus::Starting) => JobState::Starting,
+            Some(JobStatus::Running) => JobState::Running,
+            Some(JobStatus::Succeeded) => JobState::Succeeded,
+            Some(JobStatus::Failed) => JobState::Failed,
+            Some(other) => JobState::Other(other.as_str().to_string()),
+            None => JobState::Other("UNKNOWN".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One job of a run, found by its name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunJob {
@@ -467,7 +526,7 @@ pub struct RunJob {
     /// Its name: the run's, or a rerun's (with a suffix).
     pub job_name: String,
     /// SUBMITTED .. SUCCEEDED, FAILED.
-    pub status: String,
+    pub status: JobState,
     /// When it was created (ms since the epoch).
     pub created_at: i64,
 }
@@ -475,7 +534,7 @@ pub struct RunJob {
 impl RunJob {
     /// SUCCEEDED or FAILED.
     pub fn finished(&self) -> bool {
-        self.status == "SUCCEEDED" || self.status == "FAILED"
+        self.status.is_done()
     }
 }
 
@@ -518,7 +577,7 @@ pub async fn jobs_of_run(client: &Client, queues: &PerStage<String>, run_id: &st
                         stage,
                         job_id: id.to_string(),
                         job_name: name.to_string(),
-                        status: j.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                        status: JobState::from(j.status()),
                         created_at: j.created_at().unwrap_or(0),
                     });
                 }
@@ -569,7 +628,7 @@ pub struct StageStatus {
     /// Batch job id.
     pub job_id: String,
     /// The job's status (SUBMITTED .. SUCCEEDED, FAILED).
-    pub status: String,
+    pub status: JobState,
     /// Children per status, from the array status summary (a plain job counts as one).
     pub counts: BTreeMap<String, i32>,
     /// Batch's reason, when it gives one.
@@ -578,7 +637,7 @@ pub struct StageStatus {
 
 impl StageStatus {
     fn is_done(&self) -> bool {
-        self.status == "SUCCEEDED" || self.status == "FAILED"
+        self.status.is_done()
     }
 }
 
@@ -917,17 +976,14 @@ pub async fn terminate_unfinished(client: &Client, report: &WatchReport, reason:
 }
 
 fn stage_status(stage: Stage, job: &JobDetail) -> StageStatus {
-    let status = job
-        .status()
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|| "UNKNOWN".into());
+    let status = JobState::from(job.status());
     let counts: BTreeMap<String, i32> = match job.array_properties().and_then(|a| a.status_summary()) {
         Some(summary) => summary
             .iter()
             .filter(|(_, n)| **n > 0)
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
-        None => BTreeMap::from([(status.clone(), 1)]),
+        None => BTreeMap::from([(status.as_str().to_string(), 1)]),
     };
     StageStatus {
         stage,
@@ -963,7 +1019,7 @@ pub async fn poll(client: &Client, jobs: &[(Stage, String)]) -> Result<Poll> {
     }
     let mut failed = Vec::new();
     for (st, is_array, job) in &stages {
-        if st.status != "FAILED" && !st.counts.contains_key("FAILED") {
+        if st.status != JobState::Failed && !st.counts.contains_key("FAILED") {
             continue;
         }
         if !is_array {
@@ -980,7 +1036,8 @@ pub async fn poll(client: &Client, jobs: &[(Stage, String)]) -> Result<Poll> {
         failed.extend(failed_children(client, st.stage, &st.job_id).await?);
     }
     let finished = stages.iter().all(|(s, _, _)| s.is_done());
-    let succeeded = finished && stages.iter().all(|(s, _, _)| s.status == "SUCCEEDED") && failed.is_empty();
+    let succeeded =
+        finished && stages.iter().all(|(s, _, _)| s.status == JobState::Succeeded) && failed.is_empty();
     failed.sort_by_key(|f| (f.stage, f.index));
     failed.dedup_by_key(|f| (f.stage, f.index));
     let report = summarize(
@@ -1148,10 +1205,10 @@ mod tests {
 
     fn spec(array_size: u32, queues: [&str; 3]) -> SubmitSpec {
         SubmitSpec {
-            run_id: "r".into(),
+            run_id: "r".parse().unwrap(),
             array_size,
-            queues: queues.map(String::from),
-            job_definitions: ["d", "d", "d"].map(String::from),
+            queues: PerStage(queues.map(String::from)),
+            job_definitions: PerStage::splat("d".to_string()),
             root: "/mnt".into(),
             bucket: "s3://b".into(),
             attempts: None,

@@ -44,13 +44,74 @@ pub async fn start(
     Ok(out.execution_arn().to_string())
 }
 
+/// A Step Functions execution's status: typed, so "ended" and "succeeded" are decided
+/// in one place, and serialized as Step Functions spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionState {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+    PendingRedrive,
+    /// A status this build does not know.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl ExecutionState {
+    /// As Step Functions spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ExecutionState::Running => "RUNNING",
+            ExecutionState::Succeeded => "SUCCEEDED",
+            ExecutionState::Failed => "FAILED",
+            ExecutionState::TimedOut => "TIMED_OUT",
+            ExecutionState::Aborted => "ABORTED",
+            ExecutionState::PendingRedrive => "PENDING_REDRIVE",
+            ExecutionState::Other(s) => s,
+        }
+    }
+
+    /// The execution ended without its own wind-down running to the end: stopped by
+    /// hand, timed out, or failed.
+    pub fn abandoned(&self) -> bool {
+        matches!(
+            self,
+            ExecutionState::Aborted | ExecutionState::TimedOut | ExecutionState::Failed
+        )
+    }
+}
+
+impl From<&aws_sdk_sfn::types::ExecutionStatus> for ExecutionState {
+    fn from(s: &aws_sdk_sfn::types::ExecutionStatus) -> Self {
+        use aws_sdk_sfn::types::ExecutionStatus as S;
+        match s {
+            S::Running => ExecutionState::Running,
+            S::Succeeded => ExecutionState::Succeeded,
+            S::Failed => ExecutionState::Failed,
+            S::TimedOut => ExecutionState::TimedOut,
+            S::Aborted => ExecutionState::Aborted,
+            S::PendingRedrive => ExecutionState::PendingRedrive,
+            other => ExecutionState::Other(other.as_str().to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ExecutionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One look at an execution.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecutionReport {
     /// The execution.
     pub execution_arn: String,
     /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE.
-    pub status: String,
+    pub status: ExecutionState,
     /// The state it is in (while running) or ended in.
     pub current_state: Option<String>,
     /// The run the prepare step created, once it has.
@@ -66,12 +127,15 @@ pub struct ExecutionReport {
 impl ExecutionReport {
     /// The execution has ended.
     pub fn finished(&self) -> bool {
-        !matches!(self.status.as_str(), "RUNNING" | "PENDING_REDRIVE")
+        !matches!(
+            self.status,
+            ExecutionState::Running | ExecutionState::PendingRedrive
+        )
     }
 
     /// The execution ended in SUCCEEDED.
     pub fn succeeded(&self) -> bool {
-        self.status == "SUCCEEDED"
+        self.status == ExecutionState::Succeeded
     }
 }
 
@@ -132,7 +196,7 @@ pub async fn describe(client: &Client, execution_arn: &str) -> Result<ExecutionR
     }
     Ok(ExecutionReport {
         execution_arn: execution_arn.to_string(),
-        status: d.status().as_str().to_string(),
+        status: ExecutionState::from(d.status()),
         current_state,
         run_id,
         output,
@@ -194,7 +258,7 @@ pub async fn follow(
     mut on_change: impl FnMut(&ExecutionReport),
 ) -> Result<std::result::Result<ExecutionReport, ExecutionReport>> {
     let mut interval = options.interval;
-    let mut last: Option<(String, Option<String>)> = None;
+    let mut last: Option<(ExecutionState, Option<String>)> = None;
     let mut last_change = Instant::now();
     loop {
         let r = describe(client, execution_arn).await?;
@@ -366,7 +430,7 @@ mod tests {
         .await
         .unwrap()
         .unwrap_err();
-        assert_eq!(last.status, "RUNNING");
+        assert_eq!(last.status, ExecutionState::Running);
         assert!(d.num_calls() >= 3);
     }
 }

@@ -7,7 +7,7 @@
 use tandem_aws::fixtures::{batch_setup, bucket};
 use tandem_aws::{Aws, batch, open_store, s3};
 use tandem_core::executor::{self, ExecutorConfig};
-use tandem_core::names::Stage;
+use tandem_core::names::{PerStage, Stage};
 use tandem_core::prepare::{PrepareOptions, prepare};
 use tandem_core::stage::RunContext;
 use tandem_core::store::{ObjectStore, suite};
@@ -97,10 +97,10 @@ fn a_missing_bucket_is_named_and_nothing_is_written() {
 
 fn spec(name: &str, array_size: u32) -> batch::SubmitSpec {
     batch::SubmitSpec {
-        run_id: "20261128T000000Z-abc123".into(),
+        run_id: "20261128T000000Z-abc123".parse().unwrap(),
         array_size,
-        queues: [0, 1, 2].map(|_| format!("{name}-queue")),
-        job_definitions: [0, 1, 2].map(|_| format!("{name}-worker")),
+        queues: PerStage::splat(format!("{name}-queue")),
+        job_definitions: PerStage::splat(format!("{name}-worker")),
         root: "/mnt/efs".into(),
         bucket: "s3://results/x".into(),
         attempts: Some(3),
@@ -202,7 +202,7 @@ fn submitting_to_a_missing_queue_fails_and_names_it() {
     let aws = aws();
     let client = batch_setup(&aws, "tandem-missing");
     let mut s = spec("tandem-missing", 5);
-    s.queues[1] = "no-such-queue".into();
+    s.queues[Stage::Process] = "no-such-queue".into();
     let err = aws.block_on(batch::submit(&client, &s)).unwrap_err().to_string();
     assert!(err.contains("no-such-queue") && err.contains("process"), "{err}");
     assert!(err.contains("terminated"), "{err}");

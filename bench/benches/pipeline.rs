@@ -120,7 +120,7 @@ fn stages(c: &mut Criterion) {
         );
         let manifest = Manifest {
             format: tandem_core::manifest::FORMAT,
-            run_id: "20261128T000000Z-bench0".into(),
+            run_id: "20261128T000000Z-bench0".parse().unwrap(),
             created_at: "2026-11-28T00:00:00Z".into(),
             first_id: 1,
             seed: DEFAULT_SEED,

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use tandem_core::layout::RunId;
 use tandem_core::names::{PerStage, Stage};
+use tandem_core::workload;
 
 /// tandem: array pipelines with AWS Batch semantics, on one machine or on AWS.
 ///
@@ -180,20 +182,20 @@ pub struct Location {
 #[derive(Debug, Clone, Args)]
 pub struct WorkloadArgs {
     /// How many IDs the run processes (N).
-    #[arg(long, default_value_t = 400_000, value_name = "N")]
+    #[arg(long, default_value_t = workload::DEFAULT_RECORDS, value_name = "N")]
     pub records: u64,
     /// First ID of the range.
-    #[arg(long, default_value_t = 1, value_name = "ID")]
+    #[arg(long, default_value_t = workload::DEFAULT_FIRST_ID, value_name = "ID")]
     pub first_id: u64,
     /// The most IDs one array child handles (K); the array size is ceil(N / K).
-    #[arg(long, default_value_t = 40, value_name = "K")]
+    #[arg(long, default_value_t = workload::DEFAULT_IDS_PER_NODE, value_name = "K")]
     pub ids_per_node: u64,
     /// Workload seed.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = workload::DEFAULT_SEED)]
     pub seed: u64,
     /// Use this run id instead of a generated one.
     #[arg(long, value_name = "RUN_ID")]
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// Where egress puts results: file://DIR or s3://BUCKET[/PREFIX] (default:
     /// file://tandem-data/bucket).
     #[arg(long, env = "TANDEM_BUCKET", value_name = "URL")]
@@ -202,6 +204,18 @@ pub struct WorkloadArgs {
     /// and its results in the bucket (without it, either is refused).
     #[arg(long)]
     pub overwrite: bool,
+}
+
+impl WorkloadArgs {
+    /// The workload these flags ask for.
+    pub fn input(&self) -> workload::WorkloadInput {
+        workload::WorkloadInput {
+            records: Some(self.records),
+            ids_per_node: Some(self.ids_per_node),
+            seed: Some(self.seed),
+            first_id: Some(self.first_id),
+        }
+    }
 }
 
 /// How the local executor runs children.
@@ -249,6 +263,23 @@ fn parse_stage_caps(s: &str) -> Result<PerStage<usize>, String> {
         .ok_or_else(bad)?;
     let caps: [usize; 3] = caps.try_into().map_err(|_| bad())?;
     Ok(PerStage(caps))
+}
+
+/// One name for all three stages, or three as procure,process,egress.
+fn parse_one_or_three(s: &str) -> Result<PerStage<String>, String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    match parts.as_slice() {
+        [one] if !one.is_empty() => Ok(PerStage::splat(one.to_string())),
+        _ => parse_three(s).map_err(|_| {
+            format!("{s:?} is not valid: give one name for all stages or three as procure,process,egress")
+        }),
+    }
+}
+
+/// Exactly three values, as procure,process,egress.
+fn parse_three(s: &str) -> Result<PerStage<String>, String> {
+    PerStage::parse_three(s)
+        .ok_or_else(|| format!("{s:?} is not valid: give the three as procure,process,egress"))
 }
 
 /// `STAGE:INDEX` or `STAGE:INDEX:N`.
@@ -312,7 +343,7 @@ pub struct WorkerArgs {
     pub stage: Stage,
     /// The run.
     #[arg(long = "run", env = "TANDEM_RUN_ID", value_name = "RUN_ID")]
-    pub run_id: String,
+    pub run_id: RunId,
     /// The child's array index (Batch sets AWS_BATCH_JOB_ARRAY_INDEX; a run of one
     /// child, submitted as a plain job, defaults to 0).
     #[arg(long, env = "AWS_BATCH_JOB_ARRAY_INDEX", value_name = "I")]
@@ -362,7 +393,7 @@ pub struct RunArgs {
     pub location: Location,
     /// The run.
     #[arg(long = "run", env = "TANDEM_RUN_ID", value_name = "RUN_ID")]
-    pub run_id: String,
+    pub run_id: RunId,
     /// Override the bucket recorded at prepare.
     #[arg(long, env = "TANDEM_BUCKET", value_name = "URL")]
     pub bucket: Option<String>,
@@ -436,16 +467,17 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
 pub struct BatchTargetArgs {
     /// Job queue(s): one for all stages, or three as procure,process,egress
     /// (default: the --stack's).
-    #[arg(long = "queue", env = "TANDEM_QUEUES", value_name = "Q[,Q2,Q3]")]
-    pub queues: Option<String>,
+    #[arg(long = "queue", env = "TANDEM_QUEUES", value_name = "Q[,Q2,Q3]", value_parser = parse_one_or_three)]
+    pub queues: Option<PerStage<String>>,
     /// Job definition(s) whose container runs `tandem worker`: one, or three
     /// (default: the --stack's).
     #[arg(
         long = "job-definition",
         env = "TANDEM_JOB_DEFINITIONS",
-        value_name = "D[,D2,D3]"
+        value_name = "D[,D2,D3]",
+        value_parser = parse_one_or_three
     )]
-    pub job_definitions: Option<String>,
+    pub job_definitions: Option<PerStage<String>>,
     /// The deployed pipeline stack whose queues, job definition and volume path to
     /// use (CloudFormation outputs); explicit flags win.
     #[arg(long, env = "TANDEM_STACK", value_name = "NAME")]
@@ -475,12 +507,14 @@ pub struct WatchArgs {
         value_name = "ID1,ID2,ID3",
         conflicts_with = "run_id",
         required_unless_present = "run_id"
+    ,
+        value_parser = parse_three
     )]
-    pub jobs: Option<String>,
+    pub jobs: Option<PerStage<String>>,
     /// Watch the jobs `tandem submit` recorded for this run (or, with --stack, the
     /// jobs the state machine submitted for it, found by name in the stack's queues).
     #[arg(long = "run", value_name = "RUN_ID")]
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// The deployed pipeline stack whose queues to look in for --run.
     #[arg(long, env = "TANDEM_STACK", value_name = "NAME")]
     pub stack: Option<String>,
@@ -537,16 +571,16 @@ pub struct StartArgs {
     /// The state machine to start, instead of the --stack's.
     #[arg(long, value_name = "ARN", conflicts_with = "stack")]
     pub state_machine: Option<String>,
-    /// How many IDs the run processes (default: the state machine's prepare default, 400000).
+    /// How many IDs the run processes (default: the prepare step's, 400000).
     #[arg(long, value_name = "N")]
     pub records: Option<u64>,
-    /// The most IDs one array child handles.
+    /// The most IDs one array child handles (default 40).
     #[arg(long, value_name = "K")]
     pub ids_per_node: Option<u64>,
-    /// Workload seed.
+    /// Workload seed (default 42).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// First ID of the range.
+    /// First ID of the range (default 1).
     #[arg(long, value_name = "ID")]
     pub first_id: Option<u64>,
     /// The execution's name (default: generated by Step Functions).

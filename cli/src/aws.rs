@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tandem_aws::Aws;
 use tandem_aws::batch::{self, SubmitSpec, SubmittedStage, WatchOptions, WatchReport};
-use tandem_core::names::{Stage, jobs_key};
+use tandem_core::layout::RunId;
+use tandem_core::names::{PerStage, Stage, jobs_key};
 use tandem_core::stage::RunContext;
 use tandem_core::store::ObjectStore;
 
@@ -31,14 +32,14 @@ struct Submission {
 /// rerun never hides the original's jobs. `watch --run` follows the newest.
 #[derive(Debug, Serialize, Deserialize)]
 struct JobRecord {
-    run_id: String,
+    run_id: RunId,
     submissions: Vec<Submission>,
 }
 
 /// A record as submit wrote it before reruns were kept: one submission.
 #[derive(Deserialize)]
 struct SingleRecord {
-    run_id: String,
+    run_id: RunId,
     array_size: u32,
     jobs: Vec<SubmittedStage>,
 }
@@ -62,7 +63,7 @@ impl JobRecord {
 
     /// Run `run_id`'s record: on the volume under `root` when it is there, else in
     /// `store`; `None` when neither has one.
-    fn load(root: Option<&Path>, store: Option<&dyn ObjectStore>, run_id: &str) -> Result<Option<Self>> {
+    fn load(root: Option<&Path>, store: Option<&dyn ObjectStore>, run_id: &RunId) -> Result<Option<Self>> {
         if let Some(path) = root.map(|r| record_path(r, run_id)) {
             match std::fs::read(&path) {
                 Ok(b) => return Self::parse(&b, &path.display().to_string()).map(Some),
@@ -97,7 +98,7 @@ impl JobRecord {
 /// What submit prints.
 #[derive(Debug, Serialize)]
 struct SubmitOutput {
-    run_id: String,
+    run_id: RunId,
     array_size: u32,
     jobs: Vec<SubmittedStage>,
 }
@@ -106,72 +107,40 @@ fn record_path(root: &Path, run_id: &str) -> PathBuf {
     root.join(run_id).join("batch-jobs.json")
 }
 
-/// One value for all three stages, or exactly three.
-fn three(flag: &str, value: &str) -> Result<[String; 3]> {
-    let parts: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
-    match parts.as_slice() {
-        [one] if !one.is_empty() => Ok([one.clone(), one.clone(), one.clone()]),
-        [a, b, c] if ![a, b, c].iter().any(|s| s.is_empty()) => Ok([a.clone(), b.clone(), c.clone()]),
-        _ => bail!(
-            "{flag} {value:?} is not valid: give one name for all stages or three as procure,process,egress"
-        ),
-    }
-}
-
 /// Where a run's jobs go: a queue and a job definition per stage, and the shared
 /// volume's path inside the containers.
 struct BatchTarget {
-    queues: [String; 3],
-    job_definitions: [String; 3],
+    queues: PerStage<String>,
+    job_definitions: PerStage<String>,
     container_root: Option<String>,
 }
 
-/// Checks the flags before any AWS call, then connects and resolves the target.
+/// Connects and resolves the target (the flags were parsed and checked by clap).
 fn connect(a: &BatchTargetArgs) -> Result<(Aws, BatchTarget)> {
-    let queues = a.queues.as_deref();
-    let job_definitions = a.job_definitions.as_deref();
-    if let Some(q) = queues {
-        three("--queue", q)?;
-    }
-    if let Some(d) = job_definitions {
-        three("--job-definition", d)?;
-    }
     let aws = Aws::from_env()?;
-    let target = batch_target(
-        &aws,
-        queues,
-        job_definitions,
-        a.stack.as_deref(),
-        a.container_root.as_deref(),
-    )?;
+    let target = batch_target(&aws, a)?;
     Ok((aws, target))
 }
 
 /// Queues and job definitions from the flags, or from the stack's outputs for those
 /// not given; the container root from the flag, the stack, or (the caller's default)
 /// the local root.
-fn batch_target(
-    aws: &Aws,
-    queues: Option<&str>,
-    job_definitions: Option<&str>,
-    stack: Option<&str>,
-    container_root: Option<&str>,
-) -> Result<BatchTarget> {
-    let outputs = stack.map(|name| pipeline_stack(aws, name)).transpose()?;
-    let queues = match (queues, &outputs) {
-        (Some(q), _) => three("--queue", q)?,
-        (None, Some(o)) => o.queues.0.clone(),
+fn batch_target(aws: &Aws, a: &BatchTargetArgs) -> Result<BatchTarget> {
+    let outputs = a
+        .stack
+        .as_deref()
+        .map(|name| pipeline_stack(aws, name))
+        .transpose()?;
+    let queues = match (&a.queues, &outputs) {
+        (Some(q), _) => q.clone(),
+        (None, Some(o)) => o.queues.clone(),
         (None, None) => {
             bail!("no job queues: give --queue Q[,Q2,Q3] or --stack NAME (the deployed pipeline stack)")
         }
     };
-    let job_definitions = match (job_definitions, &outputs) {
-        (Some(d), _) => three("--job-definition", d)?,
-        (None, Some(o)) => [
-            o.job_definition.clone(),
-            o.job_definition.clone(),
-            o.job_definition.clone(),
-        ],
+    let job_definitions = match (&a.job_definitions, &outputs) {
+        (Some(d), _) => d.clone(),
+        (None, Some(o)) => PerStage::splat(o.job_definition.clone()),
         (None, None) => bail!(
             "no job definition: give --job-definition D[,D2,D3] or --stack NAME (the deployed pipeline stack)"
         ),
@@ -179,8 +148,9 @@ fn batch_target(
     Ok(BatchTarget {
         queues,
         job_definitions,
-        container_root: container_root
-            .map(str::to_string)
+        container_root: a
+            .container_root
+            .clone()
             .or_else(|| outputs.map(|o| o.volume_path)),
     })
 }
@@ -257,7 +227,7 @@ fn submit_spec(
 
 #[derive(Serialize)]
 struct RerunOnAws {
-    run_id: String,
+    run_id: RunId,
     /// Original indices being rerun (entry j is array child j).
     indices: Vec<u32>,
     /// The index map file in the run directory (TANDEM_INDEX_MAP).
@@ -309,7 +279,6 @@ pub fn rerun(a: RerunArgs) -> Result<()> {
 /// lost children with verify's check of every object and submits one compact array
 /// per stage over them; the operator needs no volume.
 pub fn rerun_in_deployment(a: RerunArgs) -> Result<()> {
-    tandem_core::layout::check_run_id(&a.run.run_id)?;
     let aws = Aws::from_env()?;
     let name = a.target.stack.as_deref().unwrap_or_default();
     let arn = pipeline_stack(&aws, name)?.state_machine_arn;
@@ -337,7 +306,12 @@ fn status_line(r: &WatchReport) -> String {
                 .iter()
                 .map(|(k, v)| format!("{} {v}", k.to_lowercase()))
                 .collect();
-            format!("{}: {} ({})", s.stage, s.status.to_lowercase(), counts.join(", "))
+            format!(
+                "{}: {} ({})",
+                s.stage,
+                s.status.as_str().to_lowercase(),
+                counts.join(", ")
+            )
         })
         .collect::<Vec<_>>()
         .join(" | ")
@@ -354,7 +328,7 @@ struct Watched {
 /// Where a run's records are: the volume (when this machine has the run) and the
 /// bucket (when known: the stack's, or the one the run's manifest names).
 struct RunRecords {
-    run_id: String,
+    run_id: RunId,
     root: Option<PathBuf>,
     store: Option<std::sync::Arc<dyn ObjectStore>>,
 }
@@ -362,7 +336,7 @@ struct RunRecords {
 impl RunRecords {
     fn index_map(&self, file: &str, array_size: u32) -> Result<Vec<u32>> {
         if let Some(root) = &self.root {
-            let layout = tandem_core::layout::RunLayout::new(root, &self.run_id)?;
+            let layout = tandem_core::layout::RunLayout::new(root, &self.run_id);
             return Ok(tandem_core::index_map::load(&layout, file, array_size)?);
         }
         match &self.store {
@@ -385,15 +359,8 @@ impl RunRecords {
 /// record), its jobs found by name in the stack's queues.
 fn watched(aws: &Aws, a: &WatchArgs) -> Result<Watched> {
     let run = match (&a.jobs, &a.run_id) {
-        (Some(raw), _) => {
-            let ids: Vec<&str> = raw.split(',').map(str::trim).collect();
-            if ids.len() != 3 || ids.iter().any(|i| i.is_empty()) {
-                bail!("--jobs {raw:?} is not valid: give the three job ids as procure,process,egress");
-            }
-            let jobs = Stage::ALL
-                .into_iter()
-                .zip(ids.into_iter().map(String::from))
-                .collect();
+        (Some(ids), _) => {
+            let jobs = ids.iter().map(|(stage, id)| (stage, id.clone())).collect();
             return Ok(Watched {
                 jobs,
                 map: None,
@@ -403,9 +370,8 @@ fn watched(aws: &Aws, a: &WatchArgs) -> Result<Watched> {
         (None, Some(run)) => run,
         (None, None) => bail!("give --jobs ID1,ID2,ID3 or --run RUN_ID"),
     };
-    tandem_core::layout::check_run_id(run)?;
     let stack = a.stack.as_deref().map(|s| pipeline_stack(aws, s)).transpose()?;
-    let layout = tandem_core::layout::RunLayout::new(&a.location.root, run)?;
+    let layout = tandem_core::layout::RunLayout::new(&a.location.root, run);
     let on_volume = layout.manifest().is_file();
     let bucket = match (&stack, on_volume) {
         (Some(o), _) => Some(o.bucket_url.clone()),
@@ -579,28 +545,24 @@ pub fn start(a: StartArgs) -> Result<()> {
         (None, Some(stack)) => pipeline_stack(&aws, stack)?.state_machine_arn,
         (None, None) => bail!("give --stack NAME (the deployed pipeline stack) or --state-machine ARN"),
     };
-    let mut input = serde_json::Map::new();
-    for (key, value) in [
-        ("records", a.records),
-        ("ids_per_node", a.ids_per_node),
-        ("seed", a.seed),
-        ("first_id", a.first_id),
-    ] {
-        if let Some(v) = value {
-            input.insert(key.into(), v.into());
-        }
-    }
-    if let (Some(n), Some(k)) = (a.records, a.ids_per_node) {
-        // The state machine would refuse it in its prepare step; say so now.
-        tandem_core::plan::PartitionPlan::new(n, k)?;
-    }
+    // The execution input is the prepare step's event: only what was given, the
+    // prepare step's defaults for the rest.
+    let workload = tandem_core::workload::WorkloadInput {
+        records: a.records,
+        ids_per_node: a.ids_per_node,
+        seed: a.seed,
+        first_id: a.first_id,
+    };
+    // The state machine would refuse it in its prepare step; say so now.
+    workload.plan()?;
+    let input = serde_json::to_value(workload)?;
     let follow = crate::args::FollowArgs {
         no_wait: a.no_wait,
         interval: a.interval,
         max_interval: a.max_interval,
         timeout: a.timeout,
     };
-    run_execution(&aws, &arn, &input.into(), a.name.as_deref(), &follow, a.json)
+    run_execution(&aws, &arn, &input, a.name.as_deref(), &follow, a.json)
 }
 
 /// Starts an execution of state machine `arn` with `input` and follows it to its end
@@ -629,7 +591,7 @@ fn run_execution(
         if !quiet {
             crate::note!(
                 "{}: {}{}",
-                r.status.to_lowercase(),
+                r.status.as_str().to_lowercase(),
                 r.current_state.as_deref().unwrap_or("-"),
                 r.run_id
                     .as_deref()

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use tandem_core::exchange::Completion;
 use tandem_core::executor::{self, ChildRunner, Execution, ExecutorConfig, Task};
+use tandem_core::layout::RunId;
 use tandem_core::names::{PerStage, Stage};
 use tandem_core::prepare::{PrepareOptions, prepare, remove_run};
 use tandem_core::report::{self, ChildTimes, StageStats};
@@ -151,25 +152,19 @@ fn prepare_options(location: &Location, w: &WorkloadArgs) -> Result<(PrepareOpti
     // Open the bucket first: a bad URL or a missing bucket fails before anything is
     // written, and the manifest records its absolute form.
     let store = tandem_aws::open_store(w.bucket.as_deref().unwrap_or(DEFAULT_BUCKET))?;
-    let opts = PrepareOptions {
-        root: location.root.clone(),
-        run_id: w.run_id.clone(),
-        records: w.records,
-        first_id: w.first_id,
-        ids_per_node: w.ids_per_node,
-        seed: w.seed,
-        overwrite: w.overwrite,
-    };
+    let opts = w
+        .input()
+        .prepare_options(&location.root, w.run_id.clone(), w.overwrite);
     Ok((opts, store))
 }
 
 /// `tandem prepare` output: the run, under our names and the original's.
 #[derive(Serialize)]
 struct PrepareOutput {
-    run_id: String,
+    run_id: RunId,
     array_size: u32,
     /// The original init lambda's name for the run id.
-    step_fn_id: String,
+    step_fn_id: RunId,
     /// The original init lambda's name for the array size.
     total_nodes: u32,
     records: u64,
@@ -346,7 +341,7 @@ struct Timings {
 #[derive(Serialize)]
 struct LoadtestOutput {
     ok: bool,
-    run_id: String,
+    run_id: RunId,
     records: u64,
     first_id: u64,
     ids_per_node: u64,
@@ -373,7 +368,7 @@ fn write_report(
     outcome: Result<(), &str>,
 ) -> Result<()> {
     let rows = vec![
-        ("run".to_string(), m.run_id.clone()),
+        ("run".to_string(), m.run_id.to_string()),
         ("records".to_string(), m.plan.records.to_string()),
         ("ids per node".to_string(), m.plan.ids_per_node.to_string()),
         ("array size".to_string(), m.plan.array_size.to_string()),
@@ -532,7 +527,7 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
 #[derive(Serialize)]
 struct RerunOutput {
     ok: bool,
-    run_id: String,
+    run_id: RunId,
     children_rerun: usize,
     from_stage: PerStage<usize>,
     skipped: u32,
@@ -606,7 +601,7 @@ fn rerun(a: RerunArgs) -> Result<()> {
 
 #[derive(Serialize)]
 struct ReportOutput {
-    run_id: String,
+    run_id: RunId,
     children_with_timings: usize,
     array_size: u32,
     failed: Vec<report::ChildFailure>,

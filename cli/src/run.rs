@@ -51,7 +51,7 @@ pub(crate) fn open_view(r: &RunArgs, stack: Option<&str>) -> Result<Opened> {
         };
         return from_bucket(&url);
     }
-    let on_volume = tandem_core::layout::RunLayout::new(&r.location.root, &r.run_id)?
+    let on_volume = tandem_core::layout::RunLayout::new(&r.location.root, &r.run_id)
         .manifest()
         .is_file();
     match (&r.bucket, on_volume) {

@@ -328,8 +328,11 @@ fn submit_refuses_a_missing_queue_and_watch_an_unsubmitted_run() {
             "d",
         ],
     );
+    // clap refuses it before anything runs, naming the flag and the value.
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("--queue \"a,b\" is not valid"),
+        stderr(&out).contains("'a,b' for '--queue")
+            && stderr(&out).contains("three as procure,process,egress"),
         "{}",
         stderr(&out)
     );

@@ -428,7 +428,7 @@ mod tests {
 
     fn completion(stage: Stage, digest: Digest) -> Completion {
         Completion {
-            run_id: "r".into(),
+            run_id: "r".parse().unwrap(),
             index: 3,
             stage,
             digest,

@@ -418,7 +418,7 @@ mod tests {
                 });
             }
             Ok(Completion {
-                run_id: "r".into(),
+                run_id: "r".parse().unwrap(),
                 index,
                 stage,
                 digest: Digest::default(),
@@ -556,7 +556,7 @@ mod tests {
                     panic!("boom");
                 }
                 Ok(Completion {
-                    run_id: "r".into(),
+                    run_id: "r".parse().unwrap(),
                     index,
                     stage: Stage::Procure,
                     digest: Digest::default(),

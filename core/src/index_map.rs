@@ -74,11 +74,19 @@ pub fn fetch(store: &dyn ObjectStore, run_id: &str, file: &str, array_size: u32)
 }
 
 fn check_file_name(file: &str) -> Result<()> {
-    crate::layout::check_run_id(file).map_err(|_| {
-        Error::InvalidInput(format!(
-            "index map name {file:?} is not a file name in the run directory"
-        ))
-    })
+    let ok = file.starts_with("index-map-")
+        && file.ends_with(".json")
+        && file.len() <= 160
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "index map name {file:?} is not an index map file name (index-map-NAME.json)"
+        )))
+    }
 }
 
 fn parse(bytes: &[u8], location: &str, run_id: &str, array_size: u32) -> Result<Vec<u32>> {
@@ -131,7 +139,7 @@ mod tests {
     #[test]
     fn maps_compact_indices_back_to_the_original_children() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = RunLayout::new(dir.path(), "r1").unwrap();
+        let layout = RunLayout::new(dir.path(), &"r1".parse().unwrap());
         std::fs::create_dir_all(layout.dir()).unwrap();
         let file = write(&layout, "20261128T000000Z", &[3, 17, 9999]).unwrap();
         assert_eq!(resolve(&layout, &file, Some(1), 10_000).unwrap(), 17);
@@ -152,7 +160,7 @@ mod tests {
         let one = write(&layout, "one", &[42]).unwrap();
         assert_eq!(resolve(&layout, &one, None, 10_000).unwrap(), 42);
         assert!(resolve(&layout, "../x", Some(0), 10).is_err());
-        let other = RunLayout::new(dir.path(), "r2").unwrap();
+        let other = RunLayout::new(dir.path(), &"r2".parse().unwrap());
         std::fs::create_dir_all(other.dir()).unwrap();
         std::fs::copy(layout.dir().join(&file), other.dir().join(&file)).unwrap();
         assert!(

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::layout::{RunLayout, list_runs};
+use crate::layout::{RunId, RunLayout, list_runs};
 use crate::names::manifest_key;
 use crate::plan::PartitionPlan;
 use crate::store::ObjectStore;
@@ -22,7 +22,7 @@ pub struct Manifest {
     /// Manifest format version ([`FORMAT`]).
     pub format: u32,
     /// The run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// When prepare ran (RFC 3339, UTC).
     pub created_at: String,
     /// First ID of the range.
@@ -76,8 +76,7 @@ impl Manifest {
 
     /// Reads run `run_id`'s manifest from its bucket, checked as [`Manifest::load`]
     /// checks the volume's.
-    pub fn fetch(store: &dyn ObjectStore, run_id: &str) -> Result<Self> {
-        crate::layout::check_run_id(run_id)?;
+    pub fn fetch(store: &dyn ObjectStore, run_id: &RunId) -> Result<Self> {
         let key = manifest_key(run_id);
         let bytes = store.get(&key).map_err(|e| {
             if e.is_not_found() {
@@ -97,7 +96,7 @@ impl Manifest {
 
     /// A manifest's bytes, read from `location`, checked: its format, that it is
     /// `run_id`'s, and that its plan is consistent.
-    fn parse(bytes: &[u8], location: &str, run_id: &str) -> Result<Self> {
+    fn parse(bytes: &[u8], location: &str, run_id: &RunId) -> Result<Self> {
         let path = location;
         let m: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt(path, format!("not a tandem manifest: {e}")))?;
@@ -110,7 +109,7 @@ impl Manifest {
                 ),
             ));
         }
-        if m.run_id != run_id {
+        if m.run_id != *run_id {
             return Err(Error::corrupt(
                 path,
                 format!("manifest belongs to run {:?}, not {run_id:?}", m.run_id),

@@ -105,6 +105,20 @@ impl<T> PerStage<T> {
     }
 }
 
+impl PerStage<String> {
+    /// Three non-empty values separated by commas, as procure,process,egress (spaces
+    /// around them ignored).
+    pub fn parse_three(s: &str) -> Option<Self> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        match parts.as_slice() {
+            [a, b, c] if ![a, b, c].iter().any(|p| p.is_empty()) => {
+                Some(PerStage([a.to_string(), b.to_string(), c.to_string()]))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl<T: Clone> PerStage<T> {
     /// The same value for every stage.
     pub fn splat(v: T) -> Self {

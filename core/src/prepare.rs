@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::layout::{RunLayout, check_run_id, new_run_id};
+use crate::layout::{RunId, RunLayout};
 use crate::manifest::{FORMAT, Manifest};
 use crate::names::{Stage, run_prefix};
 use crate::plan::PartitionPlan;
@@ -19,7 +19,7 @@ pub struct PrepareOptions {
     /// The shared volume.
     pub root: PathBuf,
     /// A run id to use instead of a generated one.
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// `N`.
     pub records: u64,
     /// First ID of the range.
@@ -49,15 +49,9 @@ pub fn prepare(opts: &PrepareOptions, store: &dyn ObjectStore) -> Result<(RunLay
             u64::MAX
         )));
     }
-    let run_id = match &opts.run_id {
-        Some(r) => {
-            check_run_id(r)?;
-            r.clone()
-        }
-        None => new_run_id(),
-    };
+    let run_id = opts.run_id.clone().unwrap_or_else(RunId::generate);
     std::fs::create_dir_all(&opts.root).map_err(|e| root_error(&opts.root, e))?;
-    let layout = RunLayout::new(&opts.root, &run_id)?;
+    let layout = RunLayout::new(&opts.root, &run_id);
     // Anything under the run's prefix (results, or the records published next to
     // them) means another run of this id used this bucket.
     let prefix = run_prefix(&run_id);

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use tandem_html::escape as esc;
 
 use crate::exchange::{self, StageTiming};
 use crate::executor::{Execution, Outcome};
@@ -304,13 +305,6 @@ pub fn concurrency(children: &[ChildTimes], bins: usize) -> PerStage<Vec<f64>> {
 }
 
 const COLORS: PerStage<&str> = PerStage(["#4e79a7", "#f28e2b", "#59a14f"]);
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// What a report shows.
 #[derive(Debug, Clone, Copy)]

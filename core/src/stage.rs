@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::exchange::{self, Completion, StageTiming};
 use crate::ids::IdFile;
-use crate::layout::RunLayout;
+use crate::layout::{RunId, RunLayout};
 use crate::manifest::Manifest;
 use crate::names::{Stage, object_key};
 use crate::store::{self, ObjectStore};
@@ -56,7 +56,7 @@ impl RunView {
     }
 
     /// Run `run_id` read from its bucket alone.
-    pub fn from_bucket(store: Arc<dyn ObjectStore>, run_id: &str) -> Result<Self> {
+    pub fn from_bucket(store: Arc<dyn ObjectStore>, run_id: &RunId) -> Result<Self> {
         let manifest = Manifest::fetch(store.as_ref(), run_id)?;
         Ok(Self {
             manifest,
@@ -70,7 +70,7 @@ impl RunContext {
     /// Opens run `run_id` under `root`: reads the manifest, maps the ID file and
     /// opens the bucket (`bucket` overrides the one recorded at prepare) with
     /// [`store::open`], which knows `file://` only.
-    pub fn open(root: &Path, run_id: &str, bucket: Option<&str>) -> Result<Self> {
+    pub fn open(root: &Path, run_id: &RunId, bucket: Option<&str>) -> Result<Self> {
         Self::open_with(root, run_id, bucket, &store::open)
     }
 
@@ -78,11 +78,11 @@ impl RunContext {
     /// outside this crate (`s3://` in tandem-aws).
     pub fn open_with(
         root: &Path,
-        run_id: &str,
+        run_id: &RunId,
         bucket: Option<&str>,
         open_store: &dyn Fn(&str) -> Result<Arc<dyn ObjectStore>>,
     ) -> Result<Self> {
-        let layout = RunLayout::new(root, run_id)?;
+        let layout = RunLayout::new(root, run_id);
         let manifest = Manifest::load(&layout)?;
         let ids = IdFile::open(&layout.dir().join(&manifest.id_file))?;
         if ids.len() != manifest.plan.records {

@@ -545,7 +545,7 @@ mod tests {
     fn manifest(records: u64, k: u64) -> Manifest {
         Manifest {
             format: crate::manifest::FORMAT,
-            run_id: "r".into(),
+            run_id: "r".parse().unwrap(),
             created_at: String::new(),
             first_id: 1,
             seed: 42,
@@ -576,7 +576,7 @@ mod tests {
         )
         .unwrap();
         let mut c = Completion {
-            run_id: "r".into(),
+            run_id: "r".parse().unwrap(),
             index: 0,
             stage: Stage::Egress,
             digest: d,

@@ -28,6 +28,75 @@ pub const CATEGORIES: [&str; 8] = [
 
 /// The default seed of the reference workload.
 pub const DEFAULT_SEED: u64 = 42;
+/// The reference workload's records (N).
+pub const DEFAULT_RECORDS: u64 = 400_000;
+/// The reference workload's first ID.
+pub const DEFAULT_FIRST_ID: u64 = 1;
+/// The reference workload's IDs per child (K).
+pub const DEFAULT_IDS_PER_NODE: u64 = 40;
+
+/// A run's workload as it is asked for. The CLI's flags, the run state machine's
+/// execution input (`tandem start`, the schedule) and the prepare function's event are
+/// this one type: a missing field takes the reference workload's value, an unknown one
+/// (a typo such as `record`) is refused rather than silently ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadInput {
+    /// `N` ([`DEFAULT_RECORDS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+    /// `K` ([`DEFAULT_IDS_PER_NODE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids_per_node: Option<u64>,
+    /// The seed ([`DEFAULT_SEED`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The first ID ([`DEFAULT_FIRST_ID`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_id: Option<u64>,
+}
+
+impl WorkloadInput {
+    pub fn records(&self) -> u64 {
+        self.records.unwrap_or(DEFAULT_RECORDS)
+    }
+
+    pub fn ids_per_node(&self) -> u64 {
+        self.ids_per_node.unwrap_or(DEFAULT_IDS_PER_NODE)
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(DEFAULT_SEED)
+    }
+
+    pub fn first_id(&self) -> u64 {
+        self.first_id.unwrap_or(DEFAULT_FIRST_ID)
+    }
+
+    /// The plan it makes, refused as prepare would refuse it (over Batch's 10,000
+    /// children, naming the `--ids-per-node` that fits).
+    pub fn plan(&self) -> crate::Result<crate::plan::PartitionPlan> {
+        crate::plan::PartitionPlan::new(self.records(), self.ids_per_node())
+    }
+
+    /// The options of a run of this workload under `root`.
+    pub fn prepare_options(
+        &self,
+        root: &std::path::Path,
+        run_id: Option<crate::layout::RunId>,
+        overwrite: bool,
+    ) -> crate::prepare::PrepareOptions {
+        crate::prepare::PrepareOptions {
+            root: root.to_path_buf(),
+            run_id,
+            records: self.records(),
+            first_id: self.first_id(),
+            ids_per_node: self.ids_per_node(),
+            seed: self.seed(),
+            overwrite,
+        }
+    }
+}
 
 /// splitmix64 as specified (Steele, Lea, Flood 2014).
 #[inline]

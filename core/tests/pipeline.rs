@@ -177,7 +177,7 @@ fn prepare_refuses_bad_input_by_name() {
             .contains("--first-id")
     );
     o.first_id = 1;
-    o.run_id = Some("same".into());
+    o.run_id = Some("same".parse().unwrap());
     prepare(&o, bucket(dir.path()).as_ref()).unwrap();
     assert!(
         prepare(&o, bucket(dir.path()).as_ref())
@@ -201,9 +201,9 @@ fn prepare_refuses_bad_input_by_name() {
 fn unknown_run_lists_the_runs_there_are() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path(), 10, 5);
-    o.run_id = Some("known-run".into());
+    o.run_id = Some("known-run".parse().unwrap());
     prepare(&o, bucket(dir.path()).as_ref()).unwrap();
-    let err = RunContext::open(&o.root, "nope", None).unwrap_err();
+    let err = RunContext::open(&o.root, &"nope".parse().unwrap(), None).unwrap_err();
     assert!(err.is_not_found());
     let msg = err.to_string();
     assert!(msg.contains("\"nope\"") && msg.contains("known-run"), "{msg}");

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tandem_aws::batch::job_name;
+use tandem_core::layout::RunId;
 use tandem_core::names::Stage;
-use tandem_core::prepare::{PrepareOptions, prepare};
-use tandem_core::workload::DEFAULT_SEED;
+use tandem_core::prepare::prepare;
+use tandem_core::workload::WorkloadInput;
 
 /// The handler's configuration, read once from the environment.
 ///
@@ -31,34 +32,51 @@ impl Config {
     }
 }
 
-/// The input event (the state machine's execution input): every field optional,
-/// defaulting as the CLI does; an unknown field (a typo such as `record`) is refused
-/// rather than silently ignored. `{"rerun": RUN_ID}` (and nothing else) is a rerun:
-/// the children of that run whose result does not verify.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The input event, the state machine's execution input: a new run's workload
+/// ([`WorkloadInput`]: every field optional, an unknown one refused), or
+/// `{"rerun": RUN_ID}` alone, the children of that run whose result does not verify.
+#[derive(Debug, Clone, Default)]
 pub struct PrepareEvent {
     /// Rerun this run's lost children instead of preparing a new run.
-    pub rerun: Option<String>,
-    /// `N` (400,000).
-    pub records: Option<u64>,
-    /// `K` (40).
-    pub ids_per_node: Option<u64>,
-    /// Seed (42).
-    pub seed: Option<u64>,
-    /// First ID (1).
-    pub first_id: Option<u64>,
+    pub rerun: Option<RunId>,
+    /// A new run's workload.
+    pub workload: WorkloadInput,
+}
+
+impl<'de> Deserialize<'de> for PrepareEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut fields = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let rerun = match fields.remove("rerun") {
+            None => None,
+            Some(serde_json::Value::String(run)) => Some(run.parse::<RunId>().map_err(D::Error::custom)?),
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "\"rerun\" must be a run id, got {other}"
+                )));
+            }
+        };
+        if rerun.is_some() && !fields.is_empty() {
+            let extra: Vec<&String> = fields.keys().collect();
+            return Err(D::Error::custom(format!(
+                "a rerun takes the run's own workload: give \"rerun\" alone, not {extra:?}"
+            )));
+        }
+        let workload =
+            WorkloadInput::deserialize(serde_json::Value::Object(fields)).map_err(D::Error::custom)?;
+        Ok(Self { rerun, workload })
+    }
 }
 
 /// The output: tandem's names and the original init lambda's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepareOutput {
     /// The run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Children per stage.
     pub array_size: u32,
     /// The original's name for the run id.
-    pub step_fn_id: String,
+    pub step_fn_id: RunId,
     /// The original's name for the array size.
     pub total_nodes: u32,
     /// `N`.
@@ -96,26 +114,9 @@ pub async fn handle_async(config: Config, event: PrepareEvent) -> Result<Prepare
 /// history.
 pub fn handle(config: &Config, event: PrepareEvent) -> Result<PrepareOutput, String> {
     if let Some(run) = &event.rerun {
-        if event.records.is_some()
-            || event.ids_per_node.is_some()
-            || event.seed.is_some()
-            || event.first_id.is_some()
-        {
-            return Err(format!(
-                "a rerun of {run} takes the run's own workload: give \"rerun\" alone"
-            ));
-        }
         return rerun(config, run);
     }
-    let opts = PrepareOptions {
-        root: config.root.clone(),
-        run_id: None,
-        records: event.records.unwrap_or(400_000),
-        first_id: event.first_id.unwrap_or(1),
-        ids_per_node: event.ids_per_node.unwrap_or(40),
-        seed: event.seed.unwrap_or(DEFAULT_SEED),
-        overwrite: false,
-    };
+    let opts = event.workload.prepare_options(&config.root, None, false);
     let store = tandem_aws::open_store(&config.bucket).map_err(|e| tandem_core::error::chain(&e))?;
     let (_, m) = prepare(&opts, store.as_ref()).map_err(|e| tandem_core::error::chain(&e))?;
     Ok(PrepareOutput {
@@ -148,7 +149,7 @@ const RERUN_READERS: usize = 32;
 /// for where each resumes), as one compact array with an index map on the volume
 /// (for the workers) and in the bucket (for watch). Nothing lost: an array size of 0,
 /// which the state machine ends on.
-fn rerun(config: &Config, run_id: &str) -> Result<PrepareOutput, String> {
+fn rerun(config: &Config, run_id: &RunId) -> Result<PrepareOutput, String> {
     let chain = |e: tandem_core::Error| tandem_core::error::chain(&e);
     let ctx = tandem_core::stage::RunContext::open_with(&config.root, run_id, None, &tandem_aws::open_store)
         .map_err(chain)?;
@@ -191,8 +192,11 @@ mod tests {
         let out = handle(
             &config,
             PrepareEvent {
-                records: Some(100),
-                ids_per_node: Some(10),
+                workload: WorkloadInput {
+                    records: Some(100),
+                    ids_per_node: Some(10),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         )
@@ -210,7 +214,7 @@ mod tests {
             handle(
                 &config,
                 PrepareEvent {
-                    rerun: Some(run.into()),
+                    rerun: Some(run.parse().unwrap()),
                     ..Default::default()
                 },
             )
@@ -245,15 +249,10 @@ mod tests {
                 .unwrap()
                 .ok
         );
-        let err = handle(
-            &config,
-            PrepareEvent {
-                rerun: Some(out.run_id.clone()),
-                records: Some(5),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let err =
+            serde_json::from_str::<PrepareEvent>(&format!(r#"{{"rerun": "{}", "records": 5}}"#, out.run_id))
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("\"rerun\" alone"), "{err}");
         assert!(rerun("no-such-run").unwrap_err().contains("no-such-run"));
     }
@@ -304,7 +303,10 @@ mod tests {
     fn a_plan_over_the_array_limit_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let event = PrepareEvent {
-            records: Some(1_000_000),
+            workload: WorkloadInput {
+                records: Some(1_000_000),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let err = handle(&config(dir.path()), event).unwrap_err();

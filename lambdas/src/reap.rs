@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 use tandem_aws::batch::{self, RunJob};
+use tandem_aws::sfn::ExecutionState;
 use tandem_core::names::PerStage;
 
 /// The event the rule sends: `{"abandoned_execution": {"execution_arn", "status"}}`.
@@ -25,14 +26,14 @@ pub struct AbandonedEvent {
 pub struct Abandoned {
     pub execution_arn: String,
     /// ABORTED, TIMED_OUT or FAILED.
-    pub status: String,
+    pub status: ExecutionState,
 }
 
 /// What was done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReapReport {
     pub execution_arn: String,
-    pub status: String,
+    pub status: ExecutionState,
     /// The run the execution prepared, when it got that far.
     pub run_id: Option<String>,
     /// Every job of the run found, finished or not.
@@ -54,7 +55,7 @@ pub async fn handle(
         execution_arn,
         status,
     } = event.abandoned_execution;
-    if !matches!(status.as_str(), "ABORTED" | "TIMED_OUT" | "FAILED") {
+    if !status.abandoned() {
         return Err(format!(
             "execution {execution_arn} is {status}: only an ABORTED, TIMED_OUT or FAILED execution's jobs are stopped"
         ));
@@ -73,7 +74,7 @@ pub async fn handle(
             terminated: vec![],
         });
     };
-    tandem_core::layout::check_run_id(&run).map_err(chain)?;
+    let run: tandem_core::layout::RunId = run.parse().map_err(chain)?;
     let jobs = batch::jobs_of_run(batch_client, queues, &run)
         .await
         .map_err(chain)?;
@@ -108,15 +109,8 @@ pub fn queues_from_env() -> Result<PerStage<String>, String> {
 
 /// `PROCURE,PROCESS,EGRESS`.
 pub fn parse_queues(raw: &str) -> Result<PerStage<String>, String> {
-    let parts: Vec<&str> = raw.split(',').map(str::trim).collect();
-    match parts.as_slice() {
-        [a, b, c] if ![a, b, c].iter().any(|s| s.is_empty()) => {
-            Ok(PerStage([a.to_string(), b.to_string(), c.to_string()]))
-        }
-        _ => Err(format!(
-            "TANDEM_QUEUES={raw:?}: expected the three queues as procure,process,egress"
-        )),
-    }
+    PerStage::parse_three(raw)
+        .ok_or_else(|| format!("TANDEM_QUEUES={raw:?}: expected the three queues as procure,process,egress"))
 }
 
 #[cfg(test)]

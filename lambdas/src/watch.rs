@@ -48,9 +48,10 @@ impl Config {
 pub struct WatchEvent {
     /// The jobs submitted so far.
     pub jobs: Jobs,
-    /// The run, for the full list of failed children and the expected job names.
+    /// The run, for the full list of failed children and the expected job names
+    /// (checked when the event is read).
     #[serde(default)]
-    pub run_id: Option<String>,
+    pub run_id: Option<tandem_core::layout::RunId>,
     /// The error the state machine caught, if it got here through a Catch.
     #[serde(default)]
     pub error: Option<StateError>,
@@ -152,9 +153,6 @@ fn resolve(event: &WatchEvent) -> Result<Resolved, String> {
 /// per stage), `not_submitted`, `terminated`, `summary`, and `failed_list` when the
 /// full list was written next to the run.
 pub async fn handle(client: &Client, config: &Config, event: WatchEvent) -> Result<WatchReport, String> {
-    if let Some(run) = &event.run_id {
-        tandem_core::layout::check_run_id(run).map_err(|e| tandem_core::error::chain(&e))?;
-    }
     let (jobs, not_submitted) = resolve(&event)?;
     let map = match event.index_map.as_deref().filter(|m| !m.is_empty()) {
         Some(file) => {
@@ -163,8 +161,7 @@ pub async fn handle(client: &Client, config: &Config, event: WatchEvent) -> Resu
                     "index map {file:?}: the function needs TANDEM_ROOT and the event a run_id to read it"
                 ));
             };
-            let layout =
-                tandem_core::layout::RunLayout::new(root, run).map_err(|e| tandem_core::error::chain(&e))?;
+            let layout = tandem_core::layout::RunLayout::new(root, run);
             Some(
                 tandem_core::index_map::load(&layout, file, tandem_core::plan::MAX_ARRAY_SIZE)
                     .map_err(|e| tandem_core::error::chain(&e))?,
@@ -292,7 +289,7 @@ mod tests {
         // The rerun array's child 2 stands for original child 41 (its index map);
         // operators without the volume read the full list in the bucket.
         let dir = tempfile::tempdir().unwrap();
-        let layout = tandem_core::layout::RunLayout::new(&dir.path().join("efs"), "run-1").unwrap();
+        let layout = tandem_core::layout::RunLayout::new(&dir.path().join("efs"), &"run-1".parse().unwrap());
         std::fs::create_dir_all(layout.dir()).unwrap();
         let map = tandem_core::index_map::write(&layout, "S1", &[5, 17, 41]).unwrap();
         let bucket = format!("file://{}", dir.path().join("bucket").display());

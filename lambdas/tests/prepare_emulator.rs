@@ -19,7 +19,10 @@ fn prepares_from_the_lambda_runtime_with_an_s3_bucket_inside_its_contract() {
         bucket: format!("{bucket}/runs"),
     };
     let event = PrepareEvent {
-        records: Some(1000),
+        workload: tandem_core::workload::WorkloadInput {
+            records: Some(1000),
+            ..Default::default()
+        },
         ..Default::default()
     };
     // As in the function: the handler runs on a multi-threaded runtime.

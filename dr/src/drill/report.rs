@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use tandem_html::escape as esc;
+
 use super::DrillReport;
 
 /// One line per method.
@@ -46,10 +48,6 @@ pub fn table(r: &DrillReport) -> String {
         }
     );
     s
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The HTML report.
