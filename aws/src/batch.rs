@@ -80,6 +80,90 @@ pub struct SubmittedStage {
     pub array_size: u32,
 }
 
+/// One submission of a run's three stages: the run's own, or a rerun's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// Children per stage.
+    pub array_size: u32,
+    /// A rerun's index map (array child `j` runs original child `map[j]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_map: Option<String>,
+    /// The three stages' jobs.
+    pub jobs: Vec<SubmittedStage>,
+}
+
+/// What a run's submissions were, next to the manifest on the volume and next to the
+/// results in the bucket ([`tandem_core::names::jobs_key`]): every submission, oldest
+/// first, so a rerun never hides the original's jobs. `submit` and `rerun --on aws`
+/// write it, and the watch function adds the state machine's submissions, so a run
+/// stays watchable after Batch has forgotten its jobs (it keeps them about a week).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub run_id: tandem_core::layout::RunId,
+    pub submissions: Vec<Submission>,
+}
+
+/// A record as submit wrote it before reruns were kept: one submission.
+#[derive(Deserialize)]
+struct SingleRecord {
+    run_id: tandem_core::layout::RunId,
+    array_size: u32,
+    jobs: Vec<SubmittedStage>,
+}
+
+impl JobRecord {
+    /// A record's JSON, read from `location` (either format).
+    pub fn parse(bytes: &[u8], location: &str) -> Result<Self> {
+        if let Ok(r) = serde_json::from_slice::<JobRecord>(bytes) {
+            return Ok(r);
+        }
+        let old: SingleRecord = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(location, format!("not a tandem job record: {e}")))?;
+        Ok(JobRecord {
+            run_id: old.run_id,
+            submissions: vec![Submission {
+                array_size: old.array_size,
+                index_map: None,
+                jobs: old.jobs,
+            }],
+        })
+    }
+
+    /// Run `run_id`'s record in its bucket; `None` when there is none.
+    pub fn fetch(
+        store: &dyn tandem_core::store::ObjectStore,
+        run_id: &tandem_core::layout::RunId,
+    ) -> Result<Option<Self>> {
+        let key = tandem_core::names::jobs_key(run_id);
+        match store.get(&key) {
+            Ok(b) => Self::parse(&b, &format!("{}/{key}", store.url())).map(Some),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the record in the run's bucket.
+    pub fn publish(&self, store: &dyn tandem_core::store::ObjectStore) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::corrupt(tandem_core::names::jobs_key(&self.run_id), e.to_string()))?;
+        store.put(&tandem_core::names::jobs_key(&self.run_id), json.into())
+    }
+
+    /// Adds `submission` unless the record holds it already (the same jobs): the
+    /// watch function sees one submission at each of its calls. True when added.
+    pub fn add(&mut self, submission: Submission) -> bool {
+        let same = |s: &Submission| {
+            s.jobs.iter().map(|j| &j.job_id).collect::<Vec<_>>()
+                == submission.jobs.iter().map(|j| &j.job_id).collect::<Vec<_>>()
+        };
+        if self.submissions.iter().any(same) {
+            return false;
+        }
+        self.submissions.push(submission);
+        true
+    }
+}
+
 /// Checks a spec before any request is sent.
 pub fn check_spec(spec: &SubmitSpec) -> Result<()> {
     if spec.array_size == 0 || spec.array_size > MAX_ARRAY_SIZE {
@@ -124,7 +208,11 @@ pub fn job_name(run_id: &str, stage: Stage, suffix: &str) -> String {
     let tail = clean(&format!("-{}{suffix}", stage.name()));
     let tail: String = tail.chars().take(MAX - "tandem-".len() - 8).collect();
     let mut run = clean(run_id);
-    let room = MAX - "tandem-".len() - tail.len();
+    // The room for the run id does not depend on the suffix (a rerun's
+    // `-rerun-STAMP` fits the reserve), so a run's own jobs and its reruns' share one
+    // name prefix, which is how they are found ([`jobs_of_run`]).
+    let reserve = "-process-rerun-20261130T000000Z".len().max(tail.len());
+    let room = MAX - "tandem-".len() - reserve;
     if run.len() > room {
         // Keep the start (the sortable stamp) and the end (the random suffix).
         let keep_end = room / 3;
@@ -212,6 +300,14 @@ pub async fn submit(client: &Client, spec: &SubmitSpec) -> Result<Vec<SubmittedS
 /// Tries of one SubmitJob whose answer does not come back.
 const SUBMIT_TRIES: u32 = 5;
 
+/// How long after a lost answer the job is looked up (twice) before it is submitted
+/// again: ListJobs may not show a job created a moment ago.
+const LOOKUP_DELAY: Duration = if cfg!(test) {
+    Duration::from_millis(10)
+} else {
+    Duration::from_secs(5)
+};
+
 /// Submits one job and returns its id, never submitting it twice.
 ///
 /// SubmitJob has no idempotency token: a request whose answer was lost (a timeout, a
@@ -232,16 +328,20 @@ async fn submit_once(
         .map_or(0, |d| d.as_millis() as i64)
         // Batch's clock and ours may disagree by a little.
         - 60_000;
-    let mut delay = Duration::from_millis(500);
     let mut last = String::new();
     for attempt in 1..=SUBMIT_TRIES {
         if attempt > 1 {
-            if let Some(id) = find_created(client, queue, name, since).await? {
-                tracing::info!("SubmitJob {name}: the lost answer's job exists ({id}); not submitting again");
-                return Ok(id);
+            // A job just created may not be listed at once: look twice, a while apart,
+            // before submitting again.
+            for _ in 0..2 {
+                tokio::time::sleep(LOOKUP_DELAY).await;
+                if let Some(id) = find_created(client, queue, name, since).await? {
+                    tracing::info!(
+                        "SubmitJob {name}: the lost answer's job exists ({id}); not submitting again"
+                    );
+                    return Ok(id);
+                }
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(8));
         }
         let once = req
             .clone()
@@ -276,12 +376,20 @@ async fn submit_once(
             }
         }
     }
+    tokio::time::sleep(LOOKUP_DELAY).await;
     if let Some(id) = find_created(client, queue, name, since).await? {
         return Ok(id);
     }
     Err(format!(
         "{last} (tried {SUBMIT_TRIES} times, looking the job up by name between tries)"
     ))
+}
+
+/// The id of the newest job named exactly `name` in `queue`, if any.
+pub async fn newest_job_named(client: &Client, queue: &str, name: &str) -> Result<Option<String>> {
+    find_created(client, queue, name, i64::MIN)
+        .await
+        .map_err(|message| backend("look up job", format!("{name} in queue {queue}"), message))
 }
 
 /// The id of the job named `name` in `queue` created at or after `since` (ms), if any.
@@ -322,22 +430,33 @@ async fn find_created(
 async fn retry_strategies(client: &Client, spec: &SubmitSpec, attempts: u32) -> Result<Vec<RetryStrategy>> {
     let mut out = Vec::with_capacity(3);
     for (stage, definition) in spec.job_definitions.iter() {
-        let found = client
-            .describe_job_definitions()
-            .job_definitions(definition)
-            .send()
-            .await
-            .map_err(|e| {
+        // An ARN or NAME:REVISION names one definition; a bare name is every revision
+        // of it, the newest active one being what SubmitJob runs (DescribeJobDefinitions
+        // takes a bare name as jobDefinitionName, with status ACTIVE, paged).
+        let bare = !definition.starts_with("arn:") && !definition.contains(':');
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = client.describe_job_definitions().set_next_token(token.take());
+            req = if bare {
+                req.job_definition_name(definition).status("ACTIVE")
+            } else {
+                req.job_definitions(definition)
+            };
+            let page = req.send().await.map_err(|e| {
                 backend(
                     "read the retry rules of",
                     format!("job definition {definition}"),
                     sdk_message(&e),
                 )
             })?;
-        // A name without a revision describes every revision: the newest active one
-        // is what SubmitJob runs.
+            found.extend(page.job_definitions().iter().cloned());
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
         let d = found
-            .job_definitions()
             .iter()
             .filter(|d| d.status().is_none_or(|s| s == "ACTIVE"))
             .max_by_key(|d| d.revision().unwrap_or(0))
@@ -1575,6 +1694,17 @@ mod tests {
 
     #[test]
     fn job_names_are_valid_batch_names() {
+        // However long the run id, a rerun's names start with the run's own, which is
+        // how a run's jobs are found by prefix.
+        let long = "x".repeat(128);
+        for stage in Stage::ALL {
+            let own = job_name(&long, stage, "");
+            let rerun = job_name(&long, stage, "-rerun-20261130T123456Z");
+            assert!(
+                rerun.starts_with(&format!("{own}-")) && rerun.len() <= 128,
+                "{own} / {rerun}"
+            );
+        }
         assert_eq!(
             job_name("20261128T000000Z-ab.c", Stage::Egress, ""),
             "tandem-20261128T000000Z-ab_c-egress"

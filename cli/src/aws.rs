@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tandem_aws::Aws;
-use tandem_aws::batch::{self, SubmitSpec, SubmittedStage, WatchOptions, WatchReport};
+use tandem_aws::batch::{self, JobRecord, Submission, SubmitSpec, SubmittedStage, WatchOptions, WatchReport};
 use tandem_core::layout::RunId;
-use tandem_core::names::{PerStage, Stage, jobs_key};
+use tandem_core::names::{PerStage, Stage};
 use tandem_core::stage::RunContext;
 use tandem_core::store::ObjectStore;
 
@@ -17,82 +17,33 @@ use crate::args::{BatchTargetArgs, RerunArgs, StartArgs, SubmitArgs, WatchArgs};
 use crate::output;
 use crate::run::{open_run, pipeline_stack};
 
-/// One submission of a run's three stages: the run's own, or a rerun's.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Submission {
-    array_size: u32,
-    /// A rerun's index map (array child `j` runs original child `map[j]`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    index_map: Option<String>,
-    jobs: Vec<SubmittedStage>,
+/// The job record on the volume (when the run is there) or else in the bucket.
+fn load_record(
+    root: Option<&Path>,
+    store: Option<&dyn ObjectStore>,
+    run_id: &RunId,
+) -> Result<Option<JobRecord>> {
+    if let Some(path) = root.map(|r| record_path(r, run_id)) {
+        match std::fs::read(&path) {
+            Ok(b) => return Ok(Some(JobRecord::parse(&b, &path.display().to_string())?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    match store {
+        Some(store) => Ok(JobRecord::fetch(store, run_id)?),
+        None => Ok(None),
+    }
 }
 
-/// What submit and rerun record of a run's Batch jobs, next to the manifest on the
-/// volume and next to the results in the bucket: every submission, oldest first, so a
-/// rerun never hides the original's jobs. `watch --run` follows the newest.
-#[derive(Debug, Serialize, Deserialize)]
-struct JobRecord {
-    run_id: RunId,
-    submissions: Vec<Submission>,
-}
-
-/// A record as submit wrote it before reruns were kept: one submission.
-#[derive(Deserialize)]
-struct SingleRecord {
-    run_id: RunId,
-    array_size: u32,
-    jobs: Vec<SubmittedStage>,
-}
-
-impl JobRecord {
-    fn parse(bytes: &[u8], location: &str) -> Result<Self> {
-        if let Ok(r) = serde_json::from_slice::<JobRecord>(bytes) {
-            return Ok(r);
-        }
-        let old: SingleRecord = serde_json::from_slice(bytes)
-            .with_context(|| format!("{location} is not a tandem job record"))?;
-        Ok(JobRecord {
-            run_id: old.run_id,
-            submissions: vec![Submission {
-                array_size: old.array_size,
-                index_map: None,
-                jobs: old.jobs,
-            }],
-        })
+/// Writes the record on the volume (when the run is there) and in the bucket.
+fn save_record(record: &JobRecord, root: &Path, store: &dyn ObjectStore) -> Result<()> {
+    let path = record_path(root, &record.run_id);
+    if path.parent().is_some_and(Path::is_dir) {
+        tandem_core::store::write_file(&path, &serde_json::to_vec_pretty(record)?)
+            .with_context(|| format!("recording the job ids in {}", path.display()))?;
     }
-
-    /// Run `run_id`'s record: on the volume under `root` when it is there, else in
-    /// `store`; `None` when neither has one.
-    fn load(root: Option<&Path>, store: Option<&dyn ObjectStore>, run_id: &RunId) -> Result<Option<Self>> {
-        if let Some(path) = root.map(|r| record_path(r, run_id)) {
-            match std::fs::read(&path) {
-                Ok(b) => return Self::parse(&b, &path.display().to_string()).map(Some),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-            }
-        }
-        if let Some(store) = store {
-            match store.get(&jobs_key(run_id)) {
-                Ok(b) => return Self::parse(&b, &format!("{}/{}", store.url(), jobs_key(run_id))).map(Some),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(None)
-    }
-
-    /// Writes the record on the volume (when the run is there) and in the bucket.
-    fn save(&self, root: &Path, store: &dyn ObjectStore) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self)?;
-        let path = record_path(root, &self.run_id);
-        if path.parent().is_some_and(Path::is_dir) {
-            tandem_core::store::write_file(&path, &json)
-                .with_context(|| format!("recording the job ids in {}", path.display()))?;
-        }
-        store
-            .put(&jobs_key(&self.run_id), json.into())
-            .with_context(|| format!("publishing the job record in {}", store.url()))
-    }
+    Ok(record.publish(store)?)
 }
 
 /// What submit prints.
@@ -209,7 +160,7 @@ fn submit_spec(
     let root = ctx.layout.root();
     let store = ctx.store.as_ref();
     // Read before submitting, so a record that cannot be read stops nothing half way.
-    let mut record = JobRecord::load(Some(root), Some(store), &spec.run_id)?.unwrap_or(JobRecord {
+    let mut record = load_record(Some(root), Some(store), &spec.run_id)?.unwrap_or(JobRecord {
         run_id: spec.run_id.clone(),
         submissions: vec![],
     });
@@ -221,7 +172,7 @@ fn submit_spec(
         jobs,
     };
     record.submissions.push(submission.clone());
-    record.save(root, store)?;
+    save_record(&record, root, store)?;
     Ok(submission)
 }
 
@@ -383,33 +334,46 @@ fn watched(aws: &Aws, a: &WatchArgs) -> Result<Watched> {
         root: on_volume.then(|| a.location.root.clone()),
         store: bucket.as_deref().map(tandem_aws::open_store).transpose()?,
     };
-    let record = JobRecord::load(records.root.as_deref(), records.store.as_deref(), run)?;
-    let (jobs, map_file) = match (record, &stack) {
-        (Some(r), _) => {
-            let last = r
-                .submissions
-                .last()
-                .with_context(|| format!("the job record of run {run} holds no submission"))?
-                .clone();
-            let jobs = last.jobs.into_iter().map(|j| (j.stage, j.job_id)).collect();
-            (jobs, last.index_map)
-        }
-        (None, Some(o)) => {
+    // With the stack, its queues hold the newest submission (the state machine's, a
+    // rerun's, or submit's), found by the jobs' names; Batch forgets finished jobs
+    // after about a week, and then the record names them.
+    let by_name = match &stack {
+        Some(o) => {
             let client = aws_sdk_batch_client(aws);
-            let found = aws.block_on(batch::find_jobs(&client, &o.queues, run))?;
+            match aws.block_on(batch::find_jobs(&client, &o.queues, run)) {
+                Ok(found) => Some(found),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => None,
+    };
+    let (jobs, map_file) = match by_name {
+        Some(found) => {
             let map = found.index_map();
             (found.jobs, map)
         }
-        (None, None) => bail!(
-            "no Batch jobs recorded for run {run} (on the volume at {}{}): was it submitted with \
-             tandem submit? A run the state machine started is found by its jobs' names with --stack NAME",
-            record_path(&a.location.root, run).display(),
-            if records.store.is_some() {
-                ", or in its bucket"
-            } else {
-                ""
-            }
-        ),
+        None => {
+            let record = load_record(records.root.as_deref(), records.store.as_deref(), run)?;
+            let Some(last) = record.and_then(|r| r.submissions.last().cloned()) else {
+                bail!(
+                    "no Batch jobs recorded for run {run} (on the volume at {}{}){}: was it submitted?",
+                    record_path(&a.location.root, run).display(),
+                    if records.store.is_some() {
+                        ", or in its bucket"
+                    } else {
+                        ""
+                    },
+                    if stack.is_some() {
+                        ", nor any of its jobs in the stack's queues"
+                    } else {
+                        ""
+                    }
+                );
+            };
+            let jobs = last.jobs.into_iter().map(|j| (j.stage, j.job_id)).collect();
+            (jobs, last.index_map)
+        }
     };
     let map = match map_file {
         Some(f) => Some(records.index_map(&f, tandem_core::plan::MAX_ARRAY_SIZE)?),

@@ -147,9 +147,12 @@ export class PipelineStack extends cdk.Stack {
       queues[stage] = new batch.JobQueue(this, `${title(stage)}JobQueue`, {
         priority: 10 * (i + 1),
         computeEnvironments: [{ computeEnvironment, order: 1 }],
-        // A child that cannot get capacity fails with the reason instead of waiting
-        // RUNNABLE out the day: at once when no compute environment can ever hold it,
-        // after tandem:capacityWaitMinutes when instances are not to be had.
+        // The job at the head of the queue that cannot get capacity is cancelled with
+        // Batch's reason instead of waiting RUNNABLE out the day: after 10 minutes when
+        // no compute environment can ever hold it, after tandem:capacityWaitMinutes
+        // when instances are not to be had (detected for EC2 compute environments).
+        // Batch acts on one job at a time, so this names the cause; the egress wait's
+        // timeout is what ends a run that cannot proceed.
         jobStateTimeLimitActions: [
           {
             reason: batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
@@ -304,9 +307,15 @@ export class PipelineStack extends cdk.Stack {
     watch.role.addToPolicy(
       new iam.PolicyStatement({ actions: ['batch:DescribeJobs', 'batch:ListJobs'], resources: ['*'] }),
     );
-    // The full list of failed children is published next to the results.
+    // The full list of failed children and the job record are published next to the
+    // results (a large list goes as a multipart upload, aborted if a part fails).
     watch.role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
-    watch.role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [resultsArn] }));
+    watch.role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
+        resources: [resultsArn],
+      }),
+    );
     watch.role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['batch:TerminateJob'],
@@ -317,6 +326,9 @@ export class PipelineStack extends cdk.Stack {
     // role can name its executions without referring to the machine, which refers to
     // the function.
     const machineName = `${this.stackName}-run`;
+    if (machineName.length > 80) {
+      throw new Error(`stack name ${this.stackName} is too long: the state machine ${machineName} would exceed Step Functions' 80 characters`);
+    }
     watch.role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['states:GetExecutionHistory'],
@@ -361,6 +373,10 @@ export class PipelineStack extends cdk.Stack {
             abandoned_execution: {
               execution_arn: events.EventField.fromPath('$.detail.executionArn'),
               status: events.EventField.fromPath('$.detail.status'),
+              // Only jobs created while the execution ran are its: a late or retried
+              // event never stops a rerun started after it.
+              start_date: events.EventField.fromPath('$.detail.startDate'),
+              stop_date: events.EventField.fromPath('$.detail.stopDate'),
             },
           }),
           retryAttempts: 4,

@@ -42,12 +42,15 @@ export interface PipelineStateMachineProps {
 /**
  * Errors of the Batch integration that are worth another try: throttling and 5xx.
  * Step Functions names an integration's error `Batch.` and the AWS SDK for Java's
- * exception: a 5xx is the modelled ServerException, a 429 (SubmitJob's queue admission
- * limit) is not modelled and arrives as the SDK's base AWSBatchException, which is
- * what public state machines retry Batch throttling on (Netflix Metaflow,
+ * exception: a 5xx is the modelled ServerException, and a 429 (SubmitJob's queue
+ * admission limit) is not modelled and arrives as the SDK's base AWSBatchException,
+ * which is what public state machines retry Batch throttling on (Netflix Metaflow,
  * metaflow/plugins/aws/step_functions/step_functions.py: "Batch.AWSBatchException").
- * `Batch.TooManyRequestsException` is never raised. Batch's own errors (a missing queue,
- * a bad definition: Batch.ClientException) are not retried.
+ * No AWS document names these errors; `Batch.TooManyRequestsException`, which nothing
+ * raises as far as anyone has shown, is not listed. Batch's own refusals (a missing
+ * queue, a bad definition: Batch.ClientException) are not retried. A 5xx can come after
+ * the job was made: a second array then runs the same children again, overwriting the
+ * same files whole, and the run follows the one Step Functions kept.
  */
 export const BATCH_TRANSIENT = ['Batch.AWSBatchException', 'Batch.ServerException'];
 
@@ -171,6 +174,10 @@ export class PipelineStateMachine extends Construct {
           jobs: sfn.JsonPath.objectAt('$.jobs'),
           // A rerun's map: the watch names the original children.
           index_map: sfn.JsonPath.stringAt('$.run.index_map'),
+          // A stage the state machine has no id for is found by its name; the
+          // submission joins the run's job record.
+          job_names: sfn.JsonPath.objectAt('$.run.job_names'),
+          array_size: sfn.JsonPath.numberAt('$.run.array_size'),
           terminate_unfinished: onFailure,
           ...(onFailure ? { error: sfn.JsonPath.objectAt('$.error') } : {}),
         }),

@@ -25,6 +25,9 @@ describe('the run state machine', () => {
     expect(sm.States.Prepare.ResultSelector['index_map.$']).toBe('$.index_map');
     for (const w of ['Watch', 'WatchFailure']) {
       expect(sm.States[w].Parameters['index_map.$']).toBe('$.run.index_map');
+      // A stage without an id is found by its name; the submission joins the record.
+      expect(sm.States[w].Parameters['job_names.$']).toBe('$.run.job_names');
+      expect(sm.States[w].Parameters['array_size.$']).toBe('$.run.array_size');
     }
     for (const s of ['SingleProcure', 'SingleProcess', 'SingleEgress']) {
       expect(sm.States[s].Parameters.ArrayProperties).toBeUndefined();
@@ -116,9 +119,21 @@ describe('the run state machine', () => {
     expect(target.Arn).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^WatchFunction/), 'Arn'] });
     expect(target.RetryPolicy).toEqual({ MaximumEventAgeInSeconds: 7200, MaximumRetryAttempts: 4 });
     expect(JSON.parse(target.InputTransformer.InputTemplate.replace(/<([\w-]+)>/g, '"$1"'))).toEqual({
-      abandoned_execution: { execution_arn: 'detail-executionArn', status: 'detail-status' },
+      abandoned_execution: {
+        execution_arn: 'detail-executionArn',
+        status: 'detail-status',
+        start_date: 'detail-startDate',
+        stop_date: 'detail-stopDate',
+      },
     });
-    expect(target.InputTransformer.InputPathsMap).toEqual({ 'detail-executionArn': '$.detail.executionArn', 'detail-status': '$.detail.status' });
+    // The placeholders are bare: the event's own JSON (strings quoted, dates numbers).
+    expect(target.InputTransformer.InputTemplate).toContain('"start_date":<detail-startDate>');
+    expect(target.InputTransformer.InputPathsMap).toEqual({
+      'detail-executionArn': '$.detail.executionArn',
+      'detail-status': '$.detail.status',
+      'detail-startDate': '$.detail.startDate',
+      'detail-stopDate': '$.detail.stopDate',
+    });
     // The function knows the queues to look in, and may read the executions' history.
     const fns = Object.values(t.findResources('AWS::Lambda::Function')) as any[];
     const watch = fns.find((f) => f.Properties.Environment?.Variables?.TANDEM_QUEUES);

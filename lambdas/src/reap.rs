@@ -27,6 +27,13 @@ pub struct Abandoned {
     pub execution_arn: String,
     /// ABORTED, TIMED_OUT or FAILED.
     pub status: ExecutionState,
+    /// When the execution started and stopped (ms since the epoch, the event's
+    /// `startDate` and `stopDate`): only jobs created in between are the execution's,
+    /// so a late or retried event never stops a rerun started after it.
+    #[serde(default)]
+    pub start_date: Option<i64>,
+    #[serde(default)]
+    pub stop_date: Option<i64>,
 }
 
 /// What was done.
@@ -42,9 +49,10 @@ pub struct ReapReport {
     pub terminated: Vec<String>,
 }
 
-/// Finds the execution's run and terminates its unfinished jobs. An error (the
-/// history unreadable, a job that could not be terminated) fails the invocation, so
-/// Lambda retries it and the failure is seen.
+/// Finds the execution's run and terminates its unfinished jobs created while the
+/// execution ran. An error (the history unreadable, a job that could not be
+/// terminated) fails the invocation: Lambda retries an asynchronous invocation twice,
+/// and the error is in the function's log.
 pub async fn handle(
     batch_client: &batch::Client,
     sfn_client: &tandem_aws::sfn::Client,
@@ -54,6 +62,8 @@ pub async fn handle(
     let Abandoned {
         execution_arn,
         status,
+        start_date,
+        stop_date,
     } = event.abandoned_execution;
     if !status.abandoned() {
         return Err(format!(
@@ -75,9 +85,15 @@ pub async fn handle(
         });
     };
     let run: tandem_core::layout::RunId = run.parse().map_err(chain)?;
-    let jobs = batch::jobs_of_run(batch_client, queues, &run)
+    // Batch's clock and Step Functions' may differ by a little.
+    const SKEW_MS: i64 = 60_000;
+    let jobs: Vec<RunJob> = batch::jobs_of_run(batch_client, queues, &run)
         .await
-        .map_err(chain)?;
+        .map_err(chain)?
+        .into_iter()
+        .filter(|j| start_date.is_none_or(|t| j.created_at >= t - SKEW_MS))
+        .filter(|j| stop_date.is_none_or(|t| j.created_at <= t + SKEW_MS))
+        .collect();
     let reason = format!("tandem: execution {status}");
     let (terminated, not) = batch::terminate_jobs(batch_client, &jobs, &reason).await;
     let report = ReapReport {
@@ -228,6 +244,44 @@ mod tests {
         assert_eq!(terminate.num_calls(), 2, "{report:?}");
         assert_eq!(report.terminated.len(), 2);
         assert_eq!(report.jobs.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_late_event_never_stops_a_rerun_started_after_the_execution() {
+        // The execution ran from t=1000 s to t=2000 s; a rerun's jobs were created at
+        // t=5000 s, after it stopped: a late or retried event must leave them alone.
+        let run = "r1";
+        let h = history(Some(run));
+        let job = |id: &str, name: String, created: i64| {
+            JobSummary::builder()
+                .job_id(id)
+                .job_name(name)
+                .status(JobStatus::Running)
+                .created_at(created)
+                .build()
+        };
+        let list = mock!(batch::Client::list_jobs).then_compute_output(move |r| {
+            let stage: Stage = r.job_queue().unwrap().trim_start_matches("q-").parse().unwrap();
+            ListJobsOutput::builder()
+                .job_summary_list(job("own", batch::job_name(run, stage, ""), 1_500_000))
+                .job_summary_list(job("rerun", batch::job_name(run, stage, "-rerun-S9"), 5_000_000))
+                .build()
+        });
+        let terminate = mock!(batch::Client::terminate_job)
+            .match_requests(|r| r.job_id() == Some("own"))
+            .then_output(|| TerminateJobOutput::builder().build());
+        let b = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&list, &terminate]);
+        let s = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&h]);
+        let event: AbandonedEvent = serde_json::from_value(serde_json::json!({
+            "abandoned_execution": {
+                "execution_arn": EXECUTION, "status": "ABORTED",
+                "start_date": 1_000_000, "stop_date": 2_000_000
+            }
+        }))
+        .unwrap();
+        let report = handle(&b, &s, &queues(), event).await.unwrap();
+        assert_eq!(terminate.num_calls(), 3, "{report:?}");
+        assert!(report.jobs.iter().all(|j| j.job_id == "own"));
     }
 
     #[tokio::test]

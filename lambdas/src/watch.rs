@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use tandem_aws::batch::{self, Client, WatchReport};
-use tandem_core::names::Stage;
+use tandem_core::names::{PerStage, Stage};
 
 /// The handler's configuration, read once from the environment.
 ///
@@ -15,23 +15,31 @@ use tandem_core::names::Stage;
 ///   `run_id` in the event, the full list of failed children is written next to the
 ///   run (`ROOT/RUN/failed-children.json`).
 /// - `TANDEM_BUCKET` (optional): the run's bucket: the full list is also published
-///   there (`RUN/failed-children.json`), where operators without the volume read it.
+///   there (`RUN/failed-children.json`), where operators without the volume read it,
+///   and the submission is added to the run's job record (`RUN/batch-jobs.json`).
+/// - `TANDEM_QUEUES` (optional): the stages' queues, where a stage whose id the event
+///   lacks is looked up by its name.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     /// The shared volume, when the function mounts it.
     pub root: Option<PathBuf>,
     /// The bucket URL, when the function may write to it.
     pub bucket: Option<String>,
+    /// The stages' queues.
+    pub queues: Option<PerStage<String>>,
 }
 
 impl Config {
-    /// Reads `TANDEM_ROOT` and `TANDEM_BUCKET`.
-    pub fn from_env() -> Self {
+    /// Reads `TANDEM_ROOT`, `TANDEM_BUCKET` and `TANDEM_QUEUES`.
+    pub fn from_env() -> Result<Self, String> {
         let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-        Self {
+        Ok(Self {
             root: var("TANDEM_ROOT").map(PathBuf::from),
             bucket: var("TANDEM_BUCKET").and_then(|v| v.into_string().ok()),
-        }
+            queues: var("TANDEM_QUEUES")
+                .map(|v| crate::reap::parse_queues(&v.to_string_lossy()))
+                .transpose()?,
+        })
     }
 }
 
@@ -62,6 +70,24 @@ pub struct WatchEvent {
     /// children, not the compact array's. Empty or absent for a run's own jobs.
     #[serde(default)]
     pub index_map: Option<String>,
+    /// The stages' job names, as prepare made them (a rerun's have a suffix): a stage
+    /// whose id the state machine does not have (a `.sync` wait that failed or timed
+    /// out) is found by its name.
+    #[serde(default)]
+    pub job_names: Option<BTreeMap<String, String>>,
+    /// The children per stage of this submission (for the job record).
+    #[serde(default)]
+    pub array_size: Option<u32>,
+}
+
+impl WatchEvent {
+    /// Stage `stage`'s job name: the event's, else the run's own.
+    fn job_name(&self, stage: Stage) -> Option<String> {
+        match &self.job_names {
+            Some(names) => names.get(stage.name()).cloned(),
+            None => self.run_id.as_deref().map(|run| batch::job_name(run, stage, "")),
+        }
+    }
 }
 
 /// The job ids of the event, in either shape.
@@ -132,11 +158,11 @@ fn resolve(event: &WatchEvent) -> Result<Resolved, String> {
                     .get(stage.name())
                     .map(|j| j.job_id.clone())
                     .filter(|id| !id.is_empty());
-                // A failed .sync job: the state machine has no id, the cause has it.
+                // A failed .sync job: the state machine has no id, the cause has it
+                // (under the stage's name: a rerun's has a suffix).
                 let from_cause = || {
-                    let run = event.run_id.as_deref()?;
                     let cause = event.error.as_ref()?.cause.as_deref()?;
-                    job_in_cause(cause, &batch::job_name(run, stage, ""))
+                    job_in_cause(cause, &event.job_name(stage)?)
                 };
                 match from_map.or_else(from_cause) {
                     Some(id) => found.push((stage, id)),
@@ -153,7 +179,26 @@ fn resolve(event: &WatchEvent) -> Result<Resolved, String> {
 /// per stage), `not_submitted`, `terminated`, `summary`, and `failed_list` when the
 /// full list was written next to the run.
 pub async fn handle(client: &Client, config: &Config, event: WatchEvent) -> Result<WatchReport, String> {
-    let (jobs, not_submitted) = resolve(&event)?;
+    let (mut jobs, mut not_submitted) = resolve(&event)?;
+    // A stage the event has no id for (a .sync wait that timed out before its id was
+    // kept) may still have been submitted: look it up by its exact name.
+    if let Some(queues) = &config.queues {
+        let mut still = Vec::new();
+        for stage in not_submitted {
+            let found = match event.job_name(stage) {
+                Some(name) => batch::newest_job_named(client, &queues[stage], &name)
+                    .await
+                    .map_err(|e| tandem_core::error::chain(&e))?,
+                None => None,
+            };
+            match found {
+                Some(id) => jobs.push((stage, id)),
+                None => still.push(stage),
+            }
+        }
+        jobs.sort_by_key(|(s, _)| s.position());
+        not_submitted = still;
+    }
     let map = match event.index_map.as_deref().filter(|m| !m.is_empty()) {
         Some(file) => {
             let (Some(root), Some(run)) = (&config.root, &event.run_id) else {
@@ -204,20 +249,47 @@ pub async fn handle(client: &Client, config: &Config, event: WatchEvent) -> Resu
             }
         }
     }
-    if let (Some(url), Some(run), false) = (&config.bucket, &event.run_id, failed.is_empty()) {
-        // The S3 store blocks on its own runtime: off this one's threads.
+    if let (Some(url), Some(run)) = (&config.bucket, &event.run_id) {
+        // The submission joins the run's job record; the full list of failed children
+        // goes next to the results. The S3 store blocks on its own runtime: off this
+        // one's threads.
+        let submission = event.array_size.map(|array_size| batch::Submission {
+            array_size,
+            index_map: event.index_map.clone().filter(|m| !m.is_empty()),
+            jobs: jobs
+                .iter()
+                .map(|(stage, id)| batch::SubmittedStage {
+                    stage: *stage,
+                    job_id: id.clone(),
+                    job_name: event.job_name(*stage).unwrap_or_default(),
+                    array_size,
+                })
+                .collect(),
+        });
         let (url, run, list) = (url.clone(), run.clone(), failed.clone());
-        let published = tokio::task::spawn_blocking(move || {
+        let published = tokio::task::spawn_blocking(move || -> tandem_core::Result<Option<String>> {
             let store = tandem_aws::open_store(&url)?;
-            batch::publish_failed_list(store.as_ref(), &run, &list)
+            if let Some(submission) = submission.filter(|s| s.jobs.len() == 3) {
+                let mut record = batch::JobRecord::fetch(store.as_ref(), &run)?.unwrap_or(batch::JobRecord {
+                    run_id: run.clone(),
+                    submissions: vec![],
+                });
+                if record.add(submission) {
+                    record.publish(store.as_ref())?;
+                }
+            }
+            if list.is_empty() {
+                return Ok(None);
+            }
+            batch::publish_failed_list(store.as_ref(), &run, &list).map(Some)
         })
         .await;
         match published {
-            Ok(Ok(location)) => report.failed_list = Some(location),
+            Ok(Ok(location)) => report.failed_list = location.or(report.failed_list.take()),
             Ok(Err(e)) => {
-                tracing::warn!(error = %tandem_core::error::chain(&e), "could not publish the failed list")
+                tracing::warn!(error = %tandem_core::error::chain(&e), "could not publish the run's records")
             }
-            Err(e) => tracing::warn!(error = %e, "could not publish the failed list"),
+            Err(e) => tracing::warn!(error = %e, "could not publish the run's records"),
         }
     }
     report.summarize_line();
@@ -296,6 +368,7 @@ mod tests {
         let config = Config {
             root: Some(dir.path().join("efs")),
             bucket: Some(bucket.clone()),
+            queues: None,
         };
         let describe = mock!(Client::describe_jobs).then_output(|| {
             DescribeJobsOutput::builder()
@@ -346,6 +419,123 @@ mod tests {
         assert!(err.contains("index-map-gone.json"), "{err}");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_timed_out_wait_still_stops_egress_and_the_submission_is_recorded() {
+        // The egress wait timed out: the state machine kept no id for it and the cause
+        // is not the job's. The watch finds it by its (rerun) name in its queue,
+        // terminates it with the stages still running, and adds the submission to the
+        // run's job record in the bucket, once.
+        let names = serde_json::json!({
+            "procure": "tandem-run-1-procure-rerun-S1",
+            "process": "tandem-run-1-process-rerun-S1",
+            "egress": "tandem-run-1-egress-rerun-S1"
+        });
+        let describe = mock!(Client::describe_jobs).then_output(|| {
+            DescribeJobsOutput::builder()
+                .jobs(job("p", JobStatus::Succeeded, 3, 0))
+                .jobs(job("q", JobStatus::Running, 1, 0))
+                .jobs(job("e", JobStatus::Pending, 0, 0))
+                .build()
+        });
+        let list = mock!(Client::list_jobs)
+            .match_requests(|r| r.job_queue() == Some("q3"))
+            .then_output(|| {
+                ListJobsOutput::builder()
+                    .job_summary_list(
+                        JobSummary::builder()
+                            .job_id("e")
+                            .job_name("tandem-run-1-egress-rerun-S1")
+                            .created_at(5)
+                            .build(),
+                    )
+                    .build()
+            });
+        let terminate = mock!(Client::terminate_job)
+            .match_requests(|r| matches!(r.job_id(), Some("q" | "e")))
+            .then_output(|| TerminateJobOutput::builder().build());
+        let calls = tandem_aws::calls::contract::Calls::new("watch function");
+        let client = mock_client!(
+            aws_sdk_batch,
+            RuleMode::MatchAny,
+            [&describe, &list, &terminate],
+            |c| c.interceptor(calls.recorder(tandem_aws::calls::resolve::batch))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = format!("file://{}", dir.path().join("bucket").display());
+        let config = Config {
+            root: None,
+            bucket: Some(bucket.clone()),
+            queues: Some(PerStage(["q1".into(), "q2".into(), "q3".into()])),
+        };
+        let event = || -> WatchEvent {
+            serde_json::from_value(serde_json::json!({
+                "jobs": {"procure": {"JobId": "p"}, "process": {"JobId": "q"}},
+                "run_id": "run-1",
+                "job_names": names,
+                "array_size": 3,
+                "error": {"Error": "States.Timeout", "Cause": "The task timed out."},
+                "terminate_unfinished": true
+            }))
+            .unwrap()
+        };
+        let out = handle(&client, &config, event()).await.unwrap();
+        assert!(out.not_submitted.is_empty(), "{out:?}");
+        assert_eq!(terminate.num_calls(), 2, "{:?}", out.terminated);
+        assert!(out.finished && !out.succeeded);
+        handle(&client, &config, event()).await.unwrap();
+        let store = tandem_core::store::open(&bucket).unwrap();
+        let record =
+            tandem_aws::batch::JobRecord::parse(&store.get("run-1/batch-jobs.json").unwrap(), "record")
+                .unwrap();
+        assert_eq!(
+            record.submissions.len(),
+            1,
+            "the same submission was recorded twice"
+        );
+        let jobs: Vec<&str> = record.submissions[0]
+            .jobs
+            .iter()
+            .map(|j| j.job_id.as_str())
+            .collect();
+        assert_eq!(jobs, ["p", "q", "e"]);
+        assert_eq!(
+            record.submissions[0].jobs[2].job_name,
+            "tandem-run-1-egress-rerun-S1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_reruns_egress_is_found_in_the_cause_under_its_own_name() {
+        let describe = mock!(Client::describe_jobs).then_output(|| {
+            DescribeJobsOutput::builder()
+                .jobs(job("p", JobStatus::Succeeded, 2, 0))
+                .jobs(job("q", JobStatus::Succeeded, 2, 0))
+                .jobs(job("e", JobStatus::Failed, 1, 1))
+                .build()
+        });
+        let list = mock!(Client::list_jobs).then_output(|| ListJobsOutput::builder().build());
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe, &list]);
+        let cause =
+            serde_json::json!({"JobName": "tandem-run-1-egress-rerun-S1", "JobId": "e", "Status": "FAILED"});
+        let event: WatchEvent = serde_json::from_value(serde_json::json!({
+            "jobs": {"procure": {"JobId": "p"}, "process": {"JobId": "q"}},
+            "run_id": "run-1",
+            "job_names": {
+                "procure": "tandem-run-1-procure-rerun-S1",
+                "process": "tandem-run-1-process-rerun-S1",
+                "egress": "tandem-run-1-egress-rerun-S1"
+            },
+            "error": {"Error": "States.TaskFailed", "Cause": cause.to_string()}
+        }))
+        .unwrap();
+        let out = handle(&client, &Config::default(), event).await.unwrap();
+        assert!(
+            out.not_submitted.is_empty(),
+            "egress was called never submitted: {out:?}"
+        );
+        assert_eq!(out.stages.len(), 3);
+    }
+
     #[tokio::test]
     async fn ten_thousand_failed_children_per_stage_stay_under_the_state_limit() {
         // A bad image: 10,000 procure children fail, and their 20,000 dependents
@@ -389,6 +579,7 @@ mod tests {
         let config = Config {
             root: Some(dir.path().to_path_buf()),
             bucket: None,
+            queues: None,
         };
         let event: WatchEvent =
             serde_json::from_str(r#"{"jobs": ["a", "b", "c"], "run_id": "run-1"}"#).unwrap();
@@ -559,6 +750,8 @@ mod tests {
                 error: None,
                 terminate_unfinished: false,
                 index_map: None,
+                job_names: None,
+                array_size: None,
             },
         )
         .await

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let sdk = tandem_aws::load_config().await;
     let client = &tandem_aws::batch::client(&sdk);
     let sfn = &tandem_aws::sfn::client(&sdk);
-    let config = &Config::from_env();
+    let config = &Config::from_env()?;
     lambda_runtime::run(service_fn(move |e: LambdaEvent<serde_json::Value>| async move {
         if e.payload.get("abandoned_execution").is_some() {
             let event: AbandonedEvent = serde_json::from_value(e.payload)?;
