@@ -516,8 +516,11 @@ mod tests {
 
     #[test]
     fn every_flipped_byte_breaks_the_seal() {
-        for (name, bytes, schema) in sample_files() {
+        let files = sample_files();
+        assert_eq!(files.len(), 3);
+        for (name, bytes, schema) in files {
             check_seal("f", &bytes).unwrap();
+            assert!(bytes.len() > 500, "{name}: {} bytes", bytes.len());
             for pos in 0..bytes.len() {
                 for mask in [0x01u8, 0x80, 0xff] {
                     let mut b = bytes.clone();
@@ -541,6 +544,7 @@ mod tests {
         // still end as a value or an error, never a panic.
         for (name, bytes, schema) in sample_files() {
             let seal_at = seal_position(&bytes).unwrap();
+            let (mut flips, mut decoded) = (0, 0);
             for pos in 0..bytes.len() {
                 if (seal_at..seal_at + 8).contains(&pos) {
                     continue;
@@ -548,15 +552,23 @@ mod tests {
                 for mask in [0x01u8, 0x10, 0x80] {
                     let mut b = bytes.clone();
                     b[pos] ^= mask;
+                    flips += 1;
+                    // A flip in the framing the seal itself needs cannot be resealed.
                     if seal(name, &mut b).is_err() {
                         continue;
                     }
+                    decoded += 1;
                     let r = std::panic::catch_unwind(|| {
                         decode("f", Bytes::from(b), &schema).map(|d| d.batch.num_rows())
                     });
                     assert!(r.is_ok(), "{name}: byte {pos} ^ {mask:#x} escaped the guard");
                 }
             }
+            // The case happened: nearly every flip reached the decoders.
+            assert!(
+                decoded * 10 >= flips * 9,
+                "{name}: only {decoded} of {flips} flips could be resealed"
+            );
         }
     }
 

@@ -514,18 +514,69 @@ mod tests {
         );
     }
 
+    /// Counts the children running per stage, and holds procure 2, process 1 and
+    /// egress 0 until all three run at once (a bounded wait: a broken executor
+    /// fails the test rather than hanging it).
+    #[derive(Default)]
+    struct Overlap {
+        running: PerStage<AtomicUsize>,
+        peak: PerStage<AtomicUsize>,
+        met: Mutex<usize>,
+        all_met: std::sync::Condvar,
+        overlapped: std::sync::atomic::AtomicBool,
+    }
+
+    impl ChildRunner for Overlap {
+        fn run(&self, stage: Stage, index: u32, _: u32) -> Result<Completion> {
+            let now = self.running[stage].fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak[stage].fetch_max(now, Ordering::SeqCst);
+            let held = matches!(
+                (stage, index),
+                (Stage::Procure, 2) | (Stage::Process, 1) | (Stage::Egress, 0)
+            );
+            if held {
+                let mut met = self.met.lock().unwrap();
+                *met += 1;
+                self.all_met.notify_all();
+                let (met, _) = self
+                    .all_met
+                    .wait_timeout_while(met, std::time::Duration::from_secs(60), |m| *m < 3)
+                    .unwrap();
+                if *met >= 3 {
+                    self.overlapped.store(true, Ordering::SeqCst);
+                }
+            }
+            self.running[stage].fetch_sub(1, Ordering::SeqCst);
+            Ok(Completion {
+                run_id: "r".parse().unwrap(),
+                index,
+                stage,
+                digest: Digest::default(),
+                history: vec![],
+            })
+        }
+    }
+
     #[test]
-    fn stage_concurrency_is_respected() {
-        let fake = Fake::new(&[]);
+    fn stage_concurrency_is_respected_while_the_stages_overlap() {
+        let runner = Overlap::default();
         let mut cfg = ExecutorConfig::new(4, 1);
         cfg.stage_concurrency = PerStage::splat(1);
-        let ex = execute(&fake, &all_tasks(30), &cfg, &|_| {});
+        let ex = execute(&runner, &all_tasks(30), &cfg, &|_| {});
         assert!(ex.counts().values().all(|c| *c
             == OutcomeCounts {
                 succeeded: 30,
                 ..Default::default()
             }));
-        assert!(fake.peak.load(Ordering::SeqCst) <= 3);
+        // Never two children of one stage at once...
+        for stage in Stage::ALL {
+            assert_eq!(runner.peak[stage].load(Ordering::SeqCst), 1, "{stage}");
+        }
+        // ...while the three stages did run at the same time.
+        assert!(
+            runner.overlapped.load(Ordering::SeqCst),
+            "the stages never overlapped"
+        );
     }
 
     #[test]

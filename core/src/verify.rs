@@ -556,6 +556,16 @@ mod tests {
     }
 
     fn object(ids: &[u64], seed: u64, tweak: impl FnOnce(&mut Vec<u64>)) -> bytes::Bytes {
+        object_with(ids, seed, tweak, |_| {})
+    }
+
+    /// A sealed result of `ids` whose totals and category keys the tweaks may change.
+    fn object_with(
+        ids: &[u64],
+        seed: u64,
+        tweak: impl FnOnce(&mut Vec<u64>),
+        tweak_categories: impl FnOnce(&mut Vec<u8>),
+    ) -> bytes::Bytes {
         let (b1, _) = workload::procure(ids, seed);
         let (b2, d) = workload::process(&b1).unwrap();
         let mut totals: Vec<u64> = b2
@@ -566,11 +576,21 @@ mod tests {
             .values()
             .to_vec();
         tweak(&mut totals);
+        let dict = b2
+            .column(1)
+            .as_any()
+            .downcast_ref::<DictionaryArray<UInt8Type>>()
+            .unwrap();
+        let mut keys: Vec<u8> = dict.keys().values().to_vec();
+        tweak_categories(&mut keys);
+        let categories =
+            DictionaryArray::<UInt8Type>::try_new(arrow_array::UInt8Array::from(keys), dict.values().clone())
+                .unwrap();
         let b2 = RecordBatch::try_new(
             b2.schema(),
             vec![
                 b2.column(0).clone(),
-                b2.column(1).clone(),
+                std::sync::Arc::new(categories),
                 std::sync::Arc::new(UInt64Array::from(totals)),
             ],
         )
@@ -590,6 +610,21 @@ mod tests {
         let m = manifest(40, 20);
         let ids: Vec<u64> = (21..=40).collect();
         check_result(&m, 1, object(&ids, 42, |_| {})).unwrap();
+    }
+
+    #[test]
+    fn a_wrong_category_alone_is_caught() {
+        // Every total right, one row's category another valid one: only the category
+        // comparison can see it (remove it, and this object passes).
+        let m = manifest(40, 20);
+        let ids: Vec<u64> = (21..=40).collect();
+        let n = CATEGORIES.len() as u8;
+        let bad = object_with(&ids, 42, |_| {}, |k| k[5] = (k[5] + 1) % n);
+        let err = check_result(&m, 1, bad.clone()).unwrap_err();
+        assert!(err.contains("1 rows whose values differ"), "{err}");
+        let rows = read_result(bad).unwrap();
+        let f = check_rows(&m, 1, &rows, |_| false);
+        assert_eq!((f.wrong_values, f.misplaced, f.duplicates), (1, 0, 0));
     }
 
     #[test]

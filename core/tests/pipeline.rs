@@ -272,3 +272,33 @@ fn a_result_that_cannot_be_read_is_an_error_never_a_lost_child() {
         .to_string();
     assert!(err.contains(&key) && err.contains("AccessDenied"), "{err}");
 }
+
+#[test]
+fn two_swapped_result_objects_fail_verify_naming_both_children() {
+    // Same rows, same checksum, no ID missing or duplicated: only the check that
+    // every ID is in its own child's object sees it.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = executed_run(dir.path(), 100, 10);
+    let run = ctx.layout.run_id();
+    let (a, b) = (object_key(run, 2), object_key(run, 5));
+    let (ba, bb) = (ctx.store.get(&a).unwrap(), ctx.store.get(&b).unwrap());
+    ctx.store.put(&a, bb).unwrap();
+    ctx.store.put(&b, ba).unwrap();
+    let v = verify(&ctx.manifest, ctx.store.as_ref(), 2).unwrap();
+    assert!(!v.ok, "{v:?}");
+    assert_eq!(v.indices_with_misplaced_ids, vec![2, 5]);
+    assert_eq!((v.misplaced_ids, v.duplicate_ids, v.missing_ids), (20, 0, 0));
+    assert_eq!((v.rows, v.checksum), (v.expected_rows, v.expected_checksum));
+    assert!(
+        v.problems().iter().any(|p| p.contains("indices 2, 5")),
+        "{:?}",
+        v.problems()
+    );
+    // Rerun's check of each object agrees: both are lost.
+    let lost: Vec<u32> = executor::rerun_tasks(&ctx, 2)
+        .unwrap()
+        .iter()
+        .map(|t| t.index)
+        .collect();
+    assert_eq!(lost, vec![2, 5]);
+}

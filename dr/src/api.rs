@@ -5,15 +5,22 @@
 //! unlike the original, bad input is a 400 naming the field (an unknown or repeated
 //! key included), a body that is not declared JSON a 415, one over [`MAX_BODY`] a
 //! 413, a missing product a 404, and `POST /createBackup` works.
+//!
+//! Every write (each route but the two reads) passes one guard, [`guard_writes`],
+//! before its handler: the API key when one is set, then no cross-site request from
+//! a browser, then a declared JSON body on `POST` and `PUT` (`createBackup` included,
+//! its body may be empty). A cross-site form post is refused however it is made.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Serialize;
@@ -49,6 +56,7 @@ pub struct ApiState {
 
 /// The router.
 pub fn router(state: ApiState) -> Router {
+    let state = Arc::new(state);
     Router::new()
         .route("/addProduct", post(add_product))
         .route("/getProduct", get(get_product))
@@ -56,8 +64,30 @@ pub fn router(state: ApiState) -> Router {
         .route("/updateProduct", put(update_product))
         .route("/deleteProduct", delete(delete_product))
         .route("/createBackup", post(create_backup))
+        // On matched routes only: an unknown path stays a 404, a wrong method a 405.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard_writes))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Arc::new(state))
+        .with_state(state)
+}
+
+/// The one gate in front of every write: the API key, then the cross-site check,
+/// then the declared JSON body. Reads pass untouched.
+pub async fn guard_writes(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let method = request.method();
+    if method == Method::GET || method == Method::HEAD {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let checked = check_api_key(&state, headers)
+        .and_then(|()| check_same_origin(headers))
+        .and_then(|()| match *method {
+            Method::POST | Method::PUT => check_json_content_type(headers),
+            _ => Ok(()),
+        });
+    match checked {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// A JSON error response: `{"error": ..., "field": ...}`.
@@ -134,13 +164,10 @@ impl From<Error> for ApiError {
     }
 }
 
-fn check_key(state: &ApiState, headers: &HeaderMap, method: &Method) -> Result<(), ApiError> {
+fn check_api_key(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.api_key else {
         return Ok(());
     };
-    if method == Method::GET {
-        return Ok(());
-    }
     let given = headers.get("x-api-key").map(|v| v.as_bytes()).unwrap_or_default();
     // Constant-time comparison: a wrong key takes as long as a nearly right one.
     let ok = given.len() == expected.len()
@@ -193,11 +220,43 @@ impl<'de> Deserialize<'de> for Object {
     }
 }
 
+/// Refuses a write a browser sends from another site, the way Go's
+/// `http.CrossOriginProtection` does: by `Sec-Fetch-Site` when the browser sends it
+/// (every current one does), else by an `Origin` that does not name this host.
+/// Clients that are not browsers send neither and pass.
+fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = |why: String| {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("cross-site writes are refused: {why}"),
+        ))
+    };
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            other => refused(format!("Sec-Fetch-Site is {:?}", String::from_utf8_lossy(other))),
+        };
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let origin_host = origin.split_once("://").map(|(_, host)| host);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match (origin_host, host) {
+        (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => Ok(()),
+        _ => refused(format!(
+            "Origin {origin:?} is not this host ({})",
+            host.unwrap_or("no Host header")
+        )),
+    }
+}
+
 /// Requires `Content-Type: application/json` (parameters such as `charset` allowed):
 /// a browser's cross-site form post cannot send it without a preflight.
 fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
-        .get(axum::http::header::CONTENT_TYPE)
+        .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let essence = given.split(';').next().unwrap_or("").trim();
@@ -220,7 +279,6 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Parses a JSON object body allowing exactly `allowed` fields.
 fn object(
-    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     allowed: &[&'static str],
 ) -> Result<Map<String, Value>, ApiError> {
@@ -231,7 +289,6 @@ fn object(
             ApiError::bad(None, format!("unreadable request body: {e}"))
         }
     })?;
-    check_json_content_type(headers)?;
     // Syntax first, for its message; then the shape.
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(None, format!("request body is not valid JSON: {e}")))?;
@@ -253,7 +310,10 @@ fn object(
             };
             return Err(ApiError::bad(
                 Some(k),
-                format!("{k} {why}; allowed: {}", allowed.join(", ")),
+                match allowed {
+                    [] => format!("{k} {why}; this route takes no fields"),
+                    _ => format!("{k} {why}; allowed: {}", allowed.join(", ")),
+                },
             ));
         }
     }
@@ -282,11 +342,9 @@ fn id_param(q: &BTreeMap<String, String>) -> Result<String, ApiError> {
 
 async fn add_product(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_key(&state, &headers, &Method::POST)?;
-    let map = object(&headers, body, &["product_category", "product_title"])?;
+    let map = object(body, &["product_category", "product_title"])?;
     let item = Product {
         product_id: uuid::Uuid::now_v7().to_string(),
         product_category: string_field(&map, "product_category", MAX_CATEGORY)?,
@@ -347,15 +405,9 @@ async fn get_products(
 
 async fn update_product(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_key(&state, &headers, &Method::PUT)?;
-    let map = object(
-        &headers,
-        body,
-        &["product_id", "product_category", "product_title"],
-    )?;
+    let map = object(body, &["product_id", "product_category", "product_title"])?;
     let id = string_field(&map, "product_id", 64)?;
     let category = string_field(&map, "product_category", MAX_CATEGORY)?;
     let title = string_field(&map, "product_title", MAX_TITLE)?;
@@ -367,10 +419,8 @@ async fn update_product(
 
 async fn delete_product(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_key(&state, &headers, &Method::DELETE)?;
     let id = id_param(&q)?;
     if state.store.delete(&id).await? {
         Ok(axum::Json(json!({ "product_id": id, "deleted": true })))
@@ -381,9 +431,12 @@ async fn delete_product(
 
 async fn create_backup(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_key(&state, &headers, &Method::POST)?;
+    // No parameters: an empty body or `{}`.
+    if !body.as_ref().is_ok_and(|b| b.is_empty()) {
+        object(body, &[])?;
+    }
     let Some(backups) = &state.backups else {
         return Err(ApiError {
             status: StatusCode::NOT_IMPLEMENTED,

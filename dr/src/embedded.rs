@@ -84,6 +84,9 @@ pub struct TableFile {
     db: Database,
     /// Last change timestamp handed out (keeps the log strictly increasing).
     last_ts: Mutex<u64>,
+    /// Tests hold a group here, applied but not yet committed.
+    #[cfg(test)]
+    commit_gate: Mutex<Option<tests::CommitGate>>,
 }
 
 impl TableFile {
@@ -117,15 +120,21 @@ impl TableFile {
                 })
                 .collect()
         };
-        let txn = match self.db.begin_write() {
+        let mut txn = match self.db.begin_write() {
             Ok(t) => t,
             Err(e) => return failed("write", &e),
         };
+        // redb's default, stated: the answers below promise the group is on disk.
+        if let Err(e) = txn.set_durability(redb::Durability::Immediate) {
+            return failed("write", &e);
+        }
         let results = match self.apply_all(&txn, ops) {
             Ok(r) => r,
             // The store failed mid-transaction: nothing of the group commits.
             Err(e) => return failed("write", &e),
         };
+        #[cfg(test)]
+        tests::CommitGate::pass(&self.commit_gate);
         match txn.commit() {
             Ok(()) => results,
             Err(e) => failed("commit", &e),
@@ -353,6 +362,8 @@ impl EmbeddedTable {
             path: path.to_path_buf(),
             db,
             last_ts: Mutex::new(0),
+            #[cfg(test)]
+            commit_gate: Mutex::new(None),
         };
         {
             let txn = t.db.begin_write().map_err(|e| db_err(path, "write", e))?;
@@ -778,6 +789,74 @@ mod tests {
         assert_eq!(log, want.map(|(i, p)| (i.to_string(), p)));
     }
 
+    /// Holds the next group between its writes and its commit: `held` fires when
+    /// the group is applied, the commit waits for `release`.
+    #[derive(Debug)]
+    pub(super) struct CommitGate {
+        held: std::sync::mpsc::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl CommitGate {
+        pub(super) fn pass(slot: &Mutex<Option<CommitGate>>) {
+            let gate = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(gate) = gate {
+                let _ = gate.held.send(());
+                let _ = gate.release.recv();
+            }
+        }
+    }
+
+    /// A copy of the table's file taken while it is open, as a kill -9 or a lost
+    /// machine would leave it (no clean shutdown), opened as a table.
+    fn crash_image(t: &EmbeddedTable, dir: &Path) -> EmbeddedTable {
+        let copy = dir.join(format!("crash-{}.redb", unique()));
+        std::fs::copy(t.path(), &copy).unwrap();
+        EmbeddedTable::open_file("Product", &copy).unwrap()
+    }
+
+    /// Waits for an event; the bound only keeps a broken build from hanging.
+    const NEVER: std::time::Duration = std::time::Duration::from_secs(120);
+
+    #[test]
+    fn an_answer_leaves_only_after_its_commit_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = Region::new(dir.path(), "r").unwrap();
+        let t = region.create_table("Product").unwrap();
+        // Declared first, dropped last: a failing assertion releases the gate
+        // before the committer is joined.
+        let committer = Committer::start(t.inner.clone()).unwrap();
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        *t.commit_gate.lock().unwrap() = Some(CommitGate {
+            held: held_tx,
+            release: release_rx,
+        });
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let sender = committer.tx.lock().unwrap().clone().unwrap();
+        sender.send((Op::Create(item("a", 100)), reply)).unwrap();
+
+        // The group is applied and its commit held: no answer has left, and the
+        // write is neither visible nor on disk.
+        held.recv_timeout(NEVER).expect("the group reached its commit");
+        assert!(
+            matches!(
+                answer.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+            ),
+            "an answer left before its commit"
+        );
+        assert!(t.snapshot().unwrap().is_empty());
+        assert!(crash_image(&t, dir.path()).snapshot().unwrap().is_empty());
+
+        release.send(()).unwrap();
+        let answered = answer.blocking_recv().expect("the committer answered");
+        assert!(matches!(answered, Ok(Some(Some(_)))), "{answered:?}");
+        // Answered means on disk: a crash now keeps it.
+        assert_eq!(crash_image(&t, dir.path()).snapshot().unwrap().len(), 1);
+        drop(sender);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_are_all_acknowledged_and_durable() {
         let dir = tempfile::tempdir().unwrap();
@@ -803,8 +882,14 @@ mod tests {
             for task in tasks {
                 task.await.unwrap();
             }
+            // Without a clean shutdown (the table is still open), every acknowledged
+            // write is in the file.
+            let crashed = crash_image(&t, dir.path());
+            let snap = crashed.snapshot().unwrap();
+            assert_eq!(snap.len(), 32 * 19);
+            assert_eq!(snap.iter().filter(|p| p.product_title == "u").count(), 32);
         }
-        // Reopened from the file: every acknowledged write is there.
+        // And after a clean one.
         let t = EmbeddedTable::open_file("Product", &path).unwrap();
         let snap = t.snapshot().unwrap();
         assert_eq!(snap.len(), 32 * 19);

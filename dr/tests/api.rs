@@ -2,6 +2,7 @@
 //! `router(..).oneshot(request)` against the embedded store.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -11,18 +12,21 @@ use tandem_dr::api::{ApiState, BackupCreator, MAX_BODY, router};
 use tandem_dr::embedded::Region;
 use tower::ServiceExt;
 
-#[derive(Debug)]
-struct FixedBackup;
+/// Counts the backups it is asked for.
+#[derive(Debug, Default)]
+struct FixedBackup(AtomicUsize);
 
 #[async_trait::async_trait]
 impl BackupCreator for FixedBackup {
     async fn create_backup(&self) -> Result<Value, tandem_dr::Error> {
+        self.0.fetch_add(1, Ordering::SeqCst);
         Ok(json!({"BackupArn": "backup-1", "BackupStatus": "AVAILABLE"}))
     }
 }
 
 struct Api {
     state: ApiState,
+    backups: Arc<FixedBackup>,
     _dir: tempfile::TempDir,
 }
 
@@ -31,14 +35,43 @@ impl Api {
         let dir = tempfile::tempdir().unwrap();
         let region = Region::new(dir.path(), "us-east-2").unwrap();
         let table = region.create_table("Product").unwrap();
+        let backups = Arc::new(FixedBackup::default());
         Self {
             state: ApiState {
                 store: table,
-                backups: Some(Arc::new(FixedBackup)),
+                backups: Some(backups.clone()),
                 api_key: api_key.map(String::from),
             },
+            backups,
             _dir: dir,
         }
+    }
+
+    /// One request with exactly `headers` (no defaults): (status, body).
+    async fn raw(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = router(self.state.clone())
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// What a write may have changed: the items and the backups taken.
+    async fn effects(&self) -> (Value, usize) {
+        let (_, items) = self.call("GET", "/getProducts", None, None).await;
+        (items, self.backups.0.load(Ordering::SeqCst))
     }
 
     async fn call(
@@ -315,19 +348,24 @@ async fn missing_products_are_404_for_get_update_and_delete() {
 async fn writes_need_the_api_key_when_one_is_configured() {
     let api = Api::new(Some("s3cret"));
     let body = json!({"product_category": "c", "product_title": "t"}).to_string();
-    assert_eq!(
-        api.call("POST", "/addProduct", Some(&body), None).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        api.call("POST", "/addProduct", Some(&body), Some("s3cre"))
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
     let (s, v) = api.call("POST", "/addProduct", Some(&body), Some("s3cret")).await;
     assert_eq!(s, StatusCode::CREATED);
-    let id = v["product_id"].as_str().unwrap();
+    let id = v["product_id"].as_str().unwrap().to_string();
+    let before = api.effects().await;
+    let json = ("content-type", "application/json");
+    let mut refused = 0;
+    for (method, path, body) in writes(&id) {
+        for key in [None, Some("s3cre"), Some("s3cret "), Some("S3CRET")] {
+            let headers: Vec<(&str, &str)> = std::iter::once(json)
+                .chain(key.map(|k| ("x-api-key", k)))
+                .collect();
+            let (s, v) = api.raw(method, &path, &headers, &body).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path} {key:?}: {v}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 16);
+    assert_eq!(api.effects().await, before, "a refused write changed something");
     // Reads need no key.
     assert_eq!(
         api.call("GET", &format!("/getProduct?product_id={id}"), None, None)
@@ -335,16 +373,12 @@ async fn writes_need_the_api_key_when_one_is_configured() {
             .0,
         StatusCode::OK
     );
-    assert_eq!(
-        api.call("DELETE", &format!("/deleteProduct?product_id={id}"), None, None)
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        api.call("POST", "/createBackup", None, None).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    for (method, path, body) in writes(&id) {
+        let (s, v) = api
+            .raw(method, &path, &[json, ("x-api-key", "s3cret")], &body)
+            .await;
+        assert!(s.is_success(), "{method} {path}: {s} {v}");
+    }
 }
 
 #[tokio::test]
@@ -361,35 +395,124 @@ async fn create_backup_returns_201_with_the_details() {
     );
 }
 
+/// Every route that changes something: (method, path, a body it accepts).
+fn writes(id: &str) -> [(&'static str, String, String); 4] {
+    [
+        (
+            "POST",
+            "/addProduct".into(),
+            json!({"product_category": "c", "product_title": "t"}).to_string(),
+        ),
+        (
+            "PUT",
+            "/updateProduct".into(),
+            json!({"product_id": id, "product_category": "c2", "product_title": "t2"}).to_string(),
+        ),
+        ("DELETE", format!("/deleteProduct?product_id={id}"), String::new()),
+        ("POST", "/createBackup".into(), String::new()),
+    ]
+}
+
 #[tokio::test]
-async fn writes_must_be_declared_json() {
+async fn writes_with_a_body_must_declare_it_json_on_every_route() {
     let api = Api::new(None);
-    let body = json!({"product_category": "c", "product_title": "t"}).to_string();
-    for ct in [
+    let id = api.add("c", "t").await;
+    let before = api.effects().await;
+    // What a cross-site form or a no-cors fetch can send without a preflight.
+    let simple = [
         None,
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
-    ] {
-        let mut req = Request::builder().method("POST").uri("/addProduct");
-        if let Some(ct) = ct {
-            req = req.header("content-type", ct);
+        Some("multipart/form-data; boundary=x"),
+    ];
+    let mut refused = 0;
+    for (method, path, body) in writes(&id) {
+        if method == "DELETE" {
+            // Not a method a form or a simple request can use; the cross-site test
+            // covers it.
+            continue;
         }
-        let resp = router(api.state.clone())
-            .oneshot(req.body(Body::from(body.clone())).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).unwrap();
-        assert!(v["error"].as_str().unwrap().contains("application/json"), "{v}");
+        for ct in simple {
+            let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
+            let (s, v) = api.raw(method, &path, &headers, &body).await;
+            assert_eq!(
+                s,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{method} {path} {ct:?}: {v}"
+            );
+            assert!(v["error"].as_str().unwrap().contains("application/json"), "{v}");
+            refused += 1;
+        }
     }
-    // Parameters and case do not matter.
-    let req = Request::builder()
-        .method("POST")
-        .uri("/addProduct")
-        .header("content-type", "Application/JSON; charset=utf-8")
-        .body(Body::from(body))
-        .unwrap();
-    let resp = router(api.state.clone()).oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(refused, 3 * simple.len(), "every POST and PUT route was tried");
+    assert_eq!(api.effects().await, before, "a refused write changed something");
+    // Parameters and case do not matter; each route then works.
+    let json = [("content-type", "Application/JSON; charset=utf-8")];
+    for (method, path, body) in writes(&id) {
+        let (s, v) = api.raw(method, &path, &json, &body).await;
+        assert!(s.is_success(), "{method} {path}: {s} {v}");
+    }
+    assert_eq!(api.backups.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn cross_site_writes_are_refused_on_every_route() {
+    let api = Api::new(None);
+    let id = api.add("c", "t").await;
+    let before = api.effects().await;
+    let json = ("content-type", "application/json");
+    let host = ("host", "api.example.com");
+    let cross_site: [&[(&str, &str)]; 4] = [
+        &[json, host, ("sec-fetch-site", "cross-site")],
+        &[json, host, ("sec-fetch-site", "same-site")],
+        // A browser without Fetch Metadata: the Origin names another host.
+        &[json, host, ("origin", "https://evil.example")],
+        &[json, host, ("origin", "null")],
+    ];
+    let mut refused = 0;
+    for (method, path, body) in writes(&id) {
+        for headers in cross_site {
+            let (s, v) = api.raw(method, &path, headers, &body).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path} {headers:?}: {v}");
+            assert!(v["error"].as_str().unwrap().contains("cross-site"), "{v}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 4 * cross_site.len());
+    assert_eq!(api.effects().await, before, "a refused write changed something");
+    // Reads are not writes: a cross-site GET is answered (the browser keeps the
+    // answer from the page without CORS).
+    let (s, _) = api
+        .raw("GET", &format!("/getProduct?product_id={id}"), cross_site[0], "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Same origin, a typed address, or no browser at all: every route works.
+    let same: [&[(&str, &str)]; 3] = [
+        &[json, host, ("sec-fetch-site", "same-origin")],
+        &[json, host, ("origin", "https://api.example.com")],
+        &[json, host, ("sec-fetch-site", "none")],
+    ];
+    for headers in same {
+        let id = api.add("c", "t").await;
+        for (method, path, body) in writes(&id) {
+            let (s, v) = api.raw(method, &path, headers, &body).await;
+            assert!(s.is_success(), "{method} {path} {headers:?}: {s} {v}");
+        }
+    }
+    assert_eq!(api.backups.0.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn create_backup_takes_no_fields() {
+    let api = Api::new(None);
+    let (s, _) = api.call("POST", "/createBackup", Some("{}"), None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = api
+        .call("POST", "/createBackup", Some(r#"{"table": "x"}"#), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "table");
+    let (s, _) = api.call("POST", "/createBackup", Some("nope"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(api.backups.0.load(Ordering::SeqCst), 1);
 }

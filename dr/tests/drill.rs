@@ -229,21 +229,34 @@ async fn a_failed_restore_job_fails_the_method_and_leaves_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupted_drill_still_cleans_up_everything_it_made() {
-    // Interrupt each method at several points of its timeline (mid-create, mid-backup,
-    // mid-restore, mid-copy, mid-replica): the caller then releases the registry, as
-    // the CLI does on Ctrl-C or SIGTERM.
+    // Interrupt each method at points along its own timeline (mid-create, mid-backup,
+    // mid-restore, mid-copy, mid-replica: fractions of how long it takes whole): the
+    // caller then releases the registry, as the CLI does on Ctrl-C or SIGTERM.
+    let mut points = 0;
     for method in Method::ALL {
-        for minutes in [0u64, 3, 12, 30] {
+        let mut opts = options(50);
+        opts.methods = vec![method];
+        let whole = {
+            let aws = FakeAws::new("us-east-2", "us-east-1", Faults::default());
+            let started = tokio::time::Instant::now();
+            run(&aws.backend(), &opts, &Cleanup::new(), &|_| {})
+                .await
+                .unwrap();
+            started.elapsed()
+        };
+        for stop_at in [Duration::from_secs(20), whole / 4, whole / 2, whole * 9 / 10] {
             let aws = FakeAws::new("us-east-2", "us-east-1", Faults::default());
             let backend = aws.backend();
-            let mut opts = options(50);
-            opts.methods = vec![method];
             let cleanup = Cleanup::new();
-            let interrupted = tokio::time::timeout(
-                Duration::from_secs(minutes * 60 + 20),
-                run(&backend, &opts, &cleanup, &|_| {}),
-            )
-            .await;
+            let interrupted = tokio::time::timeout(stop_at, run(&backend, &opts, &cleanup, &|_| {})).await;
+            // The case happened: the drill was stopped mid-way, holding resources.
+            assert!(
+                interrupted.is_err(),
+                "{method:?} finished within {stop_at:?} of {whole:?}: not an interruption"
+            );
+            let held = cleanup.pending();
+            assert!(!held.is_empty(), "{method:?} at {stop_at:?} had made nothing");
+            points += 1;
             let wait = Waiter {
                 limit: Duration::from_secs(3600),
                 poll: Duration::from_secs(5),
@@ -252,17 +265,15 @@ async fn an_interrupted_drill_still_cleans_up_everything_it_made() {
                 cleanup: &cleanup,
             };
             let failed = cleanup.release(&backend, &wait).await;
-            assert!(failed.is_empty(), "{method:?} at {minutes} min: {failed:?}");
-            // Let jobs the drill could not stop finish, as a later sweep would see them.
+            assert!(failed.is_empty(), "{method:?} at {stop_at:?}: {failed:?}");
+            assert_calls_within_contract(&aws);
+            // Jobs the drill could not stop have finished, as a later sweep would see them.
             let left = aws.leftovers();
-            if minutes > 0 {
-                assert_calls_within_contract(&aws);
-            }
             assert!(
                 left.is_empty(),
-                "{method:?} interrupted after {minutes} min (finished: {}): left {left:?}",
-                interrupted.is_ok()
+                "{method:?} interrupted after {stop_at:?} of {whole:?} holding {held:?}: left {left:?}"
             );
         }
     }
+    assert_eq!(points, 4 * Method::ALL.len());
 }

@@ -11,10 +11,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+/// A server on its own runtime in its own thread, as `tandem api serve` runs: when
+/// `serve` returns the runtime is dropped and any connection left is cut, as the
+/// process's exit would.
 struct Server {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<std::io::Result<()>>,
+    done: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -27,23 +30,39 @@ impl Server {
             backups: None,
             api_key: None,
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(serve(listener, router(state), limits, async {
-            let _ = stopped.await;
-        }));
+        let done = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                serve(listener, router(state), limits, async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
         Self {
             addr,
             stop: Some(stop),
-            done,
+            done: Some(done),
             _dir: dir,
         }
     }
 
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
-        self.done.await.unwrap().unwrap();
+        let done = self.done.take().unwrap();
+        tokio::task::spawn_blocking(move || done.join())
+            .await
+            .unwrap()
+            .expect("the server thread did not panic")
+            .unwrap();
     }
 }
 
@@ -133,6 +152,16 @@ async fn slow_headers_idle_connections_and_slow_bodies_are_cut_off() {
     server.stop().await;
 }
 
+/// The bound on every wait for an event, so a broken server fails the test rather
+/// than hanging it; never what a test measures.
+const NEVER: Duration = Duration::from_secs(60);
+
+/// True when `conn` has bytes to read, or was closed, right now.
+fn has_answer(conn: &TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    !matches!(conn.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_wait_for_a_free_slot() {
     let server = Server::start(Limits {
@@ -142,16 +171,23 @@ async fn connections_over_the_limit_wait_for_a_free_slot() {
     })
     .await;
     let host = server.addr.to_string();
-    let holder = TcpStream::connect(server.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The holder is answered: its connection has the only slot, and keeps it.
+    let mut holder = TcpStream::connect(server.addr).await.unwrap();
+    holder.write_all(add_request(&host).as_bytes()).await.unwrap();
+    assert_eq!(status_of(&mut holder).await, Some(201));
     let mut waiting = TcpStream::connect(server.addr).await.unwrap();
     waiting.write_all(add_request(&host).as_bytes()).await.unwrap();
-    // Not served while the only slot is held...
-    let early = tokio::time::timeout(Duration::from_millis(300), status_of(&mut waiting)).await;
-    assert!(early.is_err(), "answered over the connection limit: {early:?}");
-    // ...and served as soon as it is free.
+    // Twenty more requests go through the holder's slot while the other waits:
+    // the server is running, and still has not answered the connection over the
+    // limit.
+    for _ in 0..20 {
+        holder.write_all(add_request(&host).as_bytes()).await.unwrap();
+        assert_eq!(status_of(&mut holder).await, Some(201));
+        assert!(!has_answer(&waiting), "answered over the connection limit");
+    }
+    // ...and it is served as soon as the slot is free.
     drop(holder);
-    let answer = tokio::time::timeout(Duration::from_secs(10), status_of(&mut waiting)).await;
+    let answer = tokio::time::timeout(NEVER, status_of(&mut waiting)).await;
     assert_eq!(answer.ok().flatten(), Some(201));
     server.stop().await;
 }
@@ -159,27 +195,46 @@ async fn connections_over_the_limit_wait_for_a_free_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_the_request_in_flight_and_accepts_no_more() {
     let server = Server::start(Limits {
-        body_timeout: Duration::from_secs(10),
+        body_timeout: NEVER,
+        grace: NEVER,
         ..limits()
     })
     .await;
     let addr = server.addr;
-    let req = add_request(&addr.to_string());
-    let (head, tail) = req.as_bytes().split_at(req.len() - 5);
+    // Headers asking to continue, then nothing: the server's `100 Continue` says
+    // it has the request and is reading its body.
+    let head = format!(
+        "POST /addProduct HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        BODY.len()
+    );
     let mut in_flight = TcpStream::connect(addr).await.unwrap();
-    in_flight.write_all(head).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    in_flight.write_all(head.as_bytes()).await.unwrap();
+    let continued = tokio::time::timeout(NEVER, status_of(&mut in_flight)).await;
+    assert_eq!(continued.ok().flatten(), Some(100), "the request is in flight");
+
     let stopping = tokio::spawn(server.stop());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    in_flight.write_all(tail).await.unwrap();
+    // Shutdown has begun once a connection is refused: the listener is closed.
+    let mut accepted_meanwhile = 0;
+    tokio::time::timeout(NEVER, async {
+        while TcpStream::connect(addr).await.is_ok() {
+            accepted_meanwhile += 1;
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the server stops accepting");
+    assert!(!stopping.is_finished(), "stopped with a request in flight");
+
+    // The body arrives after shutdown began: the request is still answered.
+    in_flight.write_all(BODY.as_bytes()).await.unwrap();
     assert_eq!(status_of(&mut in_flight).await, Some(201));
-    tokio::time::timeout(Duration::from_secs(10), stopping)
+    tokio::time::timeout(NEVER, stopping)
         .await
         .expect("the server stops once the request is answered")
         .unwrap();
     assert!(
         TcpStream::connect(addr).await.is_err(),
-        "still accepting after shutdown"
+        "still accepting after shutdown ({accepted_meanwhile} accepted while stopping)"
     );
 }
 
