@@ -379,6 +379,17 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// What a test runner reports for a child that ran.
+    fn completed(stage: Stage, index: u32) -> Completion {
+        Completion {
+            run_id: "r".parse().unwrap(),
+            index,
+            stage,
+            digest: Digest::default(),
+            history: vec![],
+        }
+    }
+
     /// Records the order in which (stage, index) ran and fails on demand.
     struct Fake {
         log: Mutex<Vec<(Stage, u32, u32)>>,
@@ -417,13 +428,7 @@ mod tests {
                     message: "injected".into(),
                 });
             }
-            Ok(Completion {
-                run_id: "r".parse().unwrap(),
-                index,
-                stage,
-                digest: Digest::default(),
-                history: vec![],
-            })
+            Ok(completed(stage, index))
         }
     }
 
@@ -547,13 +552,7 @@ mod tests {
                 }
             }
             self.running[stage].fetch_sub(1, Ordering::SeqCst);
-            Ok(Completion {
-                run_id: "r".parse().unwrap(),
-                index,
-                stage,
-                digest: Digest::default(),
-                history: vec![],
-            })
+            Ok(completed(stage, index))
         }
     }
 
@@ -606,13 +605,7 @@ mod tests {
                 if index == 1 {
                     panic!("boom");
                 }
-                Ok(Completion {
-                    run_id: "r".parse().unwrap(),
-                    index,
-                    stage: Stage::Procure,
-                    digest: Digest::default(),
-                    history: vec![],
-                })
+                Ok(completed(Stage::Procure, index))
             }
         }
         let ex = execute(&Panics, &all_tasks(3), &ExecutorConfig::new(2, 1), &|_| {});
