@@ -25,8 +25,6 @@ pub mod stack;
 
 use std::sync::{Arc, OnceLock};
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
 use tandem_core::store::ObjectStore;
 use tandem_core::{Error, Result};
 
@@ -77,19 +75,7 @@ impl Aws {
     }
 }
 
-pub use aws_config::SdkConfig;
-
-/// Loads the SDK configuration from the standard AWS environment (async callers,
-/// such as the lambdas; sync code uses [`Aws::from_env`]).
-///
-/// Requests are retried with the SDK's standard strategy (exponential backoff with
-/// jitter on throttling, 5xx and transient errors), up to 8 attempts.
-pub async fn load_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(8))
-        .load()
-        .await
-}
+pub use tandem_sdk::{SdkConfig, instrument, load_config, sdk_message};
 
 /// Opens any bucket URL tandem knows: `s3://BUCKET[/PREFIX]` here, everything else
 /// through [`tandem_core::store::open`] (`file://DIR`). The AWS configuration is
@@ -110,22 +96,4 @@ pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
         return Ok(Arc::new(s3::S3Store::open(&aws, url)?));
     }
     tandem_core::store::open(url)
-}
-
-/// The service's own words for an SDK error: `Code: message` for a service error,
-/// the whole error chain otherwise (timeouts, DNS, TLS, a response that does not
-/// parse).
-pub fn sdk_message<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
-where
-    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_smithy_types::error::display::DisplayErrorContext;
-    match e.as_service_error() {
-        Some(s) => match (s.code(), s.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            _ => DisplayErrorContext(s).to_string(),
-        },
-        None => DisplayErrorContext(e).to_string(),
-    }
 }

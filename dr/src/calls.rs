@@ -1,5 +1,5 @@
 //! What IAM must allow for the DynamoDB and AWS Backup calls of the product API, the
-//! post-backup function and the drill: the resolvers [`tandem_aws::calls`] records
+//! post-backup function and the drill: the resolvers [`tandem_sdk::calls`] records
 //! them with, and the clients built with them.
 //!
 //! From AWS's Service Authorization Reference:
@@ -8,12 +8,12 @@
 //! and DynamoDB's "Restoring a DynamoDB table" pages, which name the item-level
 //! actions a restore performs on its target table.
 
-use tandem_aws::calls::{Need, Operation};
+use tandem_sdk::calls::{Need, Operation};
 
 /// A DynamoDB client on `config` in `region` (or the config's), its calls recorded
 /// when the process records them.
 pub fn dynamodb_client(config: &aws_config::SdkConfig, region: Option<&str>) -> aws_sdk_dynamodb::Client {
-    let mut b = tandem_aws::instrument!(aws_sdk_dynamodb::config::Builder::from(config), dynamodb);
+    let mut b = tandem_sdk::instrument!(aws_sdk_dynamodb::config::Builder::from(config), dynamodb);
     if let Some(r) = region {
         b = b.region(aws_config::Region::new(r.to_string()));
     }
@@ -23,7 +23,7 @@ pub fn dynamodb_client(config: &aws_config::SdkConfig, region: Option<&str>) -> 
 /// An AWS Backup client on `config` in `region` (or the config's), its calls
 /// recorded when the process records them.
 pub fn backup_client(config: &aws_config::SdkConfig, region: Option<&str>) -> aws_sdk_backup::Client {
-    let mut b = tandem_aws::instrument!(aws_sdk_backup::config::Builder::from(config), backup);
+    let mut b = tandem_sdk::instrument!(aws_sdk_backup::config::Builder::from(config), backup);
     if let Some(r) = region {
         b = b.region(aws_config::Region::new(r.to_string()));
     }

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
 use crate::product::Product;
 use crate::store::{Error, Page, ProductStore, Result};
 
-pub(crate) use tandem_aws::sdk_message as message;
+pub(crate) use tandem_sdk::sdk_message as message;
 
 fn is_condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")

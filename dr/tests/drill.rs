@@ -25,7 +25,7 @@ const STACK: [(&str, &str); 6] = [
 fn assert_calls_within_contract(aws: &FakeAws) {
     let calls = aws.calls();
     assert!(!calls.is_empty(), "the drill made no AWS call");
-    tandem_aws::calls::contract::assert_within(&calls, &STACK);
+    tandem_sdk::calls::contract::assert_within(&calls, &STACK);
 }
 
 fn options(products: usize) -> DrillOptions {

@@ -131,7 +131,7 @@ pub struct FakeAws {
     primary: String,
     recovery: String,
     /// Every call the drill's clients made, as IAM sees them (the contract check).
-    calls: tandem_aws::calls::CallLog,
+    calls: tandem_sdk::calls::CallLog,
 }
 
 fn state_at(log: &Log, at_us: u64) -> BTreeMap<String, Product> {
@@ -190,17 +190,17 @@ impl FakeAws {
             start: Instant::now(),
             primary: primary.to_string(),
             recovery: recovery.to_string(),
-            calls: tandem_aws::calls::CallLog::memory(),
+            calls: tandem_sdk::calls::CallLog::memory(),
         }
     }
 
     /// Every call made through this account's clients so far (`tandem dr-drill`'s).
-    pub fn calls(&self) -> Vec<tandem_aws::calls::Call> {
+    pub fn calls(&self) -> Vec<tandem_sdk::calls::Call> {
         self.calls.calls()
     }
 
-    fn recorder(&self, resolver: tandem_aws::calls::Resolver) -> tandem_aws::calls::Recorder {
-        tandem_aws::calls::Recorder::new(self.calls.clone(), "tandem dr-drill", resolver)
+    fn recorder(&self, resolver: tandem_sdk::calls::Resolver) -> tandem_sdk::calls::Recorder {
+        tandem_sdk::calls::Recorder::new(self.calls.clone(), "tandem dr-drill", resolver)
     }
 
     /// The account's clock, µs since the epoch (virtual under paused tokio time).
