@@ -179,6 +179,8 @@ pub struct DrOutputs {
     pub backup_role_arn: String,
     /// The AWS Backup plan (its daily rule copies to the recovery vault).
     pub backup_plan_id: String,
+    /// The standby stack's name (deployed in the recovery region).
+    pub standby_stack: String,
 }
 
 impl DrOutputs {
@@ -195,6 +197,49 @@ impl DrOutputs {
             recovery_region: get("RecoveryRegion")?,
             backup_role_arn: get("BackupRoleArn")?,
             backup_plan_id: get("BackupPlanId")?,
+            standby_stack: get("StandbyStackName")?,
+        })
+    }
+}
+
+/// What the standby stack (in the recovery region) exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandbyOutputs {
+    /// `pilot-light` or `warm-standby`.
+    pub mode: String,
+    /// The standby's product-api function.
+    pub function: String,
+    /// The standby's API (its stage URL).
+    pub api_url: String,
+    /// The primary's API (its stage URL).
+    pub primary_api_url: String,
+    /// The name clients use when the deployment has a hosted zone.
+    pub client_url: Option<String>,
+    /// The Route 53 health check of the primary's `/health`.
+    pub health_check: String,
+    /// Whether the failover record follows the health check (a hosted zone).
+    pub dns: bool,
+    /// The secret holding the API key (replicated here).
+    pub api_key_secret: String,
+    /// The served table (its replica here).
+    pub table_name: String,
+}
+
+impl StandbyOutputs {
+    /// Picks the standby stack's outputs from a stack's.
+    pub fn from_outputs(o: &StackOutputs) -> Result<Self> {
+        let get = |k: &str| o.get(k).map(str::to_string);
+        let client_url = o.outputs.get("ClientUrl").cloned().filter(|u| !u.is_empty());
+        Ok(Self {
+            mode: get("StandbyMode")?,
+            function: get("StandbyFunctionName")?,
+            api_url: get("StandbyApiUrl")?,
+            primary_api_url: get("PrimaryApiUrl")?,
+            dns: client_url.is_some(),
+            client_url,
+            health_check: get("HealthCheckId")?,
+            api_key_secret: get("ApiKeySecretName")?,
+            table_name: get("TableName")?,
         })
     }
 }

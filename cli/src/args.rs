@@ -46,6 +46,42 @@ pub enum Command {
     },
     /// Prove every recovery method of the product API works, measuring RTO and RPO.
     DrDrill(DrDrillArgs),
+    /// The deployed standby region: fail over to it, fail back, or show its switch.
+    Dr {
+        #[command(subcommand)]
+        command: DrCommand,
+    },
+}
+
+/// What `tandem dr` does to the deployed standby. Each reads the standby stack in the
+/// recovery region only: it works when the primary region does not answer.
+#[derive(Debug, Subcommand)]
+pub enum DrCommand {
+    /// Switch the standby on (a pilot light) and move clients to it (with a hosted
+    /// zone: the primary's passing health check is inverted). Idempotent.
+    Failover(StandbyArgs),
+    /// Move clients back to the primary and switch a pilot light off again.
+    Failback(StandbyArgs),
+    /// Show the standby's mode and switch.
+    Status(StandbyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StandbyArgs {
+    /// The standby stack (deployed in the recovery region).
+    #[arg(
+        long,
+        env = "TANDEM_DR_STANDBY_STACK",
+        default_value = "DisasterRecoveryStandbyStack",
+        value_name = "NAME"
+    )]
+    pub stack: String,
+    /// The recovery region, where the standby stack is deployed.
+    #[arg(long, default_value = "us-east-1", value_parser = parse_region)]
+    pub region: tandem_dr::region::RegionName,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
             command: ApiCommand::Serve(a),
         } => crate::dr::serve(a),
         Command::DrDrill(a) => crate::dr::drill(a),
+        Command::Dr { command } => crate::dr::standby(command),
     }
 }
 
@@ -62,6 +63,7 @@ fn component(command: &Command) -> &'static str {
         Command::Start(_) => "tandem start",
         Command::Api { .. } => "tandem api serve",
         Command::DrDrill(_) => "tandem dr-drill",
+        Command::Dr { .. } => "tandem dr failover",
     }
 }
 

@@ -8,13 +8,14 @@ use std::time::Duration;
 use tandem_dr::api::{ApiState, router};
 use tandem_dr::backup::{Backups, EmbeddedBackupCreator};
 
-use tandem_dr::drill::aws::{AwsBackend, BackupSetup};
+use tandem_dr::drill::aws::{AwsBackend, AwsClients, AwsSetup, DeployedStandby, system_clock};
 use tandem_dr::drill::embedded::EmbeddedBackend;
-use tandem_dr::drill::{self, Cleanup, DrillBackend, DrillOptions, DrillReport, Method, Waiter};
+use tandem_dr::drill::{self, Cleanup, DrillBackend, DrillOptions, DrillReport, Method, StandbyMode, Waiter};
 use tandem_dr::embedded::Region;
 use tandem_dr::region::RegionName;
+use tandem_dr::standby::{Standby, SwitchClients};
 
-use crate::args::{ApiServeArgs, DrBackend, DrDrillArgs};
+use crate::args::{ApiServeArgs, DrBackend, DrCommand, DrDrillArgs, StandbyArgs};
 use crate::output;
 use crate::{Failed, Interrupted};
 
@@ -44,6 +45,7 @@ pub fn serve(a: ApiServeArgs) -> Result<()> {
         store: table.clone(),
         backups: Some(Arc::new(EmbeddedBackupCreator { backups, table })),
         api_key: a.api_key.clone(),
+        region: Some(a.region.to_string()),
     };
     let limits = tandem_dr::serve::Limits {
         max_connections: a.max_connections as usize,
@@ -113,11 +115,6 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
         _ => {}
     }
     let limits = Limits::of(a.backend);
-    let methods = if a.methods.is_empty() {
-        Method::ALL.to_vec()
-    } else {
-        a.methods.clone()
-    };
     let mut opts = DrillOptions {
         primary_region: a.primary_region.clone(),
         recovery_region: a.region.clone().unwrap_or_else(|| {
@@ -126,23 +123,28 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
                 .expect("the default region is valid")
         }),
         products: a.products,
-        methods,
+        methods: a.methods.clone(),
         rto_target: a.rto_target.unwrap_or(limits.rto_target),
         rpo_target: a.rpo_target,
         pitr_window_days: a.pitr_window_days,
         answer_timeout: a.answer_timeout.unwrap_or(limits.answer_timeout),
         wait_limit: a.wait_limit.unwrap_or(limits.wait_limit),
     };
-    if a.region.is_some() {
-        opts.check()?;
-    }
     let say = |s: String| crate::note!("tandem: {s}");
     let report = runtime()?.block_on(async {
         match a.backend {
             DrBackend::Embedded => {
+                if opts.methods.is_empty() {
+                    opts.methods = Method::ALL.to_vec();
+                }
                 opts.check()?;
                 let work = WorkDir::claim(a.dir.as_deref())?;
-                let backend = EmbeddedBackend::new(&work.regions, opts.pitr_window_days);
+                let backend = EmbeddedBackend::new(
+                    &work.regions,
+                    opts.pitr_window_days,
+                    &opts.primary_region,
+                    &opts.recovery_region,
+                );
                 let report = drive(&backend, &opts, &say).await;
                 drop(backend);
                 work.remove()?;
@@ -159,23 +161,40 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
                                 .parse()
                                 .with_context(|| format!("stack {name:?}'s RecoveryRegion output"))?;
                         }
-                        BackupSetup {
+                        let standby =
+                            deployed_standby(&config, &opts.recovery_region, &outputs.standby_stack).await?;
+                        AwsSetup {
+                            table: Some(outputs.table_name),
                             primary_vault: Some(outputs.primary_vault),
                             recovery_vault_arn: Some(outputs.recovery_vault_arn),
                             role_arn: Some(outputs.backup_role_arn),
                             plan_id: Some(outputs.backup_plan_id),
+                            standby,
                         }
                     }
-                    None => BackupSetup {
+                    None => AwsSetup {
+                        table: None,
                         primary_vault: a.backup_vault.clone(),
                         recovery_vault_arn: a.recovery_vault_arn.clone(),
                         role_arn: a.backup_role_arn.clone(),
                         plan_id: a.backup_plan_id.clone(),
+                        standby: None,
                     },
                 };
+                if opts.methods.is_empty() {
+                    // Every restore method, and the failover of the standby deployed.
+                    opts.methods = Method::ALL
+                        .into_iter()
+                        .filter(|m| match (m.standby(), &setup.standby) {
+                            (None, _) => true,
+                            (Some(mode), Some(s)) => mode == s.standby.mode,
+                            (Some(_), None) => false,
+                        })
+                        .collect();
+                }
                 opts.check()?;
-                let backend =
-                    AwsBackend::from_config(&config, &opts.primary_region, &opts.recovery_region, setup);
+                let clients = AwsClients::from_config(&config, &opts.primary_region, &opts.recovery_region);
+                let backend = AwsBackend::new(opts.primary_region.clone(), clients, setup, system_clock())?;
                 drive(&backend, &opts, &say).await
             }
         }
@@ -214,6 +233,113 @@ async fn dr_stack(
     let client = tandem_aws::stack::client(config, Some(primary.as_str()));
     let outputs = tandem_aws::stack::StackOutputs::load(&client, name).await?;
     Ok(tandem_aws::stack::DrOutputs::from_outputs(&outputs)?)
+}
+
+/// The standby stack's outputs, read in the recovery region; `None` when it is not
+/// deployed (the restore methods need it not).
+async fn deployed_standby(
+    config: &tandem_aws::SdkConfig,
+    region: &RegionName,
+    name: &str,
+) -> Result<Option<DeployedStandby>> {
+    let client = tandem_aws::stack::client(config, Some(region.as_str()));
+    let outputs = match tandem_aws::stack::StackOutputs::load(&client, name).await {
+        Ok(o) => o,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let o = tandem_aws::stack::StandbyOutputs::from_outputs(&outputs)?;
+    Ok(Some(DeployedStandby {
+        standby: standby_of(&o, region)?,
+        primary_api: o.primary_api_url,
+        standby_api: o.api_url,
+        client_url: o.client_url,
+        api_key_secret: o.api_key_secret,
+    }))
+}
+
+fn standby_of(o: &tandem_aws::stack::StandbyOutputs, region: &RegionName) -> Result<Standby> {
+    Ok(Standby {
+        region: region.clone(),
+        mode: o
+            .mode
+            .parse::<StandbyMode>()
+            .with_context(|| "the standby stack's StandbyMode output")?,
+        function: o.function.clone(),
+        health_check: o.dns.then(|| o.health_check.clone()),
+    })
+}
+
+/// `tandem dr failover|failback|status`.
+pub fn standby(command: DrCommand) -> Result<()> {
+    let (what, a): (&str, &StandbyArgs) = match &command {
+        DrCommand::Failover(a) => ("failover", a),
+        DrCommand::Failback(a) => ("failback", a),
+        DrCommand::Status(a) => ("status", a),
+    };
+    runtime()?.block_on(async {
+        let config = tandem_aws::load_config().await;
+        let client = tandem_aws::stack::client(&config, Some(a.region.as_str()));
+        let outputs = tandem_aws::stack::StackOutputs::load(&client, &a.stack).await?;
+        let o = tandem_aws::stack::StandbyOutputs::from_outputs(&outputs)?;
+        let s = standby_of(&o, &a.region)?;
+        let clients = SwitchClients::new(&config, &a.region);
+        let cleanup = Cleanup::new();
+        let say = |line: String| crate::note!("tandem: {line}");
+        let wait = Waiter {
+            limit: Duration::from_secs(300),
+            poll: Duration::from_secs(1),
+            max_poll: Duration::from_secs(10),
+            say: &say,
+            cleanup: &cleanup,
+        };
+        let did = match what {
+            "failover" => tandem_dr::standby::failover(&clients, &s, &wait).await?,
+            "failback" => tandem_dr::standby::failback(&clients, &s).await?,
+            _ => Vec::new(),
+        };
+        let state = tandem_dr::standby::state(&clients, &s).await?;
+        if a.json {
+            output::json(&serde_json::json!({
+                "stack": a.stack,
+                "region": a.region.to_string(),
+                "mode": s.mode.name(),
+                "standby_on": state.standby_on,
+                "dns_failover": s.health_check.is_some(),
+                "dns_forced": state.dns_forced,
+                "primary_api": o.primary_api_url,
+                "standby_api": o.api_url,
+                "client_url": o.client_url,
+                "did": did,
+            }))?;
+        } else {
+            let mut text = String::new();
+            for line in &did {
+                text.push_str(&format!("{line}\n"));
+            }
+            let clients = match &o.client_url {
+                Some(u) => format!("clients use {u}, which Route 53 answers with the primary or the standby"),
+                None => format!(
+                    "clients switch URLs: the primary's API is {}, the standby's {}",
+                    o.primary_api_url, o.api_url
+                ),
+            };
+            text.push_str(&format!(
+                "standby {} in {}: a {}, switched {}{}\n{clients}\n",
+                a.stack,
+                a.region,
+                s.mode.name(),
+                if state.standby_on { "on" } else { "off" },
+                match state.dns_forced {
+                    Some(true) => ", DNS failover forced (the primary's health check is inverted)",
+                    Some(false) => ", DNS follows the primary's health check",
+                    None => ", no hosted zone (clients switch URLs)",
+                }
+            ));
+            output::text(&text)?;
+        }
+        Ok(())
+    })
 }
 
 /// Runs the drill; on SIGINT or SIGTERM stops it, removes what it made (a second

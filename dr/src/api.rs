@@ -31,6 +31,11 @@ use crate::embedded::now_us;
 use crate::product::{MAX_CATEGORY, MAX_TITLE, Product, check_field};
 use crate::store::{Error, ProductStore};
 
+/// The response header that names the region an answer came from (`us-east-1`):
+/// set on every answer when [`ApiState::region`] is, so a client (and the drill) can
+/// tell which side of a failover served it.
+pub const REGION_HEADER: &str = "x-tandem-region";
+
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
 /// Largest `limit` of `GET /getProducts`.
@@ -52,6 +57,8 @@ pub struct ApiState {
     pub backups: Option<Arc<dyn BackupCreator>>,
     /// Required in `x-api-key` on writes when set.
     pub api_key: Option<String>,
+    /// The region this API serves from, sent in [`REGION_HEADER`].
+    pub region: Option<String>,
 }
 
 /// The router.
@@ -64,10 +71,41 @@ pub fn router(state: ApiState) -> Router {
         .route("/updateProduct", put(update_product))
         .route("/deleteProduct", delete(delete_product))
         .route("/createBackup", post(create_backup))
+        .route("/health", get(health))
         // On matched routes only: an unknown path stays a 404, a wrong method a 405.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard_writes))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            name_region,
+        ))
         .with_state(state)
+}
+
+/// Names the serving region on every answer, errors included.
+async fn name_region(State(state): State<Arc<ApiState>>, mut response: Response) -> Response {
+    if let Some(region) = state.region.as_deref()
+        && let Ok(v) = axum::http::HeaderValue::from_str(region)
+    {
+        response.headers_mut().insert(REGION_HEADER, v);
+    }
+    response
+}
+
+/// `GET /health`: 200 when this region's table answers a read, 503 otherwise. No key:
+/// Route 53 health checks cannot send one (docs/dr.md, DNS failover).
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    match state.store.get("tandem-health-probe").await {
+        Ok(_) => (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the table did not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "the product store is unavailable" })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// The one gate in front of every write: the API key, then the cross-site check,

@@ -17,13 +17,15 @@ use crate::embedded::{EmbeddedTable, Region};
 use crate::product::Product;
 use crate::store::{Error, Result};
 
-/// On-demand or scheduled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// On-demand or scheduled: how every backup in tandem was taken (the embedded
+/// store's backups, DynamoDB's on-demand backups, AWS Backup's recovery points).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BackupKind {
     /// Taken on request; kept until deleted.
     OnDemand,
-    /// Taken by the schedule; expires after the retention.
+    /// Taken by the schedule (on AWS: a recovery point in the backup plan's vault);
+    /// expires after the retention.
     Scheduled,
 }
 
@@ -83,7 +85,8 @@ impl Backups {
         Ok(Self { region })
     }
 
-    fn dir(&self) -> PathBuf {
+    /// Where the region's backups are (its "vault").
+    pub fn dir(&self) -> PathBuf {
         self.region.dir().join("backups")
     }
 

@@ -100,6 +100,17 @@ pub fn dynamodb(op: &Operation<'_>) -> Option<Vec<Need>> {
         "CreateBackup" => o::create_backup::CreateBackupInput,
     );
     match op.name {
+        "BatchGetItem" => {
+            let i = op.input::<o::batch_get_item::BatchGetItemInput>()?;
+            let mut tables: Vec<&String> = i.request_items()?.keys().collect();
+            tables.sort();
+            Some(
+                tables
+                    .into_iter()
+                    .map(|t| Need::new("dynamodb:BatchGetItem", table(Some(t))))
+                    .collect(),
+            )
+        }
         "BatchWriteItem" => {
             let i = op.input::<o::batch_write_item::BatchWriteItemInput>()?;
             let mut tables: Vec<&String> = i.request_items()?.keys().collect();
@@ -245,4 +256,114 @@ pub fn backup(op: &Operation<'_>) -> Option<Vec<Need>> {
         )],
         _ => return None,
     })
+}
+
+/// A client of `$service` on `config` in `region` (or the config's), its calls
+/// recorded with `$resolver` when the process records them.
+#[cfg(feature = "drill-aws")]
+macro_rules! client {
+    ($name:ident, $service:ident, $resolver:ident) => {
+        #[doc = concat!("A ", stringify!($service), " client on `config` in `region` (or the config's), its calls recorded when the process records them.")]
+        pub fn $name(config: &aws_config::SdkConfig, region: Option<&str>) -> $service::Client {
+            let mut b = tandem_sdk::instrument!($service::config::Builder::from(config), $resolver);
+            if let Some(r) = region {
+                b = b.region(aws_config::Region::new(r.to_string()));
+            }
+            $service::Client::from_conf(b.build())
+        }
+    };
+}
+
+#[cfg(feature = "drill-aws")]
+client!(lambda_client, aws_sdk_lambda, lambda);
+#[cfg(feature = "drill-aws")]
+client!(route53_client, aws_sdk_route53, route53);
+#[cfg(feature = "drill-aws")]
+client!(secrets_client, aws_sdk_secretsmanager, secretsmanager);
+
+/// Lambda (<https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html>):
+/// the failover switches the standby's function on and off by its reserved
+/// concurrency, on the function's ARN.
+#[cfg(feature = "drill-aws")]
+pub fn lambda(op: &Operation<'_>) -> Option<Vec<Need>> {
+    use aws_sdk_lambda::operation as o;
+    let function = |name: Option<&str>| {
+        let name = name.unwrap_or_default();
+        op.arn("lambda", &format!("function:{name}"), name)
+    };
+    let (action, name) = match op.name {
+        "PutFunctionConcurrency" => (
+            "lambda:PutFunctionConcurrency",
+            op.input::<o::put_function_concurrency::PutFunctionConcurrencyInput>()?
+                .function_name(),
+        ),
+        "DeleteFunctionConcurrency" => (
+            "lambda:DeleteFunctionConcurrency",
+            op.input::<o::delete_function_concurrency::DeleteFunctionConcurrencyInput>()?
+                .function_name(),
+        ),
+        "GetFunctionConcurrency" => (
+            "lambda:GetFunctionConcurrency",
+            op.input::<o::get_function_concurrency::GetFunctionConcurrencyInput>()?
+                .function_name(),
+        ),
+        _ => return None,
+    };
+    Some(vec![Need::new(action, function(name))])
+}
+
+/// Route 53 (<https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonroute53.html>):
+/// health checks are global resources, `arn:aws:route53:::healthcheck/ID`.
+#[cfg(feature = "drill-aws")]
+pub fn route53(op: &Operation<'_>) -> Option<Vec<Need>> {
+    use aws_sdk_route53::operation as o;
+    let check = |id: Option<&str>| {
+        format!(
+            "arn:{}:route53:::healthcheck/{}",
+            op.partition(),
+            id.unwrap_or_default()
+        )
+    };
+    let (action, id) = match op.name {
+        "UpdateHealthCheck" => (
+            "route53:UpdateHealthCheck",
+            op.input::<o::update_health_check::UpdateHealthCheckInput>()?
+                .health_check_id(),
+        ),
+        "GetHealthCheck" => (
+            "route53:GetHealthCheck",
+            op.input::<o::get_health_check::GetHealthCheckInput>()?
+                .health_check_id(),
+        ),
+        "GetHealthCheckStatus" => (
+            "route53:GetHealthCheckStatus",
+            op.input::<o::get_health_check_status::GetHealthCheckStatusInput>()?
+                .health_check_id(),
+        ),
+        _ => return None,
+    };
+    Some(vec![Need::new(action, check(id))])
+}
+
+/// Secrets Manager (<https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssecretsmanager.html>):
+/// a secret named by its name is, to IAM, its ARN with the six random characters
+/// Secrets Manager appends (`NAME-??????`).
+#[cfg(feature = "drill-aws")]
+pub fn secretsmanager(op: &Operation<'_>) -> Option<Vec<Need>> {
+    use aws_sdk_secretsmanager::operation as o;
+    match op.name {
+        "GetSecretValue" => {
+            let id = op
+                .input::<o::get_secret_value::GetSecretValueInput>()?
+                .secret_id()
+                .unwrap_or_default();
+            let arn = if id.starts_with("arn:") {
+                id.to_string()
+            } else {
+                op.arn("secretsmanager", &format!("secret:{id}-??????"), id)
+            };
+            Some(vec![Need::new("secretsmanager:GetSecretValue", arn)])
+        }
+        _ => None,
+    }
 }

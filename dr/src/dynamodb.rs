@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
 use crate::product::Product;
 use crate::store::{Error, Page, ProductStore, Result};
 
-pub(crate) use tandem_sdk::sdk_message as message;
+use tandem_sdk::ServiceError;
 
 fn is_condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
@@ -119,7 +119,7 @@ impl DynamoTable {
             .await
             .map_err(|e| match e.as_service_error().and_then(|s| s.code()) {
                 Some("ResourceInUseException") => Error::AlreadyExists(format!("table {table}")),
-                _ => Error::storage(format!("create table {table}"), message(&e)),
+                _ => Error::storage(format!("create table {table}"), ServiceError::from(e)),
             })?;
         Ok(Self::new(client, table))
     }
@@ -155,7 +155,10 @@ impl ProductStore for DynamoTable {
             Err(e) if is_condition_failed(&e) => {
                 Err(Error::AlreadyExists(format!("product {}", item.product_id)))
             }
-            Err(e) => Err(Error::storage(format!("put into {}", self.table), message(&e))),
+            Err(e) => Err(Error::storage(
+                format!("put into {}", self.table),
+                ServiceError::from(e),
+            )),
         }
     }
 
@@ -168,7 +171,7 @@ impl ProductStore for DynamoTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::storage(format!("get from {}", self.table), message(&e)))?;
+            .map_err(|e| Error::storage(format!("get from {}", self.table), ServiceError::from(e)))?;
         out.item().map(|i| from_item(&self.table, i)).transpose()
     }
 
@@ -189,7 +192,10 @@ impl ProductStore for DynamoTable {
         match r {
             Ok(out) => out.attributes().map(|a| from_item(&self.table, a)).transpose(),
             Err(e) if is_condition_failed(&e) => Ok(None),
-            Err(e) => Err(Error::storage(format!("update in {}", self.table), message(&e))),
+            Err(e) => Err(Error::storage(
+                format!("update in {}", self.table),
+                ServiceError::from(e),
+            )),
         }
     }
 
@@ -202,7 +208,7 @@ impl ProductStore for DynamoTable {
             .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|e| Error::storage(format!("delete from {}", self.table), message(&e)))?;
+            .map_err(|e| Error::storage(format!("delete from {}", self.table), ServiceError::from(e)))?;
         Ok(out.attributes().is_some_and(|a| !a.is_empty()))
     }
 
@@ -225,7 +231,7 @@ impl ProductStore for DynamoTable {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(|e| Error::storage(format!("scan {}", self.table), message(&e)))?;
+                .map_err(|e| Error::storage(format!("scan {}", self.table), ServiceError::from(e)))?;
             for i in out.items() {
                 items.push(from_item(&self.table, i)?);
             }
@@ -272,7 +278,12 @@ impl crate::api::BackupCreator for DynamoBackupCreator {
             .backup_name(&name)
             .send()
             .await
-            .map_err(|e| Error::storage(format!("create a backup of {}", self.table.name()), message(&e)))?;
+            .map_err(|e| {
+                Error::storage(
+                    format!("create a backup of {}", self.table.name()),
+                    ServiceError::from(e),
+                )
+            })?;
         let d = out
             .backup_details()
             .ok_or_else(|| Error::storage("create backup", "the service returned no backup details"))?;

@@ -109,35 +109,48 @@ impl TableFile {
     /// gets its own answer (a refused create is that write's error only); when the
     /// transaction cannot commit, every write of the group gets the failure.
     fn commit_group(&self, ops: &[Op]) -> Vec<Result<Applied>> {
-        let failed = |what: &str, e: &dyn std::fmt::Display| -> Vec<Result<Applied>> {
-            let message = e.to_string();
+        // Every write of the group gets the one failure (shared, source kept).
+        fn failed<E: std::error::Error + Send + Sync + 'static>(
+            file: &TableFile,
+            ops: &[Op],
+            what: &str,
+            e: E,
+        ) -> Vec<Result<Applied>> {
+            let e = Arc::new(e);
             ops.iter()
                 .map(|_| {
                     Err(Error::storage(
-                        format!("{what} {}", self.path.display()),
-                        &message,
+                        format!("{what} {}", file.path.display()),
+                        e.clone(),
                     ))
                 })
                 .collect()
-        };
+        }
+        let failed = |what: &str, e| failed::<redb::Error>(self, ops, what, e);
         let mut txn = match self.db.begin_write() {
             Ok(t) => t,
-            Err(e) => return failed("write", &e),
+            Err(e) => return failed("write", e.into()),
         };
         // redb's default, stated: the answers below promise the group is on disk.
         if let Err(e) = txn.set_durability(redb::Durability::Immediate) {
-            return failed("write", &e);
+            return failed("write", e.into());
         }
         let results = match self.apply_all(&txn, ops) {
             Ok(r) => r,
             // The store failed mid-transaction: nothing of the group commits.
-            Err(e) => return failed("write", &e),
+            Err(e) => {
+                let e = Arc::new(e);
+                return ops
+                    .iter()
+                    .map(|_| Err(Error::storage("write", e.clone())))
+                    .collect();
+            }
         };
         #[cfg(test)]
         tests::CommitGate::pass(&self.commit_gate);
         match txn.commit() {
             Ok(()) => results,
-            Err(e) => failed("commit", &e),
+            Err(e) => failed("commit", e.into()),
         }
     }
 
@@ -526,8 +539,9 @@ impl EmbeddedTable {
     }
 
     /// Applies replicated changes in one transaction, each last-writer-wins on
-    /// `updated_at_us` (a delete wins over an item last written before it). Returns
-    /// how many changed the replica.
+    /// `updated_at_us` (a delete wins over an item last written before it); a change
+    /// that leaves the item as it is is not applied (nor logged), so two tables
+    /// replicating into each other settle. Returns how many changed the replica.
     pub fn apply_replicated(&self, batch: &[Change]) -> Result<usize> {
         let txn = self.db.begin_write().map_err(|e| self.db_err("write", e))?;
         let mut applied = 0;
@@ -541,6 +555,11 @@ impl EmbeddedTable {
                     .map(|p| p.updated_at_us)
                     .unwrap_or(change.ts_us);
                 if current.is_some() && incoming_ts < current_ts {
+                    return Ok(None);
+                }
+                // The same write coming back (replication both ways): nothing to do,
+                // and nothing to log, so it does not travel on.
+                if current.is_some() && current == change.item {
                     return Ok(None);
                 }
                 if current.is_none() && change.item.is_none() {

@@ -11,7 +11,9 @@
 //! - [`drill`]: the disaster-recovery drill, one driver over the embedded and the
 //!   DynamoDB + AWS Backup backends;
 //! - [`region`]: checked region names;
-//! - [`serve`]: the API on a socket, with connection limits and timeouts.
+//! - [`serve`]: the API on a socket, with connection limits and timeouts;
+//! - `standby` (feature `drill-aws`): the deployed standby region's switch, what
+//!   `tandem dr failover` and `tandem dr failback` do.
 
 pub mod api;
 pub mod backup;
@@ -25,6 +27,8 @@ pub mod product;
 pub mod region;
 pub mod replica;
 pub mod serve;
+#[cfg(feature = "drill-aws")]
+pub mod standby;
 pub mod store;
 
 pub use store::{Error, Result};

@@ -49,8 +49,19 @@ pub struct Replicator {
 impl Replicator {
     /// Starts replicating `primary` into `replica` every `interval`.
     pub fn start(primary: Arc<EmbeddedTable>, replica: Arc<EmbeddedTable>, interval: Duration) -> Self {
+        Self::start_from(primary, replica, interval, ReplicaPosition::default())
+    }
+
+    /// Starts replicating the changes of `primary` after `from` (where a stopped
+    /// replicator got to: the region is back, replication resumes).
+    pub fn start_from(
+        primary: Arc<EmbeddedTable>,
+        replica: Arc<EmbeddedTable>,
+        interval: Duration,
+        from: ReplicaPosition,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let position = Arc::new(Mutex::new(ReplicaPosition::default()));
+        let position = Arc::new(Mutex::new(from));
         let (s, p) = (stop.clone(), position.clone());
         let handle = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {

@@ -18,25 +18,30 @@ pub enum Error {
     /// a page size of 0).
     #[error("{0}")]
     InvalidInput(String),
-    /// The database failed.
-    #[error("{context}: {message}")]
+    /// The database (or the service behind it) failed.
+    #[error("{context}: {source}")]
     Storage {
         /// What was being done.
         context: String,
-        /// The database's words.
-        message: String,
+        /// The failure, kept whole (its own source chain included).
+        #[source]
+        source: BoxError,
     },
 }
+
+/// Any error, sent between threads.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// A storage failure while doing `context`.
-    pub fn storage(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
+    /// A storage failure while doing `context`; `e` is kept as the source (a
+    /// message given as a string becomes one).
+    pub fn storage(context: impl Into<String>, e: impl Into<BoxError>) -> Self {
         Error::Storage {
             context: context.into(),
-            message: e.to_string(),
+            source: e.into(),
         }
     }
 }

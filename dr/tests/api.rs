@@ -41,6 +41,7 @@ impl Api {
                 store: table,
                 backups: Some(backups.clone()),
                 api_key: api_key.map(String::from),
+                region: Some("us-east-2".into()),
             },
             backups,
             _dir: dir,

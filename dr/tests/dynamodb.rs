@@ -41,6 +41,7 @@ async fn the_api_serves_from_dynamodb() {
         store: std::sync::Arc::new(table),
         backups: None,
         api_key: None,
+        region: None,
     };
     let req = Request::post("/addProduct")
         .header("content-type", "application/json")
@@ -82,11 +83,12 @@ async fn create_backup_works_on_dynamodb() {
     );
 }
 
+#[cfg(feature = "drill-aws")]
 #[tokio::test]
 #[ignore = "needs the emulator: scripts/emulator.sh cargo test -p tandem-dr --features dynamodb -- --include-ignored"]
 async fn the_drill_on_the_emulator_reports_what_it_does_not_emulate_as_failures() {
     use std::time::Duration;
-    use tandem_dr::drill::aws::{AwsBackend, BackupSetup};
+    use tandem_dr::drill::aws::{AwsBackend, AwsClients, AwsSetup, system_clock};
     use tandem_dr::drill::{Cleanup, DrillOptions, Guarantees, Method, run};
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
@@ -94,15 +96,22 @@ async fn the_drill_on_the_emulator_reports_what_it_does_not_emulate_as_failures(
     client().await; // asserts the endpoint is the local emulator
     let (primary_region, recovery_region) = ("us-east-2".parse().unwrap(), "us-east-1".parse().unwrap());
     // The emulator answers at once and restores exactly: small margins and polls.
-    let backend = AwsBackend::from_config(&config, &primary_region, &recovery_region, BackupSetup::default())
-        .with_guarantees(Guarantees {
-            backup_fuzz: Duration::from_millis(50),
-            pitr_margin: Duration::from_millis(50),
-            canary_interval: Duration::from_millis(10),
-            canary_run: Duration::from_millis(200),
-            poll: Duration::from_millis(20),
-            max_poll: Duration::from_millis(200),
-        });
+    let clients = AwsClients::from_config(&config, &primary_region, &recovery_region);
+    let backend = AwsBackend::new(
+        primary_region.clone(),
+        clients,
+        AwsSetup::default(),
+        system_clock(),
+    )
+    .unwrap()
+    .with_guarantees(Guarantees {
+        backup_fuzz: Duration::from_millis(50),
+        pitr_margin: Duration::from_millis(50),
+        canary_interval: Duration::from_millis(10),
+        canary_run: Duration::from_millis(200),
+        poll: Duration::from_millis(20),
+        max_poll: Duration::from_millis(200),
+    });
     let opts = DrillOptions {
         primary_region,
         recovery_region,
@@ -135,15 +144,16 @@ async fn the_drill_on_the_emulator_reports_what_it_does_not_emulate_as_failures(
     assert!(
         !pitr.passed
             && pitr
-                .failed_checks()
+                .checks
+                .failed()
                 .any(|c| c.detail.contains("restorable window")),
         "{pitr:?}"
     );
-    // Without the stack there is no plan, vault or role: the methods that need them
-    // fail and say what to pass; moto does not replicate global tables.
+    // Without the stack there is no plan, vault, role or standby: the methods that
+    // need them fail and say what to pass.
     let scheduled = m("scheduled");
     assert!(
-        !scheduled.passed && scheduled.failed_checks().any(|c| c.detail.contains("--stack")),
+        !scheduled.passed && scheduled.checks.failed().any(|c| c.detail.contains("--stack")),
         "{scheduled:?}"
     );
     assert!(!m("cross-region").passed);

@@ -29,6 +29,7 @@ impl Server {
             store: region.create_table("Product").unwrap(),
             backups: None,
             api_key: None,
+            region: None,
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();

@@ -10,21 +10,26 @@ use tandem_dr::dynamodb::{DynamoBackupCreator, DynamoTable};
 ///
 /// - `TABLE_NAME`: the DynamoDB table (default `Product`);
 /// - `API_KEY`: when set, required in `x-api-key` on writes (API Gateway usage plans
-///   can enforce keys too; this keeps direct invocations honest).
+///   can enforce keys too; this keeps direct invocations honest);
+/// - `AWS_REGION` (set by Lambda): named in every answer's `x-tandem-region`.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Table name.
     pub table: String,
     /// Write key.
     pub api_key: Option<String>,
+    /// The region the function runs in.
+    pub region: Option<String>,
 }
 
 impl Config {
-    /// Reads `TABLE_NAME` and `API_KEY`.
+    /// Reads `TABLE_NAME`, `API_KEY` and `AWS_REGION`.
     pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Self {
-            table: std::env::var("TABLE_NAME").unwrap_or_else(|_| "Product".into()),
-            api_key: std::env::var("API_KEY").ok().filter(|k| !k.is_empty()),
+            table: var("TABLE_NAME").unwrap_or_else(|| "Product".into()),
+            api_key: var("API_KEY"),
+            region: var("AWS_REGION"),
         }
     }
 }
@@ -81,6 +86,7 @@ pub fn state(config: &Config, client: aws_sdk_dynamodb::Client) -> ApiState {
         store: Arc::new(table.clone()),
         backups: Some(Arc::new(DynamoBackupCreator { table })),
         api_key: config.api_key.clone(),
+        region: config.region.clone(),
     }
 }
 
@@ -113,6 +119,7 @@ mod tests {
         let config = Config {
             table: "Catalogue".into(),
             api_key: Some("k".into()),
+            region: Some("eu-west-1".into()),
         };
         let app = tandem_dr::api::router(state(&config, client));
         let resp = app
@@ -125,6 +132,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
+        // The answer names the region that served it (the function's AWS_REGION).
+        assert_eq!(resp.headers()[tandem_dr::api::REGION_HEADER], "eu-west-1");
         let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(

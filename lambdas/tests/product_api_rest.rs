@@ -92,6 +92,7 @@ async fn every_seed_route_answers_behind_a_rest_api_stage() {
     let config = Config {
         table: "Product".into(),
         api_key: None,
+        region: Some("us-east-2".into()),
     };
     let app = service(state(&config, client));
     let id = || Some(serde_json::json!({"product_id": "p1"}));
@@ -153,6 +154,7 @@ async fn a_path_outside_the_stage_is_left_alone_and_an_unknown_route_is_404() {
     let config = Config {
         table: "Product".into(),
         api_key: None,
+        region: None,
     };
     let app = service(state(&config, client));
     let resp = app.oneshot(event("GET", "/nope", None, None)).await.unwrap();

@@ -40,3 +40,36 @@ where
         None => DisplayErrorContext(e).to_string(),
     }
 }
+
+/// An SDK error as tandem reports it: the service's own words ([`sdk_message`]) as
+/// its message, the SDK's error kept whole as its source.
+#[derive(Debug)]
+pub struct ServiceError {
+    message: String,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl<E, R> From<aws_smithy_runtime_api::client::result::SdkError<E, R>> for ServiceError
+where
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    fn from(e: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Self {
+        Self {
+            message: sdk_message(&e),
+            source: Box::new(e),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ServiceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}

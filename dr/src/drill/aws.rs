@@ -1,72 +1,132 @@
 //! The drill on DynamoDB and AWS Backup, as they behave on a real account: tables
 //! take a while to become ACTIVE, PITR can be refused right after a table is made and
 //! its latest restorable time trails now by about five minutes, backups are CREATING
-//! before AVAILABLE, AWS Backup jobs (backup, copy, restore) take minutes, a replica is
-//! CREATING for a while, and a table can only be deleted once it leaves CREATING or
-//! UPDATING. Every wait goes through the drill's [`Waiter`] (a limit, progress).
+//! before AVAILABLE, AWS Backup jobs (backup, copy, restore) take minutes, and a table
+//! can only be deleted once it leaves CREATING or UPDATING. Every wait goes through
+//! the drill's [`Waiter`] (a limit, progress).
 //!
-//! The scheduled and cross-region methods go through AWS Backup: a backup job into
-//! the plan's vault with the plan's role (what the daily rule does), a copy job to the
-//! recovery region's vault, and a restore job there. DynamoDB's own
-//! RestoreTableFromBackup cannot cross regions, and this code does not pretend it can.
+//! The restore methods work on scratch tables they create (`Product-drill-*`), except
+//! `scheduled`, which restores the plan's own newest recovery point of the served
+//! table and a point-in-time copy of it (both into scratch tables: the served table
+//! is only read from). The failover methods drill the deployed stacks: the primary's
+//! API and the standby's, over the served table and its replica, through the switch
+//! of [`crate::standby`] (`tandem dr failover`); the items they write through the API
+//! are deleted through it afterwards.
 //!
-//! The drill works only on scratch tables it creates (`Product-drill-*`); the
-//! production table is never touched.
+//! DynamoDB's own RestoreTableFromBackup cannot cross regions, and this code does not
+//! pretend it can: the cross-region method copies a recovery point with AWS Backup.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use aws_sdk_backup::types::{BackupJobState, CopyJobState, Lifecycle, RestoreJobStatus};
+use aws_sdk_backup::types::{BackupJobState, CopyJobState, Lifecycle, RecoveryPointStatus, RestoreJobStatus};
 use aws_sdk_dynamodb::types::{
-    BackupStatus, CreateReplicationGroupMemberAction, DeleteReplicationGroupMemberAction,
-    PointInTimeRecoverySpecification, PointInTimeRecoveryStatus, PutRequest, ReplicaStatus,
-    ReplicationGroupUpdate, TableStatus, WriteRequest,
+    AttributeValue, BackupStatus, KeysAndAttributes, PointInTimeRecoverySpecification,
+    PointInTimeRecoveryStatus, PutRequest, TableStatus, WriteRequest,
 };
 use aws_smithy_types::DateTime;
+use tandem_sdk::ServiceError;
 
-use super::{
-    BackupMethod, BackupMethodTag, BackupRef, Check, DrillBackend, Guarantees, Loss, Poll, Resource,
-    TableRef, Waiter,
-};
-use crate::dynamodb::{DynamoTable, message, to_item};
+use super::backend::{BackupKind, BackupRef, DrillBackend, Guarantees, PlanSource, RecoveryPoint, TableRef};
+use super::check::{Check, CheckKind};
+use super::cleanup::Resource;
+use super::client::{ApiClient, ApiEndpoint, HttpTransport, Transport};
+use super::failover::{Deployment, StandbyMode};
+use super::wait::{Poll, Waiter};
+use crate::dynamodb::{DynamoTable, from_item, to_item};
 use crate::product::Product;
 use crate::region::RegionName;
-use crate::store::{Error, ProductStore, Result, scan_all};
+use crate::standby::{Standby, SwitchClients};
+use crate::store::{BoxError, Error, ProductStore, Result, scan_all};
 
-/// What AWS Backup needs for the scheduled and cross-region methods: the DR stack's
-/// outputs (`--stack`), or the same values from the environment.
+/// The deployed standby region, as the standby stack's outputs name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployedStandby {
+    /// The switch's side: region, mode, function, health check.
+    pub standby: Standby,
+    /// The primary's API (its stage URL).
+    pub primary_api: String,
+    /// The standby's API (its stage URL).
+    pub standby_api: String,
+    /// The name clients use, when the deployment has a hosted zone: it follows the
+    /// failover.
+    pub client_url: Option<String>,
+    /// The secret holding the API key (the same value in both regions).
+    pub api_key_secret: String,
+}
+
+/// What the deployed stacks provide: the DR stack's outputs (`--stack`), or the
+/// restore methods' part of them from flags.
 #[derive(Debug, Clone, Default)]
-pub struct BackupSetup {
+pub struct AwsSetup {
+    /// The served table (the scheduled method restores its plan's backups).
+    pub table: Option<String>,
     /// The plan's vault in the primary region.
     pub primary_vault: Option<String>,
     /// The recovery region's vault (ARN).
     pub recovery_vault_arn: Option<String>,
     /// The role AWS Backup assumes (backup, copy, restore).
     pub role_arn: Option<String>,
-    /// The backup plan whose rule the scheduled method checks.
+    /// The backup plan.
     pub plan_id: Option<String>,
+    /// The standby region's stack (the failover methods).
+    pub standby: Option<DeployedStandby>,
 }
 
-/// DynamoDB and AWS Backup clients for the two regions, and the clock.
+/// The SDK clients the drill uses.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    /// DynamoDB per region (primary and recovery).
+    pub dynamodb: HashMap<RegionName, aws_sdk_dynamodb::Client>,
+    /// AWS Backup per region.
+    pub backup: HashMap<RegionName, aws_sdk_backup::Client>,
+    /// The standby's switch (Lambda in the recovery region, Route 53).
+    pub switch: SwitchClients,
+    /// Secrets Manager in the recovery region (the API key's replica).
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl AwsClients {
+    /// Clients for `primary` and `recovery` from one SDK configuration (credentials
+    /// and endpoint from the standard AWS environment).
+    pub fn from_config(config: &aws_config::SdkConfig, primary: &RegionName, recovery: &RegionName) -> Self {
+        let mut dynamodb = HashMap::new();
+        let mut backup = HashMap::new();
+        for r in [primary, recovery] {
+            dynamodb.insert(r.clone(), crate::calls::dynamodb_client(config, Some(r.as_str())));
+            backup.insert(r.clone(), crate::calls::backup_client(config, Some(r.as_str())));
+        }
+        Self {
+            dynamodb,
+            backup,
+            switch: SwitchClients::new(config, recovery),
+            secrets: crate::calls::secrets_client(config, Some(recovery.as_str())),
+        }
+    }
+}
+
+/// DynamoDB, AWS Backup and the deployed stacks, and the clock.
 #[derive(Clone)]
 pub struct AwsBackend {
     primary: RegionName,
-    dynamodb: HashMap<RegionName, aws_sdk_dynamodb::Client>,
-    backup: HashMap<RegionName, aws_sdk_backup::Client>,
-    setup: BackupSetup,
+    clients: AwsClients,
+    setup: AwsSetup,
     guarantees: Guarantees,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    transport: Arc<dyn Transport>,
     /// Restore jobs started, by the table they create (so removing a table that does
     /// not exist yet waits for its job).
     restore_jobs: Arc<Mutex<HashMap<TableRef, String>>>,
+    deployment: Arc<Mutex<Option<Arc<AwsDeployment>>>>,
 }
 
 impl std::fmt::Debug for AwsBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsBackend")
-            .field("regions", &self.dynamodb.keys().collect::<Vec<_>>())
+            .field("regions", &self.clients.dynamodb.keys().collect::<Vec<_>>())
             .field("setup", &self.setup)
             .finish()
     }
@@ -89,8 +149,8 @@ pub fn system_clock() -> Arc<dyn Fn() -> u64 + Send + Sync> {
     Arc::new(crate::embedded::now_us)
 }
 
-fn sdk(what: impl Into<String>, message: String) -> Error {
-    Error::storage(what, message)
+fn sdk(what: impl Into<String>, e: impl Into<BoxError>) -> Error {
+    Error::storage(what, e)
 }
 
 fn to_us(d: &DateTime) -> u64 {
@@ -108,47 +168,40 @@ fn code<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
 }
 
 impl AwsBackend {
-    /// A backend over these clients (one per region, `primary` and the recovery one).
+    /// A backend over `clients` with the deployment `setup`, over HTTPS.
     pub fn new(
         primary: RegionName,
-        dynamodb: HashMap<RegionName, aws_sdk_dynamodb::Client>,
-        backup: HashMap<RegionName, aws_sdk_backup::Client>,
-        setup: BackupSetup,
+        clients: AwsClients,
+        setup: AwsSetup,
         clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<Self> {
+        Ok(Self::with_transport(
+            primary,
+            clients,
+            setup,
+            clock,
+            Arc::new(HttpTransport::new()?),
+        ))
+    }
+
+    /// [`AwsBackend::new`] reaching the APIs through `transport`.
+    pub fn with_transport(
+        primary: RegionName,
+        clients: AwsClients,
+        setup: AwsSetup,
+        clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+        transport: Arc<dyn Transport>,
     ) -> Self {
         Self {
             primary,
-            dynamodb,
-            backup,
+            clients,
             setup,
             guarantees: AWS_GUARANTEES,
             clock,
+            transport,
             restore_jobs: Arc::default(),
+            deployment: Arc::default(),
         }
-    }
-
-    /// Clients for `primary` and `recovery` from one SDK configuration (credentials
-    /// and endpoint from the standard AWS environment).
-    pub fn from_config(
-        config: &aws_config::SdkConfig,
-        primary: &RegionName,
-        recovery: &RegionName,
-        setup: BackupSetup,
-    ) -> Self {
-        let regions = [primary, recovery];
-        let mut dynamodb = HashMap::new();
-        let mut backup = HashMap::new();
-        for r in regions {
-            dynamodb.insert(
-                (*r).clone(),
-                crate::calls::dynamodb_client(config, Some(r.as_str())),
-            );
-            backup.insert(
-                (*r).clone(),
-                crate::calls::backup_client(config, Some(r.as_str())),
-            );
-        }
-        Self::new(primary.clone(), dynamodb, backup, setup, system_clock())
     }
 
     /// The same backend with other guarantees (the emulator answers at once and
@@ -159,13 +212,15 @@ impl AwsBackend {
     }
 
     fn ddb(&self, region: &RegionName) -> Result<&aws_sdk_dynamodb::Client> {
-        self.dynamodb
+        self.clients
+            .dynamodb
             .get(region)
             .ok_or_else(|| Error::InvalidInput(format!("no DynamoDB client for region {region}")))
     }
 
     fn bk(&self, region: &RegionName) -> Result<&aws_sdk_backup::Client> {
-        self.backup
+        self.clients
+            .backup
             .get(region)
             .ok_or_else(|| Error::InvalidInput(format!("no AWS Backup client for region {region}")))
     }
@@ -173,8 +228,7 @@ impl AwsBackend {
     fn need<'a>(&self, v: &'a Option<String>, what: &str, flag: &str) -> Result<&'a str> {
         v.as_deref().ok_or_else(|| {
             Error::InvalidInput(format!(
-                "the scheduled and cross-region methods need {what}: pass --stack NAME (the deployed \
-                 DisasterRecoveryStack) or {flag} (docs/dr.md)"
+                "this method needs {what}: pass --stack NAME (the deployed DisasterRecoveryStack) or {flag} (docs/dr.md)"
             ))
         })
     }
@@ -189,7 +243,7 @@ impl AwsBackend {
         {
             Ok(d) => Ok(d.table().cloned()),
             Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(None),
-            Err(e) => Err(sdk(format!("describe {t}"), message(&e))),
+            Err(e) => Err(sdk(format!("describe {t}"), ServiceError::from(e))),
         }
     }
 
@@ -216,84 +270,18 @@ impl AwsBackend {
     }
 
     /// Deletes `t`, retrying while it is CREATING or UPDATING; gone is fine.
-    async fn delete_table(&self, t: &TableRef, wait: &Waiter<'_>) -> Result<()> {
+    async fn drop_table(&self, t: &TableRef, wait: &Waiter<'_>) -> Result<()> {
         let client = self.ddb(&t.region)?;
         wait.until(&format!("{t} to be deleted"), || async {
             match client.delete_table().table_name(&t.name).send().await {
                 Ok(_) => Ok(Poll::Ready(())),
                 Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(Poll::Ready(())),
                 Err(e) if code(&e) == Some("ResourceInUseException") => {
-                    Ok(Poll::Pending(format!("busy ({})", message(&e))))
+                    Ok(Poll::Pending(format!("busy ({})", tandem_sdk::sdk_message(&e))))
                 }
-                Err(e) => Err(sdk(format!("delete {t}"), message(&e))),
+                Err(e) => Err(sdk(format!("delete {t}"), ServiceError::from(e))),
             }
         })
-        .await
-    }
-
-    async fn replica_regions(&self, t: &TableRef) -> Result<Vec<(RegionName, Option<ReplicaStatus>)>> {
-        Ok(match self.describe(t).await? {
-            None => Vec::new(),
-            Some(d) => d
-                .replicas()
-                .iter()
-                .filter_map(|r| {
-                    let name: RegionName = r.region_name()?.parse().ok()?;
-                    (name != t.region).then(|| (name, r.replica_status().cloned()))
-                })
-                .collect(),
-        })
-    }
-
-    async fn remove_replica(&self, t: &TableRef, region: &RegionName, wait: &Waiter<'_>) -> Result<()> {
-        let client = self.ddb(&t.region)?;
-        wait.until(
-            &format!("the replica of {} in {region} to be removed", t.name),
-            || async {
-                let replicas = self.replica_regions(t).await?;
-                let Some((_, status)) = replicas.iter().find(|(r, _)| r == region) else {
-                    return Ok(Poll::Ready(()));
-                };
-                if status.as_ref() != Some(&ReplicaStatus::Deleting) {
-                    let r = client
-                        .update_table()
-                        .table_name(&t.name)
-                        .replica_updates(
-                            ReplicationGroupUpdate::builder()
-                                .delete(
-                                    DeleteReplicationGroupMemberAction::builder()
-                                        .region_name(region.as_str())
-                                        .build()
-                                        .map_err(|e| Error::storage("replica removal", e))?,
-                                )
-                                .build(),
-                        )
-                        .send()
-                        .await;
-                    match r {
-                        Ok(_) => {}
-                        Err(e)
-                            if matches!(
-                                code(&e),
-                                Some("ResourceInUseException" | "LimitExceededException")
-                            ) => {}
-                        Err(e) if code(&e) == Some("ResourceNotFoundException") => {
-                            return Ok(Poll::Ready(()));
-                        }
-                        Err(e) => {
-                            return Err(sdk(
-                                format!("remove the replica of {} in {region}", t.name),
-                                message(&e),
-                            ));
-                        }
-                    }
-                }
-                Ok(Poll::Pending(format!(
-                    "replica {}",
-                    status.as_ref().map(|s| s.as_str()).unwrap_or("present")
-                )))
-            },
-        )
         .await
     }
 
@@ -305,7 +293,7 @@ impl AwsBackend {
                 .restore_job_id(job)
                 .send()
                 .await
-                .map_err(|e| sdk(format!("describe restore job {job}"), message(&e)))?;
+                .map_err(|e| sdk(format!("describe restore job {job}"), ServiceError::from(e)))?;
             match d.status() {
                 Some(RestoreJobStatus::Completed) => Ok(Poll::Ready(())),
                 Some(s @ (RestoreJobStatus::Failed | RestoreJobStatus::Aborted)) => Err(sdk(
@@ -337,7 +325,7 @@ impl AwsBackend {
                 .copy_job_id(job)
                 .send()
                 .await
-                .map_err(|e| sdk(format!("describe copy job {job}"), message(&e)))?;
+                .map_err(|e| sdk(format!("describe copy job {job}"), ServiceError::from(e)))?;
             let j = d.copy_job();
             match j.and_then(|j| j.state()) {
                 Some(CopyJobState::Completed) => Ok(Poll::Ready(
@@ -368,6 +356,143 @@ impl AwsBackend {
             }
             _ => None,
         }
+    }
+
+    async fn on_demand_backup(&self, t: &TableRef, wait: &Waiter<'_>) -> Result<BackupRef> {
+        let client = self.ddb(&t.region)?;
+        let out = client
+            .create_backup()
+            .table_name(&t.name)
+            .backup_name(format!("{}-drill", t.name))
+            .send()
+            .await
+            .map_err(|e| sdk(format!("back up {t}"), ServiceError::from(e)))?;
+        let arn = out
+            .backup_details()
+            .map(|d| d.backup_arn().to_string())
+            .ok_or_else(|| sdk(format!("back up {t}"), "no backup details in the answer"))?;
+        let b = BackupRef {
+            region: t.region.clone(),
+            id: arn.clone(),
+            kind: BackupKind::OnDemand,
+            vault: None,
+        };
+        wait.cleanup.add(Resource::Backup(b.clone()));
+        wait.until(&format!("backup {arn} to become AVAILABLE"), || async {
+            let d = client
+                .describe_backup()
+                .backup_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| sdk(format!("describe backup {arn}"), ServiceError::from(e)))?;
+            let status = d
+                .backup_description()
+                .and_then(|d| d.backup_details())
+                .map(|d| d.backup_status().clone());
+            match status {
+                Some(BackupStatus::Available) => Ok(Poll::Ready(())),
+                Some(BackupStatus::Deleted) => Err(sdk(format!("backup {arn}"), "it was deleted")),
+                s => Ok(Poll::Pending(
+                    s.map(|s| s.as_str().to_string())
+                        .unwrap_or_else(|| "CREATING".into()),
+                )),
+            }
+        })
+        .await?;
+        Ok(b)
+    }
+
+    async fn backup_job(&self, t: &TableRef, wait: &Waiter<'_>) -> Result<BackupRef> {
+        let vault = self
+            .need(
+                &self.setup.primary_vault,
+                "the plan's backup vault",
+                "--backup-vault",
+            )?
+            .to_string();
+        let role = self.need(&self.setup.role_arn, "the backup role", "--backup-role-arn")?;
+        let client = self.bk(&t.region)?;
+        let arn = self.table_arn(t).await?;
+        let out = client
+            .start_backup_job()
+            .backup_vault_name(&vault)
+            .resource_arn(&arn)
+            .iam_role_arn(role)
+            .idempotency_token(format!("{}-drill", t.name))
+            .lifecycle(Lifecycle::builder().delete_after_days(1).build())
+            .send()
+            .await
+            .map_err(|e| {
+                sdk(
+                    format!("start a backup job of {t} into vault {vault}"),
+                    ServiceError::from(e),
+                )
+            })?;
+        let job = out.backup_job_id().unwrap_or_default().to_string();
+        let point = out.recovery_point_arn().map(str::to_string);
+        let registered = |id: String| BackupRef {
+            region: t.region.clone(),
+            id,
+            kind: BackupKind::Scheduled,
+            vault: Some(vault.clone()),
+        };
+        if let Some(p) = &point {
+            wait.cleanup.add(Resource::Backup(registered(p.clone())));
+        }
+        let point = wait
+            .until(&format!("backup job {job} of {t}"), || async {
+                let d = client
+                    .describe_backup_job()
+                    .backup_job_id(&job)
+                    .send()
+                    .await
+                    .map_err(|e| sdk(format!("describe backup job {job}"), ServiceError::from(e)))?;
+                match d.state() {
+                    Some(BackupJobState::Completed) => Ok(Poll::Ready(
+                        d.recovery_point_arn()
+                            .map(str::to_string)
+                            .or_else(|| point.clone()),
+                    )),
+                    Some(
+                        s @ (BackupJobState::Failed | BackupJobState::Aborted | BackupJobState::Expired),
+                    ) => Err(sdk(
+                        format!("backup job {job}"),
+                        format!("{}: {}", s.as_str(), d.status_message().unwrap_or("no message")),
+                    )),
+                    s => Ok(Poll::Pending(
+                        s.map(|s| s.as_str()).unwrap_or("CREATED").to_string(),
+                    )),
+                }
+            })
+            .await?
+            .ok_or_else(|| sdk(format!("backup job {job}"), "completed without a recovery point"))?;
+        let b = registered(point);
+        wait.cleanup.add(Resource::Backup(b.clone()));
+        Ok(b)
+    }
+
+    fn current(&self) -> Option<Arc<AwsDeployment>> {
+        self.deployment.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The API key, from its secret's replica in the recovery region.
+    async fn api_key(&self, secret: &str) -> Result<String> {
+        let out = self
+            .clients
+            .secrets
+            .get_secret_value()
+            .secret_id(secret)
+            .send()
+            .await
+            .map_err(|e| {
+                sdk(
+                    format!("read the API key from secret {secret}"),
+                    ServiceError::from(e),
+                )
+            })?;
+        out.secret_string()
+            .map(str::to_string)
+            .ok_or_else(|| Error::InvalidInput(format!("secret {secret} holds no string")))
     }
 }
 
@@ -419,10 +544,10 @@ impl DrillBackend for AwsBackend {
                             )
                         })
                     }
-                    Err(e) if code(&e) == Some("ContinuousBackupsUnavailableException") => {
-                        Ok(Poll::Pending(format!("refused for now ({})", message(&e))))
-                    }
-                    Err(e) => Err(sdk(format!("enable PITR on {t}"), message(&e))),
+                    Err(e) if code(&e) == Some("ContinuousBackupsUnavailableException") => Ok(Poll::Pending(
+                        format!("refused for now ({})", tandem_sdk::sdk_message(&e)),
+                    )),
+                    Err(e) => Err(sdk(format!("enable PITR on {t}"), ServiceError::from(e))),
                 }
             })
             .await?;
@@ -448,14 +573,14 @@ impl DrillBackend for AwsBackend {
                 })
                 .collect::<Result<_>>()?;
             // Unprocessed items (throttling inside a batch) are sent again, backing off.
-            let mut pause = Duration::from_millis(50);
+            let mut backoff = super::wait::Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
             for attempt in 0.. {
                 let out = client
                     .batch_write_item()
                     .request_items(&t.name, requests)
                     .send()
                     .await
-                    .map_err(|e| sdk(format!("seed {t}"), message(&e)))?;
+                    .map_err(|e| sdk(format!("seed {t}"), ServiceError::from(e)))?;
                 requests = out
                     .unprocessed_items()
                     .and_then(|m| m.get(&t.name))
@@ -470,8 +595,7 @@ impl DrillBackend for AwsBackend {
                         format!("{} items stayed unprocessed", requests.len()),
                     ));
                 }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
+                backoff.sleep().await;
             }
         }
         Ok(())
@@ -488,7 +612,12 @@ impl DrillBackend for AwsBackend {
             .table_name(&t.name)
             .send()
             .await
-            .map_err(|e| sdk(format!("describe the continuous backups of {t}"), message(&e)))?;
+            .map_err(|e| {
+                sdk(
+                    format!("describe the continuous backups of {t}"),
+                    ServiceError::from(e),
+                )
+            })?;
         out.continuous_backups_description()
             .and_then(|d| d.point_in_time_recovery_description())
             .and_then(|d| d.latest_restorable_date_time())
@@ -510,141 +639,19 @@ impl DrillBackend for AwsBackend {
             .restore_date_time(from_us(at_us))
             .send()
             .await
-            .map_err(|e| sdk(format!("restore {t} to a point in time"), message(&e)))?;
+            .map_err(|e| sdk(format!("restore {t} to a point in time"), ServiceError::from(e)))?;
         self.wait_active(target, wait).await
     }
 
-    async fn backup(&self, t: &TableRef, how: BackupMethod, wait: &Waiter<'_>) -> Result<BackupRef> {
-        match how {
-            BackupMethod::OnDemand => {
-                let client = self.ddb(&t.region)?;
-                let out = client
-                    .create_backup()
-                    .table_name(&t.name)
-                    .backup_name(format!("{}-drill", t.name))
-                    .send()
-                    .await
-                    .map_err(|e| sdk(format!("back up {t}"), message(&e)))?;
-                let arn = out
-                    .backup_details()
-                    .map(|d| d.backup_arn().to_string())
-                    .ok_or_else(|| sdk(format!("back up {t}"), "no backup details in the answer".into()))?;
-                let b = BackupRef {
-                    region: t.region.clone(),
-                    id: arn.clone(),
-                    method: BackupMethodTag::OnDemand,
-                    vault: None,
-                };
-                wait.cleanup.add(Resource::Backup(b.clone()));
-                wait.until(&format!("backup {arn} to become AVAILABLE"), || async {
-                    let d = client
-                        .describe_backup()
-                        .backup_arn(&arn)
-                        .send()
-                        .await
-                        .map_err(|e| sdk(format!("describe backup {arn}"), message(&e)))?;
-                    let status = d
-                        .backup_description()
-                        .and_then(|d| d.backup_details())
-                        .map(|d| d.backup_status().clone());
-                    match status {
-                        Some(BackupStatus::Available) => Ok(Poll::Ready(())),
-                        Some(BackupStatus::Deleted) => {
-                            Err(sdk(format!("backup {arn}"), "it was deleted".into()))
-                        }
-                        s => Ok(Poll::Pending(
-                            s.map(|s| s.as_str().to_string())
-                                .unwrap_or_else(|| "CREATING".into()),
-                        )),
-                    }
-                })
-                .await?;
-                Ok(b)
-            }
-            BackupMethod::Plan => {
-                let vault = self
-                    .need(
-                        &self.setup.primary_vault,
-                        "the plan's backup vault",
-                        "--backup-vault",
-                    )?
-                    .to_string();
-                let role = self.need(&self.setup.role_arn, "the backup role", "--backup-role-arn")?;
-                let client = self.bk(&t.region)?;
-                let arn = self.table_arn(t).await?;
-                let out = client
-                    .start_backup_job()
-                    .backup_vault_name(&vault)
-                    .resource_arn(&arn)
-                    .iam_role_arn(role)
-                    .idempotency_token(format!("{}-drill", t.name))
-                    .lifecycle(Lifecycle::builder().delete_after_days(1).build())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        sdk(
-                            format!("start a backup job of {t} into vault {vault}"),
-                            message(&e),
-                        )
-                    })?;
-                let job = out.backup_job_id().unwrap_or_default().to_string();
-                let point = out.recovery_point_arn().map(str::to_string);
-                if let Some(p) = &point {
-                    wait.cleanup.add(Resource::Backup(BackupRef {
-                        region: t.region.clone(),
-                        id: p.clone(),
-                        method: BackupMethodTag::Plan,
-                        vault: Some(vault.clone()),
-                    }));
-                }
-                let point = wait
-                    .until(&format!("backup job {job} of {t}"), || async {
-                        let d = client
-                            .describe_backup_job()
-                            .backup_job_id(&job)
-                            .send()
-                            .await
-                            .map_err(|e| sdk(format!("describe backup job {job}"), message(&e)))?;
-                        match d.state() {
-                            Some(BackupJobState::Completed) => Ok(Poll::Ready(
-                                d.recovery_point_arn()
-                                    .map(str::to_string)
-                                    .or_else(|| point.clone()),
-                            )),
-                            Some(
-                                s @ (BackupJobState::Failed
-                                | BackupJobState::Aborted
-                                | BackupJobState::Expired),
-                            ) => Err(sdk(
-                                format!("backup job {job}"),
-                                format!("{}: {}", s.as_str(), d.status_message().unwrap_or("no message")),
-                            )),
-                            s => Ok(Poll::Pending(
-                                s.map(|s| s.as_str()).unwrap_or("CREATED").to_string(),
-                            )),
-                        }
-                    })
-                    .await?
-                    .ok_or_else(|| {
-                        sdk(
-                            format!("backup job {job}"),
-                            "completed without a recovery point".into(),
-                        )
-                    })?;
-                let b = BackupRef {
-                    region: t.region.clone(),
-                    id: point,
-                    method: BackupMethodTag::Plan,
-                    vault: Some(vault),
-                };
-                wait.cleanup.add(Resource::Backup(b.clone()));
-                Ok(b)
-            }
+    async fn backup(&self, t: &TableRef, kind: BackupKind, wait: &Waiter<'_>) -> Result<BackupRef> {
+        match kind {
+            BackupKind::OnDemand => self.on_demand_backup(t, wait).await,
+            BackupKind::Scheduled => self.backup_job(t, wait).await,
         }
     }
 
     async fn copy_backup(&self, b: &BackupRef, region: &RegionName, wait: &Waiter<'_>) -> Result<BackupRef> {
-        if b.method != BackupMethodTag::Plan {
+        if b.kind != BackupKind::Scheduled {
             return Err(Error::InvalidInput(
                 "only AWS Backup recovery points can be copied to another region".into(),
             ));
@@ -662,8 +669,8 @@ impl DrillBackend for AwsBackend {
             )));
         }
         let role = self.need(&self.setup.role_arn, "the backup role", "--backup-role-arn")?;
-        let client = self.bk(&b.region)?;
-        let out = client
+        let out = self
+            .bk(&b.region)?
             .start_copy_job()
             .recovery_point_arn(&b.id)
             .source_backup_vault_name(b.vault.as_deref().unwrap_or_default())
@@ -672,23 +679,26 @@ impl DrillBackend for AwsBackend {
             .lifecycle(Lifecycle::builder().delete_after_days(1).build())
             .send()
             .await
-            .map_err(|e| sdk(format!("copy recovery point {} to {dest}", b.id), message(&e)))?;
+            .map_err(|e| {
+                sdk(
+                    format!("copy recovery point {} to {dest}", b.id),
+                    ServiceError::from(e),
+                )
+            })?;
         let job = out.copy_job_id().unwrap_or_default().to_string();
         let pending = Resource::CopyJob {
             region: b.region.clone(),
             job_id: job.clone(),
         };
         wait.cleanup.add(pending.clone());
-        let point = self.wait_copy_job(&b.region, &job, wait).await?.ok_or_else(|| {
-            sdk(
-                format!("copy job {job}"),
-                "completed without a recovery point".into(),
-            )
-        })?;
+        let point = self
+            .wait_copy_job(&b.region, &job, wait)
+            .await?
+            .ok_or_else(|| sdk(format!("copy job {job}"), "completed without a recovery point"))?;
         let copy = BackupRef {
             region: region.clone(),
             id: point,
-            method: BackupMethodTag::Plan,
+            kind: BackupKind::Scheduled,
             vault: Some(dest_vault),
         };
         wait.cleanup.add(Resource::Backup(copy.clone()));
@@ -697,17 +707,22 @@ impl DrillBackend for AwsBackend {
     }
 
     async fn restore_backup(&self, b: &BackupRef, target: &TableRef, wait: &Waiter<'_>) -> Result<()> {
-        match b.method {
-            BackupMethodTag::OnDemand => {
+        match b.kind {
+            BackupKind::OnDemand => {
                 self.ddb(&b.region)?
                     .restore_table_from_backup()
                     .target_table_name(&target.name)
                     .backup_arn(&b.id)
                     .send()
                     .await
-                    .map_err(|e| sdk(format!("restore backup {} into {target}", b.id), message(&e)))?;
+                    .map_err(|e| {
+                        sdk(
+                            format!("restore backup {} into {target}", b.id),
+                            ServiceError::from(e),
+                        )
+                    })?;
             }
-            BackupMethodTag::Plan => {
+            BackupKind::Scheduled => {
                 let role = self.need(&self.setup.role_arn, "the backup role", "--backup-role-arn")?;
                 let out = self
                     .bk(&b.region)?
@@ -721,7 +736,7 @@ impl DrillBackend for AwsBackend {
                     .map_err(|e| {
                         sdk(
                             format!("start a restore job of {} into {target}", b.id),
-                            message(&e),
+                            ServiceError::from(e),
                         )
                     })?;
                 let job = out.restore_job_id().unwrap_or_default().to_string();
@@ -735,128 +750,170 @@ impl DrillBackend for AwsBackend {
         self.wait_active(target, wait).await
     }
 
-    async fn add_replica(&self, t: &TableRef, region: &RegionName, wait: &Waiter<'_>) -> Result<TableRef> {
-        wait.cleanup.add(Resource::Replica {
-            table: t.clone(),
-            region: region.clone(),
-        });
-        self.ddb(&t.region)?
-            .update_table()
+    async fn delete_table(&self, t: &TableRef) -> Result<()> {
+        match self
+            .ddb(&t.region)?
+            .delete_table()
             .table_name(&t.name)
-            .replica_updates(
-                ReplicationGroupUpdate::builder()
-                    .create(
-                        CreateReplicationGroupMemberAction::builder()
-                            .region_name(region.as_str())
-                            .build()
-                            .map_err(|e| Error::storage("replica", e))?,
-                    )
-                    .build(),
-            )
             .send()
             .await
-            .map_err(|e| sdk(format!("add a replica of {t} in {region}"), message(&e)))?;
-        wait.until(
-            &format!("the replica of {} in {region} to become ACTIVE", t.name),
-            || async {
-                let replicas = self.replica_regions(t).await?;
-                Ok(match replicas.iter().find(|(r, _)| r == region) {
-                    Some((_, Some(ReplicaStatus::Active))) => Poll::Ready(()),
-                    Some((_, s)) => {
-                        Poll::Pending(s.as_ref().map(|s| s.as_str()).unwrap_or("CREATING").to_string())
-                    }
-                    None => Poll::Pending("not listed yet".into()),
-                })
-            },
-        )
-        .await?;
-        let replica = TableRef::new(region, &t.name);
-        // Caught up: the seed has reached the replica.
-        let primary_count = self.scan(t).await?.len();
-        wait.until(&format!("the replica in {region} to catch up"), || async {
-            let n = self.scan(&replica).await?.len();
-            Ok(if n >= primary_count {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!("{n} of {primary_count} items"))
-            })
-        })
-        .await?;
-        Ok(replica)
-    }
-
-    async fn lose(&self, t: &TableRef, loss: Loss) -> Result<()> {
-        match loss {
-            Loss::Table => {
-                match self
-                    .ddb(&t.region)?
-                    .delete_table()
-                    .table_name(&t.name)
-                    .send()
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(()),
-                    Err(e) => Err(sdk(format!("delete {t} (the disaster)"), message(&e))),
-                }
-            }
-            // A drill cannot take a region down: the writer has stopped, and the
-            // replica is judged by what it held at that instant.
-            Loss::Region => Ok(()),
+        {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(()),
+            Err(e) => Err(sdk(format!("delete {t} (the disaster)"), ServiceError::from(e))),
         }
     }
 
-    async fn plan_checks(&self, _t: &TableRef, _wait: &Waiter<'_>) -> Result<Vec<Check>> {
-        let Some(plan_id) = &self.setup.plan_id else {
-            return Ok(vec![Check::new(
-                "backup plan",
-                false,
-                "no backup plan to check: pass --stack NAME (the deployed DisasterRecoveryStack) or --backup-plan-id",
-            )]);
-        };
+    async fn plan_source(&self, _seed: &[Product], _wait: &Waiter<'_>) -> Result<PlanSource> {
+        let table = self.need(&self.setup.table, "the served table", "--stack")?;
+        let plan = self.need(&self.setup.plan_id, "the backup plan", "--backup-plan-id")?;
+        let vault = self.need(
+            &self.setup.primary_vault,
+            "the plan's backup vault",
+            "--backup-vault",
+        )?;
+        Ok(PlanSource {
+            table: TableRef::new(&self.primary, table),
+            plan: plan.to_string(),
+            vault: vault.to_string(),
+            schedule: "cron(10 9 * * ? *), kept 30 days".into(),
+        })
+    }
+
+    async fn plan_recovery_points(&self, source: &PlanSource, since_us: u64) -> Result<Vec<RecoveryPoint>> {
+        let arn = self.table_arn(&source.table).await?;
+        let client = self.bk(&source.table.region)?;
+        let mut points = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = client
+                .list_recovery_points_by_backup_vault()
+                .backup_vault_name(&source.vault)
+                .by_backup_plan_id(&source.plan)
+                .by_resource_arn(&arn)
+                .by_created_after(from_us(since_us))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    sdk(
+                        format!(
+                            "list the recovery points of plan {} in vault {}",
+                            source.plan, source.vault
+                        ),
+                        ServiceError::from(e),
+                    )
+                })?;
+            for p in out.recovery_points() {
+                let (Some(id), Some(created)) = (p.recovery_point_arn(), p.creation_date()) else {
+                    continue;
+                };
+                if p.status() != Some(&RecoveryPointStatus::Completed) {
+                    continue;
+                }
+                points.push(RecoveryPoint {
+                    backup: BackupRef {
+                        region: source.table.region.clone(),
+                        id: id.to_string(),
+                        kind: BackupKind::Scheduled,
+                        vault: Some(source.vault.clone()),
+                    },
+                    created_us: to_us(created),
+                });
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        points.sort_by_key(|p| std::cmp::Reverse(p.created_us));
+        Ok(points)
+    }
+
+    async fn plan_checks(&self, source: &PlanSource, _wait: &Waiter<'_>) -> Result<Vec<Check>> {
         let out = self
             .bk(&self.primary)?
             .get_backup_plan()
-            .backup_plan_id(plan_id)
+            .backup_plan_id(&source.plan)
             .send()
             .await
-            .map_err(|e| sdk(format!("read backup plan {plan_id}"), message(&e)))?;
+            .map_err(|e| sdk(format!("read backup plan {}", source.plan), ServiceError::from(e)))?;
         let rules = out.backup_plan().map(|p| p.rules()).unwrap_or_default();
-        let mut checks = vec![Check::new(
-            "one backup rule",
-            rules.len() == 1,
-            format!("plan {plan_id} has {} rules", rules.len()),
-        )];
-        if let Some(rule) = rules.first() {
-            let schedule = rule.schedule_expression().unwrap_or_default();
-            checks.push(Check::new(
-                "daily at 09:10 UTC",
-                schedule == "cron(10 9 * * ? *)",
-                format!("schedule {schedule}"),
-            ));
-            let days = rule.lifecycle().and_then(|l| l.delete_after_days());
-            checks.push(Check::new(
-                "30-day retention",
+        let Some(rule) = rules.first() else {
+            return Ok(vec![Check::new(
+                CheckKind::PlanSchedule,
+                false,
+                format!("plan {} has no rule", source.plan),
+            )]);
+        };
+        let schedule = rule.schedule_expression().unwrap_or_default();
+        let days = rule.lifecycle().and_then(|l| l.delete_after_days());
+        let copies: Vec<&str> = rule
+            .copy_actions()
+            .iter()
+            .map(|c| c.destination_backup_vault_arn())
+            .collect();
+        let want = self
+            .setup
+            .recovery_vault_arn
+            .as_deref()
+            .unwrap_or("the recovery vault");
+        Ok(vec![
+            Check::new(
+                CheckKind::PlanSchedule,
+                rules.len() == 1 && schedule == "cron(10 9 * * ? *)",
+                format!(
+                    "{} rule(s); schedule {schedule} (daily at 09:10 UTC expected)",
+                    rules.len()
+                ),
+            ),
+            Check::new(
+                CheckKind::PlanRetention,
                 days == Some(30),
-                format!("recovery points deleted after {days:?} days"),
-            ));
-            let copies: Vec<&str> = rule
-                .copy_actions()
-                .iter()
-                .map(|c| c.destination_backup_vault_arn())
-                .collect();
-            let want = self
-                .setup
-                .recovery_vault_arn
-                .as_deref()
-                .unwrap_or("the recovery vault");
-            checks.push(Check::new(
-                "copied to the recovery region",
+                format!("recovery points deleted after {days:?} days (30 expected)"),
+            ),
+            Check::new(
+                CheckKind::PlanCopy,
                 copies.len() == 1 && Some(copies[0]) == self.setup.recovery_vault_arn.as_deref(),
                 format!("copy actions to {copies:?}, expected {want}"),
-            ));
+            ),
+        ])
+    }
+
+    async fn deployment(&self, mode: StandbyMode, _wait: &Waiter<'_>) -> Result<Arc<dyn Deployment>> {
+        let s = self.setup.standby.as_ref().ok_or_else(|| {
+            Error::InvalidInput(
+                "the failover methods drill the deployed standby: pass --stack NAME (the DisasterRecoveryStack whose standby stack is deployed)".into(),
+            )
+        })?;
+        if s.standby.mode != mode {
+            return Err(Error::InvalidInput(format!(
+                "the deployed standby in {} is a {}, not a {}: drill {}, or deploy with -c tandem:standby={}",
+                s.standby.region,
+                s.standby.mode.name(),
+                mode.name(),
+                s.standby.mode.name(),
+                mode.name()
+            )));
         }
-        Ok(checks)
+        let table = self.need(&self.setup.table, "the served table", "--stack")?;
+        let key = self.api_key(&s.api_key_secret).await?;
+        let primary = self.primary.clone();
+        let d = Arc::new(AwsDeployment {
+            primary_region: primary.clone(),
+            standby: s.clone(),
+            table: table.to_string(),
+            key,
+            client: ApiClient::new(self.transport.clone(), Duration::from_secs(30)),
+            tables: [
+                (primary.clone(), self.ddb(&primary)?.clone()),
+                (s.standby.region.clone(), self.ddb(&s.standby.region)?.clone()),
+            ],
+            switch: self.clients.switch.clone(),
+            failed_over: AtomicBool::new(false),
+        });
+        *self.deployment.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+        Ok(d)
     }
 
     async fn remove(&self, r: &Resource, wait: &Waiter<'_>) -> Result<()> {
@@ -874,28 +931,24 @@ impl DrillBackend for AwsBackend {
                     // A failed job created nothing; that is fine here.
                     let _ = self.wait_restore_job(&region, &job, wait).await;
                 }
-                for (region, _) in self.replica_regions(t).await? {
-                    self.remove_replica(t, &region, wait).await?;
-                }
-                self.delete_table(t, wait).await
+                self.drop_table(t, wait).await
             }
-            Resource::Replica { table, region } => self.remove_replica(table, region, wait).await,
-            Resource::Backup(b) => match b.method {
-                BackupMethodTag::OnDemand => {
+            Resource::Backup(b) => match b.kind {
+                BackupKind::OnDemand => {
                     let client = self.ddb(&b.region)?;
                     wait.until(&format!("backup {} to be deleted", b.id), || async {
                         match client.delete_backup().backup_arn(&b.id).send().await {
                             Ok(_) => Ok(Poll::Ready(())),
                             Err(e) if code(&e) == Some("BackupNotFoundException") => Ok(Poll::Ready(())),
                             Err(e) if code(&e) == Some("BackupInUseException") => {
-                                Ok(Poll::Pending(format!("in use ({})", message(&e))))
+                                Ok(Poll::Pending(format!("in use ({})", tandem_sdk::sdk_message(&e))))
                             }
-                            Err(e) => Err(sdk(format!("delete backup {}", b.id), message(&e))),
+                            Err(e) => Err(sdk(format!("delete backup {}", b.id), ServiceError::from(e))),
                         }
                     })
                     .await
                 }
-                BackupMethodTag::Plan => {
+                BackupKind::Scheduled => {
                     let client = self.bk(&b.region)?;
                     let vault = b.vault.clone().unwrap_or_default();
                     wait.until(&format!("recovery point {} to be deleted", b.id), || async {
@@ -909,9 +962,12 @@ impl DrillBackend for AwsBackend {
                             Ok(_) => Ok(Poll::Ready(())),
                             Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(Poll::Ready(())),
                             Err(e) if code(&e) == Some("InvalidResourceStateException") => {
-                                Ok(Poll::Pending(format!("busy ({})", message(&e))))
+                                Ok(Poll::Pending(format!("busy ({})", tandem_sdk::sdk_message(&e))))
                             }
-                            Err(e) => Err(sdk(format!("delete recovery point {}", b.id), message(&e))),
+                            Err(e) => Err(sdk(
+                                format!("delete recovery point {}", b.id),
+                                ServiceError::from(e),
+                            )),
                         }
                     })
                     .await
@@ -932,7 +988,7 @@ impl DrillBackend for AwsBackend {
                                     &Resource::Backup(BackupRef {
                                         region: dest_region,
                                         id: point,
-                                        method: BackupMethodTag::Plan,
+                                        kind: BackupKind::Scheduled,
                                         vault: Some(vault),
                                     }),
                                     wait,
@@ -947,6 +1003,152 @@ impl DrillBackend for AwsBackend {
                     Ok(None) | Err(_) => Ok(()),
                 }
             }
+            // The deployed stacks are not the drill's to remove.
+            Resource::Deployment { .. } => Ok(()),
+            Resource::ApiItem { .. } | Resource::Failover { .. } => {
+                let d = self.current();
+                super::failover::undo(d.as_deref().map(|d| d as &dyn Deployment), r, wait).await
+            }
         }
+    }
+}
+
+/// The deployed stacks as the failover methods drill them.
+#[derive(Debug)]
+pub struct AwsDeployment {
+    primary_region: RegionName,
+    standby: DeployedStandby,
+    table: String,
+    key: String,
+    client: ApiClient,
+    /// DynamoDB in the primary and the recovery region.
+    tables: [(RegionName, aws_sdk_dynamodb::Client); 2],
+    switch: SwitchClients,
+    failed_over: AtomicBool,
+}
+
+impl AwsDeployment {
+    fn endpoint(&self, label: String, url: &str) -> ApiEndpoint {
+        ApiEndpoint::new(label, url, Some(self.key.clone()))
+    }
+}
+
+#[async_trait]
+impl Deployment for AwsDeployment {
+    fn primary_region(&self) -> &RegionName {
+        &self.primary_region
+    }
+
+    fn recovery_region(&self) -> &RegionName {
+        &self.standby.standby.region
+    }
+
+    fn client(&self) -> &ApiClient {
+        &self.client
+    }
+
+    fn primary_endpoint(&self) -> ApiEndpoint {
+        self.endpoint(
+            format!("the primary's API in {}", self.primary_region),
+            &self.standby.primary_api,
+        )
+    }
+
+    fn standby_endpoint(&self) -> ApiEndpoint {
+        self.endpoint(
+            format!("the standby's API in {}", self.standby.standby.region),
+            &self.standby.standby_api,
+        )
+    }
+
+    fn client_endpoint(&self) -> ApiEndpoint {
+        match &self.standby.client_url {
+            Some(url) => self.endpoint(format!("the clients' name {url}"), url),
+            None if self.failed_over.load(Ordering::SeqCst) => self.standby_endpoint(),
+            None => self.primary_endpoint(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "the deployed stacks: {} served in {} and, as a {}, in {}{}",
+            self.table,
+            self.primary_region,
+            self.standby.standby.mode.name(),
+            self.standby.standby.region,
+            match &self.standby.client_url {
+                Some(u) => format!("; clients use {u} (Route 53 failover)"),
+                None => "; clients switch URLs (no hosted zone)".into(),
+            }
+        )
+    }
+
+    async fn read(&self, region: &RegionName, ids: &[String]) -> Result<Vec<Product>> {
+        let client = &self
+            .tables
+            .iter()
+            .find(|(r, _)| r == region)
+            .ok_or_else(|| Error::NotFound(format!("region {region} in the deployment")))?
+            .1;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|id| HashMap::from([("product_id".to_string(), AttributeValue::S(id.clone()))]))
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| Error::storage("build a batch read", e))?,
+            );
+            let mut backoff = super::wait::Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+            while let Some(req) = request.take() {
+                let got = client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(|e| sdk(format!("read {} in {region}", self.table), ServiceError::from(e)))?;
+                if let Some(items) = got.responses().and_then(|r| r.get(&self.table)) {
+                    for i in items {
+                        out.push(from_item(&self.table, i)?);
+                    }
+                }
+                // Keys DynamoDB did not get to (throttling): asked again.
+                request = got
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if request.is_some() {
+                    backoff.sleep().await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lose_primary(&self) -> Result<()> {
+        // A drill cannot take a region down: the disaster is declared, the writer has
+        // stopped, and the replica is judged by what it held at that instant.
+        Ok(())
+    }
+
+    async fn failover(&self, wait: &Waiter<'_>) -> Result<()> {
+        for line in crate::standby::failover(&self.switch, &self.standby.standby, wait).await? {
+            (wait.say)(line);
+        }
+        self.failed_over.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn failback(&self, wait: &Waiter<'_>) -> Result<()> {
+        for line in crate::standby::failback(&self.switch, &self.standby.standby).await? {
+            (wait.say)(line);
+        }
+        self.failed_over.store(false, Ordering::SeqCst);
+        Ok(())
     }
 }
