@@ -4,18 +4,20 @@
 import * as cdk from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { readConfig } from './config';
-import { DisasterRecoveryStack, DrRecoveryStack } from './dr-stack';
+import { DisasterRecoveryStack, DrRecoveryStack, DrStandbyStack } from './dr-stack';
 import { PipelineStack } from './pipeline-stack';
 
 export const PIPELINE_STACK = 'PipelineStack';
 export const DR_STACK = 'DisasterRecoveryStack';
 export const DR_RECOVERY_STACK = 'DisasterRecoveryRegionStack';
+export const DR_STANDBY_STACK = 'DisasterRecoveryStandbyStack';
 
 export interface TandemApp {
   readonly app: cdk.App;
   readonly pipeline: PipelineStack;
   readonly dr: DisasterRecoveryStack;
   readonly drRecovery: DrRecoveryStack;
+  readonly drStandby: DrStandbyStack;
 }
 
 /** Builds the app; `props` are passed to `cdk.App` (tests give the context and outdir). */
@@ -37,11 +39,18 @@ export function buildApp(props?: cdk.AppProps): TandemApp {
     env: env(config.primaryRegion),
     description: 'tandem DR: Product table with PITR and a replica, product API, AWS Backup plan with a cross-region copy',
     config,
+    standbyStackName: DR_STANDBY_STACK,
   });
   dr.addStackDependency(drRecovery, 'the backup plan copies into the recovery region\'s vault');
-  for (const stack of [pipeline, dr, drRecovery]) {
+  const drStandby = new DrStandbyStack(app, DR_STANDBY_STACK, {
+    env: env(config.recoveryRegion),
+    description: `tandem DR: the product API in the recovery region over the table's replica (${config.standby})`,
+    config,
+    primary: dr,
+  });
+  for (const stack of [pipeline, dr, drRecovery, drStandby]) {
     cdk.Tags.of(stack).add('project', 'tandem');
   }
   cdk.Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
-  return { app, pipeline, dr, drRecovery };
+  return { app, pipeline, dr, drRecovery, drStandby };
 }

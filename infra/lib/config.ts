@@ -20,6 +20,23 @@ export enum LambdaArchitecture {
   Arm64 = 'arm64',
 }
 
+/** How the recovery region's API waits for a failover. */
+export enum Standby {
+  /** Deployed and switched off (its function's reserved concurrency is 0); `tandem dr failover` switches it on. */
+  PilotLight = 'pilot-light',
+  /** Deployed and answering; a failover only moves the clients. */
+  WarmStandby = 'warm-standby',
+}
+
+/** The name clients use for the product API, answered by a Route 53 failover record. */
+export interface ApiDomain {
+  /** The name (`api.example.com`), in the hosted zone. */
+  readonly domainName: string;
+  readonly hostedZoneId: string;
+  /** The zone's name (`example.com`). */
+  readonly hostedZoneName: string;
+}
+
 /** Where Batch runs the containers. */
 export enum Compute {
   Fargate = 'fargate',
@@ -56,6 +73,10 @@ export interface TandemConfig {
    * table restored after a disaster (docs/dr.md). The API's role is granted on it.
    */
   readonly servedTable?: string;
+  /** How the recovery region's API waits. */
+  readonly standby: Standby;
+  /** With a hosted zone: the name clients use, failing over by DNS. */
+  readonly apiDomain?: ApiDomain;
 }
 
 /** The context keys this app reads (all under `tandem:`). */
@@ -74,6 +95,10 @@ export const CONTEXT_KEYS = [
   'apiStage',
   'lambdaArchitecture',
   'servedTable',
+  'standby',
+  'domainName',
+  'hostedZoneId',
+  'hostedZoneName',
 ] as const;
 
 const REGION = /^[a-z]{2}(-gov)?-[a-z]+-\d$/;
@@ -143,6 +168,25 @@ export function readConfig(node: Node): TandemConfig {
   if (servedTable !== undefined && !(typeof servedTable === 'string' && /^[A-Za-z0-9_.-]{3,255}$/.test(servedTable))) {
     fail('servedTable', servedTable, 'expected a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -)');
   }
+  const domainKeys = ['domainName', 'hostedZoneId', 'hostedZoneName'] as const;
+  const given = domainKeys.filter((k) => node.tryGetContext(`tandem:${k}`) !== undefined);
+  let apiDomain: ApiDomain | undefined;
+  if (given.length > 0) {
+    for (const k of domainKeys) {
+      if (!given.includes(k)) fail(k, undefined, `it is required with tandem:${given[0]} (the DNS failover needs all of ${domainKeys.join(', ')})`);
+    }
+    const domainName = str(node, 'domainName');
+    const hostedZoneName = str(node, 'hostedZoneName').replace(/\.$/, '');
+    const hostedZoneId = str(node, 'hostedZoneId');
+    if (!/^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$/.test(domainName)) {
+      fail('domainName', domainName, 'expected a lower-case DNS name such as api.example.com');
+    }
+    if (!domainName.endsWith(`.${hostedZoneName}`)) {
+      fail('domainName', domainName, `expected a name inside the hosted zone ${hostedZoneName}`);
+    }
+    if (!/^Z[A-Z0-9]{5,31}$/.test(hostedZoneId)) fail('hostedZoneId', hostedZoneId, 'expected a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ');
+    apiDomain = { domainName, hostedZoneId, hostedZoneName };
+  }
   const apiStage = str(node, 'apiStage', 'prod');
   if (!/^[A-Za-z0-9_]{1,128}$/.test(apiStage)) fail('apiStage', apiStage, 'expected letters, digits and _');
   return {
@@ -161,6 +205,8 @@ export function readConfig(node: Node): TandemConfig {
     apiStage,
     lambdaArchitecture: oneOf(node, 'lambdaArchitecture', LambdaArchitecture, LambdaArchitecture.X86_64),
     servedTable,
+    standby: oneOf(node, 'standby', Standby, Standby.PilotLight),
+    apiDomain,
   };
 }
 

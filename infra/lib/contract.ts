@@ -92,7 +92,18 @@ export function entriesOf(contract: Contract, principal: string): { component: s
  */
 export class ContractBinding {
   readonly placeholders: Record<string, string> = {};
-  readonly principals: Record<string, IConstruct> = {};
+  private readonly bound: Record<string, IConstruct> = {};
+  private readonly late: Record<string, () => IConstruct | undefined> = {};
+
+  /** Every principal bound, those CDK made while synthesizing included. */
+  get principals(): Record<string, IConstruct> {
+    const out = { ...this.bound };
+    for (const [id, find] of Object.entries(this.late)) {
+      const c = find();
+      if (c) out[id] = c;
+    }
+    return out;
+  }
 
   constructor(stack: cdk.Stack) {
     this.placeholders.Partition = cdk.Aws.PARTITION;
@@ -143,8 +154,28 @@ export class ContractBinding {
     if (loadContract().principals[id] === undefined) {
       throw new Error(`principal ${id} is not in iam/contract.json`);
     }
-    this.principals[id] = construct;
+    this.bound[id] = construct;
     return this;
+  }
+
+  /**
+   * A principal CDK makes while it synthesizes (the role of one of its own custom
+   * resource providers), found by `find` once it exists.
+   */
+  latePrincipal(id: string, find: () => IConstruct | undefined): this {
+    if (loadContract().principals[id] === undefined) {
+      throw new Error(`principal ${id} is not in iam/contract.json`);
+    }
+    this.late[id] = find;
+    return this;
+  }
+
+  /**
+   * The role of CDK's provider `provider` (`Custom::CrossRegionExportWriter`), bound
+   * as `id` once synthesis makes it.
+   */
+  cdkProviderRole(stack: cdk.Stack, id: string, provider: string): this {
+    return this.latePrincipal(id, () => stack.node.tryFindChild(`${provider}CustomResourceProvider`)?.node.tryFindChild('Role'));
   }
 }
 

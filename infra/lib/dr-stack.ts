@@ -3,10 +3,14 @@
 // - DrRecoveryStack (recovery region, us-east-1 by default): the backup vault copies
 //   land in, encrypted with its own KMS key.
 // - DisasterRecoveryStack (primary region): the Product table (PITR, a replica in the
-//   recovery region), the product API (one Rust function behind a REST API with an API
-//   key, usage plan, request validation, access logs and a WAF), AWS Backup (a vault, one
-//   plan with the daily rule and a copy action to the recovery vault) and the
-//   post-backup function.
+//   recovery region), the product API (product-api.ts), the API key's secret
+//   (replicated to the recovery region), the health check of the API's /health, AWS
+//   Backup (a vault, one plan with the daily rule and a copy action to the recovery
+//   vault) and the post-backup function.
+// - DrStandbyStack (recovery region, after the primary): the product API over the
+//   table's replica, with the same key: answering (warm standby) or switched off until
+//   `tandem dr failover` (pilot light); with a hosted zone, the DNS failover record
+//   pair that sends clients to it when the primary's health check fails.
 
 import * as cdk from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
@@ -16,13 +20,14 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import * as logs from 'aws-cdk-lib/aws-logs';
-import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
+import * as route53 from 'aws-cdk-lib/aws-route53';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ContractBinding, operatorPolicy } from './contract';
 import { acknowledge, arnFinding } from './nag';
-import { Removal, TandemConfig, dataRemoval } from './config';
+import { Removal, Standby, TandemConfig, dataRemoval } from './config';
 import { TandemFunction } from './rust-lambda';
+import { ProductApi, productApi } from './product-api';
 
 /** The daily backup: 09:10 UTC, kept 30 days (the seed's rule, once). */
 export const BACKUP_SCHEDULE = events.Schedule.cron({ minute: '10', hour: '9' });
@@ -39,6 +44,21 @@ export const RESTORED_TABLE_PREFIX = 'Product-restored';
 
 export interface DrStackProps extends cdk.StackProps {
   readonly config: TandemConfig;
+}
+
+export interface DisasterRecoveryStackProps extends DrStackProps {
+  /** The standby stack's name (it is deployed after this one, in the recovery region). */
+  readonly standbyStackName: string;
+}
+
+/** The standby's function, named after the primary stack so both stacks know it. */
+export function standbyFunctionName(drStack: string): string {
+  return `${drStack}-standby-api`;
+}
+
+/** The secret holding the clients' API key, named after the primary stack. */
+export function apiKeySecretName(drStack: string): string {
+  return `tandem/${drStack}/api-key`;
 }
 
 function vaultKey(scope: Construct, removal: cdk.RemovalPolicy): kms.Key {
@@ -71,11 +91,14 @@ export class DrRecoveryStack extends cdk.Stack {
 export class DisasterRecoveryStack extends cdk.Stack {
   readonly table: dynamodb.TableV2;
   readonly api: apigw.RestApi;
+  readonly productApi: ProductApi;
+  /** Route 53's health check of the API's /health (the DNS failover follows it). */
+  readonly healthCheck: route53.HealthCheck;
   /** This stack's part of the IAM contract (iam/contract.json). */
   readonly contract: ContractBinding;
 
-  constructor(scope: Construct, id: string, props: DrStackProps) {
-    super(scope, id, props);
+  constructor(scope: Construct, id: string, props: DisasterRecoveryStackProps) {
+    super(scope, id, { ...props, crossRegionReferences: true });
     const config = props.config;
     const removal = dataRemoval(config.removal);
     const prod = config.removal === Removal.Prod;
@@ -124,33 +147,52 @@ export class DisasterRecoveryStack extends cdk.Stack {
       disableDefaultBackupPolicy: true,
     });
 
+    // The clients' API key, the same in both regions: generated once into a secret
+    // replicated to the recovery region, where the standby's key reads it.
+    const keySecret = new secretsmanager.Secret(this, 'ApiKeySecret', {
+      secretName: apiKeySecretName(this.stackName),
+      description: 'The product API key of both regions (x-api-key)',
+      generateSecretString: { excludePunctuation: true, passwordLength: 40 },
+      replicaRegions: [{ region: config.recoveryRegion }],
+      removalPolicy: removal,
+    });
+    acknowledge(keySecret, 'AwsSolutions-SMG4', 'An API key held by clients: it is rotated by putting a new value and redeploying both DR stacks (docs/dr.md), not by a rotation function that would change it under them.');
+
     // The product API: the same axum router as `tandem api serve`, over the table it
     // serves: the stack's own, or a restored one named by tandem:servedTable (the
     // runbook's last step after a restore), on which alone its role is granted.
     const servedTable = config.servedTable ?? table.tableName;
-    const api = new TandemFunction(this, 'ProductApi', {
-      binary: 'product_api',
+    this.productApi = productApi(this, {
+      config,
+      removal,
+      contract: this.contract,
+      names: {
+        functionPrincipal: 'product-api-function',
+        logsPrincipal: 'api-gateway-logs',
+        functionLogs: 'ProductApiLogs',
+        accessLogs: 'ApiAccessLogs',
+        restApi: 'RestApi',
+      },
+      table: servedTable,
+      apiKey: keySecret.secretValue,
       description: 'tandem product API (the router of tandem api serve) over the Product table',
-      environment: { TABLE_NAME: servedTable },
-      timeout: cdk.Duration.seconds(10),
-      memorySize: 256,
-      removalPolicy: removal,
-      architecture: config.lambdaArchitecture,
     });
-    api.role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: [
-          'dynamodb:GetItem',
-          'dynamodb:PutItem',
-          'dynamodb:UpdateItem',
-          'dynamodb:DeleteItem',
-          'dynamodb:Scan',
-          'dynamodb:CreateBackup',
-        ],
-        resources: [this.formatArn({ service: 'dynamodb', resource: 'table', resourceName: servedTable })],
-      }),
-    );
-    this.api = this.restApi(config, api, removal);
+    this.api = this.productApi.api;
+
+    // Route 53 checks the API's /health from its checkers around the world; the DNS
+    // failover record follows it, and `tandem dr failover` inverts it for a planned
+    // failover.
+    this.healthCheck = new route53.HealthCheck(this, 'ApiHealth', {
+      type: route53.HealthCheckType.HTTPS,
+      fqdn: `${this.api.restApiId}.execute-api.${this.region}.${this.urlSuffix}`,
+      resourcePath: `/${config.apiStage}/health`,
+      port: 443,
+      requestInterval: cdk.Duration.seconds(30),
+      failureThreshold: 3,
+    });
+    if (config.apiDomain && this.productApi.domain) {
+      failoverRecord(this, config, this.productApi.domain, route53.Failover.PRIMARY, this.healthCheck);
+    }
 
     // After the backup: check it, make sure its copy exists (a safety net for the
     // plan's copy action; idempotent), expire what is past retention.
@@ -217,12 +259,14 @@ export class DisasterRecoveryStack extends cdk.Stack {
         RecoveryVault: RECOVERY_VAULT,
         BackupPlan: plan.backupPlanId,
         BackupRole: backupRole.roleName,
-        ProductApiLogs: api.logGroup.logGroupName,
         PostBackupLogs: postBackup.logGroup.logGroupName,
-        RestApi: this.api.restApiId,
+        StandbyStack: props.standbyStackName,
+        StandbyFunction: standbyFunctionName(this.stackName),
+        HealthCheck: this.healthCheck.healthCheckId,
+        ApiKeySecret: apiKeySecretName(this.stackName),
       })
-      .principal('product-api-function', api.role)
       .principal('post-backup-function', postBackup.role)
+      .cdkProviderRole(this, 'cdk-cross-region-export-writer', 'Custom::CrossRegionExportWriter')
       .principal('backup-role', backupRole);
     const operator = operatorPolicy(this, 'OperatorPolicy', 'dr-operator', this.contract);
 
@@ -239,6 +283,12 @@ export class DisasterRecoveryStack extends cdk.Stack {
     out('RecoveryRegion', config.recoveryRegion, 'Where the replica and the copies are');
     out('BackupPlanId', plan.backupPlanId, 'The AWS Backup plan');
     out('BackupRoleArn', backupRole.roleArn, 'The role AWS Backup assumes (backup, copy, restore); the drill passes it');
+    out('StandbyStackName', props.standbyStackName, 'The standby stack, in the recovery region (tandem dr failover --stack)');
+    out('HealthCheckId', this.healthCheck.healthCheckId, "Route 53's health check of the API's /health");
+    out('ApiKeySecretName', keySecret.secretName, 'The secret holding the API key (the same in both regions)');
+    if (config.apiDomain) {
+      out('ClientUrl', `https://${config.apiDomain.domainName}/`, 'The name clients use: Route 53 answers with the primary while it is healthy, else the standby');
+    }
   }
 
   /**
@@ -339,123 +389,102 @@ export class DisasterRecoveryStack extends cdk.Stack {
     );
     return role;
   }
+}
 
-  private restApi(config: TandemConfig, fn: TandemFunction, removal: cdk.RemovalPolicy): apigw.RestApi {
-    // Execution and access logging need the account's API Gateway CloudWatch role, as
-    // AWS documents it: a role API Gateway assumes with the managed
-    // AmazonAPIGatewayPushToCloudWatchLogs policy. The setting is one per account and
-    // region, shared by every REST API there (docs/deploy.md).
-    const logsRole = new iam.Role(this, 'ApiGatewayLogsRole', {
-      assumedBy: new iam.ServicePrincipal('apigateway.amazonaws.com'),
-      description: 'API Gateway execution and access logs (the account-wide API Gateway CloudWatch role of this region)',
-      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AmazonAPIGatewayPushToCloudWatchLogs')],
-    });
-    acknowledge(
-      logsRole,
-      'AwsSolutions-IAM4',
-      'AWS documents this managed policy for the account\'s API Gateway CloudWatch role (set-up-logging); API Gateway names and creates its execution log groups itself.',
-      ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs'],
-    );
-    this.contract.principal('api-gateway-logs', logsRole);
-    const account = new apigw.CfnAccount(this, 'ApiGatewayAccount', { cloudWatchRoleArn: logsRole.roleArn });
-    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
-      retention: logs.RetentionDays.THREE_MONTHS,
-      removalPolicy: removal,
-    });
-    const api = new apigw.RestApi(this, 'Api', {
-      restApiName: 'tandem-products',
-      description: 'tandem product API (the seed\'s routes)',
-      endpointTypes: [apigw.EndpointType.REGIONAL],
-      cloudWatchRole: false,
-      apiKeySourceType: apigw.ApiKeySourceType.HEADER,
-      deployOptions: {
-        stageName: config.apiStage,
-        accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
-        loggingLevel: apigw.MethodLoggingLevel.INFO,
-        dataTraceEnabled: false,
-        metricsEnabled: true,
-        tracingEnabled: true,
-        throttlingRateLimit: 100,
-        throttlingBurstLimit: 200,
+/**
+ * The Route 53 failover record of one region's API: `PRIMARY` follows the health
+ * check, `SECONDARY` answers when it fails.
+ */
+function failoverRecord(
+  scope: Construct,
+  config: TandemConfig,
+  domain: apigw.DomainName,
+  failover: route53.Failover,
+  healthCheck?: route53.IHealthCheck,
+): route53.ARecord {
+  const d = config.apiDomain!;
+  const zone = route53.HostedZone.fromHostedZoneAttributes(scope, 'FailoverZone', {
+    hostedZoneId: d.hostedZoneId,
+    zoneName: d.hostedZoneName,
+  });
+  return new route53.ARecord(scope, 'ApiFailoverRecord', {
+    zone,
+    recordName: d.domainName,
+    // A failover alias evaluates its target's health too (Route 53 and CDK require it).
+    target: route53.RecordTarget.fromAlias({
+      bind: () => ({
+        dnsName: domain.domainNameAliasDomainName,
+        hostedZoneId: domain.domainNameAliasHostedZoneId,
+        evaluateTargetHealth: true,
+      }),
+    }),
+    failover,
+    setIdentifier: failover === route53.Failover.PRIMARY ? 'primary' : 'standby',
+    healthCheck,
+  });
+}
+
+export interface DrStandbyStackProps extends DrStackProps {
+  /** The primary's stack: the table, the API and its health check. */
+  readonly primary: DisasterRecoveryStack;
+}
+
+/**
+ * The recovery region's product API over the replica of the served table, with the
+ * clients' key: a warm standby answers all along; a pilot light's function has a
+ * reserved concurrency of 0 (Lambda throttles every call, API Gateway answers 500)
+ * until `tandem dr failover` removes it.
+ */
+export class DrStandbyStack extends cdk.Stack {
+  readonly productApi: ProductApi;
+  readonly contract: ContractBinding;
+
+  constructor(scope: Construct, id: string, props: DrStandbyStackProps) {
+    super(scope, id, { ...props, crossRegionReferences: true });
+    const { config, primary } = props;
+    const removal = dataRemoval(config.removal);
+    this.contract = new ContractBinding(this);
+    const servedTable = config.servedTable ?? primary.table.tableName;
+    this.productApi = productApi(this, {
+      config,
+      removal,
+      contract: this.contract,
+      names: {
+        functionPrincipal: 'standby-api-function',
+        logsPrincipal: 'standby-api-gateway-logs',
+        functionLogs: 'StandbyApiLogs',
+        accessLogs: 'StandbyApiAccessLogs',
+        restApi: 'StandbyRestApi',
       },
-      defaultMethodOptions: { apiKeyRequired: true },
+      table: servedTable,
+      apiKey: cdk.SecretValue.secretsManager(apiKeySecretName(primary.stackName)),
+      functionName: standbyFunctionName(primary.stackName),
+      reservedConcurrency: config.standby === Standby.PilotLight ? 0 : undefined,
+      component: 'standby-api function',
+      description: `tandem product API in the recovery region over the replica (${config.standby})`,
     });
-    api.node.addDependency(account);
-    this.contract.bind({ ApiAccessLogs: accessLogs.logGroupName });
-    const validator = new apigw.RequestValidator(this, 'Validator', {
-      restApi: api,
-      validateRequestBody: true,
-      validateRequestParameters: true,
-    });
-    const text = (max: number): apigw.JsonSchema => ({ type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: max });
-    const model = (name: string, properties: Record<string, apigw.JsonSchema>) =>
-      api.addModel(name, {
-        contentType: 'application/json',
-        schema: {
-          schema: apigw.JsonSchemaVersion.DRAFT4,
-          type: apigw.JsonSchemaType.OBJECT,
-          properties,
-          required: Object.keys(properties),
-          additionalProperties: false,
-        },
-      });
-    const addModel = model('AddProduct', { product_category: text(100), product_title: text(500) });
-    const updateModel = model('UpdateProduct', { product_id: text(64), product_category: text(100), product_title: text(500) });
-    const integration = new apigw.LambdaIntegration(fn.fn);
-    const route = (path: string, method: string, options: apigw.MethodOptions = {}) =>
-      api.root.addResource(path).addMethod(method, integration, { requestValidator: validator, ...options });
-    const id = { 'method.request.querystring.product_id': true };
-    route('addProduct', 'POST', { requestModels: { 'application/json': addModel } });
-    route('getProduct', 'GET', { requestParameters: id });
-    route('getProducts', 'GET', {
-      requestParameters: { 'method.request.querystring.limit': false, 'method.request.querystring.cursor': false },
-    });
-    route('updateProduct', 'PUT', { requestModels: { 'application/json': updateModel } });
-    route('deleteProduct', 'DELETE', { requestParameters: id });
-    route('createBackup', 'POST');
-
-    const key = api.addApiKey('ApiKey', { description: 'tandem product API client key' });
-    const usage = api.addUsagePlan('UsagePlan', {
-      description: 'Per-key throttling of the product API',
-      throttle: { rateLimit: 50, burstLimit: 100 },
-      quota: { limit: 1_000_000, period: apigw.Period.DAY },
-      apiStages: [{ api, stage: api.deploymentStage }],
-    });
-    usage.addApiKey(key);
-    new cdk.CfnOutput(this, 'ApiKeyId', { value: key.keyId, description: 'aws apigateway get-api-key --include-value --api-key <id>' });
-
-    // A web ACL in front of the stage: AWS's common and known-bad-input rules and a
-    // per-address rate limit.
-    const managed = (name: string, priority: number): wafv2.CfnWebACL.RuleProperty => ({
-      name,
-      priority,
-      overrideAction: { none: {} },
-      statement: { managedRuleGroupStatement: { vendorName: 'AWS', name } },
-      visibilityConfig: { sampledRequestsEnabled: true, cloudWatchMetricsEnabled: true, metricName: name },
-    });
-    const acl = new wafv2.CfnWebACL(this, 'WebAcl', {
-      scope: 'REGIONAL',
-      defaultAction: { allow: {} },
-      visibilityConfig: { sampledRequestsEnabled: true, cloudWatchMetricsEnabled: true, metricName: 'tandem-products' },
-      rules: [
-        managed('AWSManagedRulesCommonRuleSet', 1),
-        managed('AWSManagedRulesKnownBadInputsRuleSet', 2),
-        {
-          name: 'RatePerAddress',
-          priority: 3,
-          action: { block: {} },
-          statement: { rateBasedStatement: { limit: 2000, aggregateKeyType: 'IP' } },
-          visibilityConfig: { sampledRequestsEnabled: true, cloudWatchMetricsEnabled: true, metricName: 'RatePerAddress' },
-        },
-      ],
-    });
-    new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', {
-      resourceArn: api.deploymentStage.stageArn,
-      webAclArn: acl.attrArn,
-    });
-    acknowledge(api, 'AwsSolutions-APIG4', 'The seed\'s contract: callers are services holding an API key (required on every method, throttled per key by the usage plan); there are no end users to authorize.');
-    acknowledge(api, 'AwsSolutions-COG4', 'No Cognito user pool: callers are services authenticated by API key (see APIG4).');
-    return api;
+    if (config.apiDomain && this.productApi.domain) {
+      failoverRecord(this, config, this.productApi.domain, route53.Failover.SECONDARY);
+    }
+    this.contract
+      .bind({
+        RecoveryRegion: config.recoveryRegion,
+        ServedTable: servedTable,
+        StandbyStack: this.stackName,
+      })
+      .cdkProviderRole(this, 'cdk-cross-region-export-reader', 'Custom::CrossRegionExportReader');
+    this.contract.acknowledgeWildcards(this);
+    const out = (id: string, value: string, description: string) =>
+      new cdk.CfnOutput(this, id, { value, description });
+    out('StandbyMode', config.standby, 'pilot-light (switched off until tandem dr failover) or warm-standby (answering)');
+    out('StandbyFunctionName', this.productApi.fn.fn.functionName, "The standby's function; a pilot light's reserved concurrency is 0");
+    out('StandbyApiUrl', this.productApi.api.url, "The standby's API (the stage URL)");
+    out('PrimaryApiUrl', primary.api.url, "The primary's API (the stage URL)");
+    out('HealthCheckId', primary.healthCheck.healthCheckId, "Route 53's health check of the primary API's /health");
+    out('ApiKeySecretName', apiKeySecretName(primary.stackName), 'The secret holding the API key (its replica here)');
+    out('TableName', servedTable, 'The served table (its replica here)');
+    if (config.apiDomain) {
+      out('ClientUrl', `https://${config.apiDomain.domainName}/`, 'The name clients use: Route 53 answers with the primary while it is healthy, else this standby');
+    }
   }
 }

@@ -38,6 +38,10 @@ export interface TandemFunctionProps {
   readonly vpc?: ec2.IVpc;
   readonly filesystem?: lambda.FileSystem;
   readonly architecture: LambdaArchitecture;
+  /** A name known before the function exists (default: generated). */
+  readonly functionName?: string;
+  /** Reserved concurrency; 0 throttles every invocation (a function switched off). */
+  readonly reservedConcurrentExecutions?: number;
 }
 
 /** A Rust Lambda function of this repository, with its role and log group. */
@@ -104,6 +108,8 @@ export class TandemFunction extends Construct {
       vpc: props.vpc,
       vpcSubnets: props.vpc ? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } : undefined,
       filesystem: props.filesystem,
+      functionName: props.functionName,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
     });
     if (props.vpc) {
       acknowledge(

@@ -34,6 +34,7 @@ function views(app: TandemApp): StackView[] {
     [app.pipeline, app.pipeline.contract],
     [app.dr, app.dr.contract],
     [app.drRecovery, undefined],
+    [app.drStandby, app.drStandby.contract],
   ];
   const all: StackView[] = [];
   const exports = () => Object.assign({}, ...all.map((v) => v.r.exportsOf()));

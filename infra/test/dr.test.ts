@@ -1,10 +1,11 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { synthApp } from './helpers';
 
-const { app, dr, drRecovery } = synthApp();
+const { app, dr, drRecovery, drStandby } = synthApp();
 app.synth();
 const t = Template.fromStack(dr);
 const r = Template.fromStack(drRecovery);
+const sb = Template.fromStack(drStandby);
 
 describe('the Product table', () => {
   test('pays per request, keeps 35 days of PITR, has a replica in the recovery region, is encrypted', () => {
@@ -122,13 +123,16 @@ describe('the product API', () => {
         'DELETE /deleteProduct',
         'GET /getProduct',
         'GET /getProducts',
+        'GET /health',
         'POST /addProduct',
         'POST /createBackup',
         'PUT /updateProduct',
       ].sort(),
     );
     for (const m of methods) {
-      expect(m.Properties.ApiKeyRequired).toBe(true);
+      // Route 53's health checkers send no key: /health alone answers without one.
+      const health = JSON.stringify(m.Properties.ResourceId).includes('health');
+      expect([health, m.Properties.ApiKeyRequired]).toEqual([health, !health]);
       expect(m.Properties.RequestValidatorId).toBeDefined();
       expect(m.Properties.Integration.Type).toBe('AWS_PROXY');
     }
@@ -173,5 +177,95 @@ describe('the product API', () => {
     ]) {
       expect(outputs).toContain(o);
     }
+  });
+});
+
+describe('the standby region', () => {
+  const fn = (template: Template) =>
+    Object.values(template.findResources('AWS::Lambda::Function', { Properties: { Handler: 'bootstrap' } })) as any[];
+
+  test('carries the product API over the replica: function, REST API, key, usage plan, WAF', () => {
+    expect(drStandby.region).toBe('us-east-1');
+    const [f] = fn(sb);
+    expect(f.Properties.FunctionName).toBe('DisasterRecoveryStack-standby-api');
+    expect(f.Properties.Environment.Variables.TANDEM_COMPONENT).toBe('standby-api function');
+    // The served table's name comes from the primary stack (a cross-region reference).
+    expect(JSON.stringify(f.Properties.Environment.Variables.TABLE_NAME)).toContain('ExportsReader');
+    sb.resourceCountIs('AWS::ApiGateway::RestApi', 1);
+    sb.resourceCountIs('AWS::ApiGateway::UsagePlan', 1);
+    sb.resourceCountIs('AWS::WAFv2::WebACLAssociation', 1);
+    const methods = Object.values(sb.findResources('AWS::ApiGateway::Method')) as any[];
+    expect(methods).toHaveLength(7);
+    expect(app.node.findAll().length).toBeGreaterThan(0);
+  });
+
+  test('is a pilot light by default: switched off until the failover command', () => {
+    const [f] = fn(sb);
+    expect(f.Properties.ReservedConcurrentExecutions).toBe(0);
+    expect(sb.findOutputs('StandbyMode').StandbyMode.Value).toBe('pilot-light');
+    // The primary's function is never switched off.
+    for (const p of fn(t)) expect(p.Properties.ReservedConcurrentExecutions).toBeUndefined();
+  });
+
+  test('as a warm standby it answers all along', () => {
+    const warm = synthApp({ 'tandem:standby': 'warm-standby' });
+    const w = Template.fromStack(warm.drStandby);
+    const [f] = fn(w);
+    expect(f.Properties.ReservedConcurrentExecutions).toBeUndefined();
+    expect(w.findOutputs('StandbyMode').StandbyMode.Value).toBe('warm-standby');
+    expect(() => synthApp({ 'tandem:standby': 'lukewarm' })).toThrow(/tandem:standby = "lukewarm".*pilot-light, warm-standby/);
+  });
+
+  test('both regions take the same key, from a secret replicated to the recovery region', () => {
+    t.hasResourceProperties('AWS::SecretsManager::Secret', {
+      Name: 'tandem/DisasterRecoveryStack/api-key',
+      ReplicaRegions: [{ Region: 'us-east-1' }],
+    });
+    const value = (template: Template) => JSON.stringify((Object.values(template.findResources('AWS::ApiGateway::ApiKey'))[0] as any).Properties.Value);
+    expect(value(t)).toContain('resolve:secretsmanager');
+    // By name in the recovery region: its replica.
+    expect(value(sb)).toContain('{{resolve:secretsmanager:tandem/DisasterRecoveryStack/api-key:SecretString:::}}');
+  });
+
+  test('Route 53 checks the primary API\'s /health; the standby stack names everything the failover needs', () => {
+    t.hasResourceProperties('AWS::Route53::HealthCheck', {
+      HealthCheckConfig: Match.objectLike({ Type: 'HTTPS', ResourcePath: '/prod/health', Port: 443, FailureThreshold: 3 }),
+    });
+    const outputs = Object.keys(sb.findOutputs('*'));
+    for (const o of ['StandbyMode', 'StandbyFunctionName', 'StandbyApiUrl', 'PrimaryApiUrl', 'HealthCheckId', 'ApiKeySecretName', 'TableName']) {
+      expect(outputs).toContain(o);
+    }
+    for (const o of ['StandbyStackName', 'HealthCheckId', 'ApiKeySecretName']) {
+      expect(Object.keys(t.findOutputs('*'))).toContain(o);
+    }
+    // No hosted zone: no DNS failover, clients switch URLs.
+    t.resourceCountIs('AWS::Route53::RecordSet', 0);
+    expect(Object.keys(sb.findOutputs('*'))).not.toContain('ClientUrl');
+  });
+
+  test('with a hosted zone, clients use one name that fails over by DNS', () => {
+    const dns = {
+      'tandem:domainName': 'api.example.com',
+      'tandem:hostedZoneId': 'Z0123456789ABCDEFGHIJ',
+      'tandem:hostedZoneName': 'example.com',
+    };
+    const a = synthApp(dns);
+    const p = Template.fromStack(a.dr);
+    const s = Template.fromStack(a.drStandby);
+    p.hasResourceProperties('AWS::Route53::RecordSet', {
+      Name: 'api.example.com.',
+      Type: 'A',
+      Failover: 'PRIMARY',
+      HealthCheckId: Match.anyValue(),
+      SetIdentifier: 'primary',
+    });
+    s.hasResourceProperties('AWS::Route53::RecordSet', { Name: 'api.example.com.', Type: 'A', Failover: 'SECONDARY', SetIdentifier: 'standby' });
+    for (const tpl of [p, s]) {
+      tpl.hasResourceProperties('AWS::ApiGateway::DomainName', { DomainName: 'api.example.com', EndpointConfiguration: { Types: ['REGIONAL'] } });
+      tpl.hasResourceProperties('AWS::CertificateManager::Certificate', { DomainName: 'api.example.com', ValidationMethod: 'DNS' });
+      expect(tpl.findOutputs('ClientUrl').ClientUrl.Value).toBe('https://api.example.com/');
+    }
+    expect(() => synthApp({ 'tandem:domainName': 'api.example.com' })).toThrow(/tandem:hostedZoneId.*required with tandem:domainName/);
+    expect(() => synthApp({ ...dns, 'tandem:domainName': 'api.other.org' })).toThrow(/inside the hosted zone example.com/);
   });
 });

@@ -201,6 +201,13 @@ export class TemplateResolver {
       case 'AWS::EC2::SecurityGroup.GroupId':
         return this.ref(id);
       default:
+        // A value another region's stack exports (CDK's cross-region references: the
+        // producer's writer puts it in SSM here, this reader gets it back).
+        if (r.Type === 'Custom::CrossRegionExportReader') {
+          const v = this.exports()[attr];
+          if (v === undefined) throw new Error(`${this.stackName}: no cross-region export ${attr}`);
+          return v;
+        }
         throw new Error(`${this.stackName}: Fn::GetAtt ${id}.${attr} (${r.Type}) is not modelled`);
     }
   }
@@ -272,11 +279,16 @@ export class TemplateResolver {
     return String(v);
   }
 
-  /** Every export of this template, resolved. */
+  /** Every export of this template (and every value it writes for another region), resolved. */
   exportsOf(): Record<string, string> {
     const out: Record<string, string> = {};
     for (const o of Object.values<Json>(this.template.Outputs ?? {})) {
       if (o.Export?.Name) out[this.str(o.Export.Name)] = this.str(o.Value);
+    }
+    for (const r of Object.values<Json>(this.resources)) {
+      if (r.Type === 'Custom::CrossRegionExportWriter') {
+        for (const [name, value] of Object.entries<Json>(r.Properties.WriterProps.exports)) out[name] = this.str(value);
+      }
     }
     return out;
   }

@@ -10,6 +10,7 @@ describe('cdk-nag', () => {
     expect(assembly.stacks.map((s) => s.stackName).sort()).toEqual([
       'DisasterRecoveryRegionStack',
       'DisasterRecoveryStack',
+      'DisasterRecoveryStandbyStack',
       'PipelineStack',
     ]);
   });
