@@ -517,3 +517,41 @@ async fn create_backup_takes_no_fields() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(api.backups.0.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn health_needs_no_key_and_every_answer_names_its_region() {
+    let api = Api::new(Some("s3cret"));
+    let resp = router(api.state.clone())
+        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[tandem_dr::api::REGION_HEADER], "us-east-2");
+    // Errors name it too: a refused write, a missing product.
+    for (method, uri) in [("POST", "/createBackup"), ("GET", "/getProduct?product_id=nope")] {
+        let resp = router(api.state.clone())
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error(), "{method} {uri}");
+        assert_eq!(
+            resp.headers()[tandem_dr::api::REGION_HEADER],
+            "us-east-2",
+            "{method} {uri}"
+        );
+    }
+    // Without a region, no header.
+    let mut quiet = Api::new(None);
+    quiet.state.region = None;
+    let resp = router(quiet.state.clone())
+        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert!(resp.headers().get(tandem_dr::api::REGION_HEADER).is_none());
+}
