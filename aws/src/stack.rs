@@ -165,6 +165,9 @@ pub struct DrOutputs {
     pub api_url: String,
     /// The production table (never touched by the drill).
     pub table_name: String,
+    /// The table the API serves: the production table, or a restored one named by
+    /// `tandem:servedTable`.
+    pub served_table: String,
     /// Its ARN.
     pub table_arn: String,
     /// AWS Backup vault in the primary region.
@@ -187,9 +190,13 @@ impl DrOutputs {
     /// Picks the DR stack's outputs from a stack's.
     pub fn from_outputs(o: &StackOutputs) -> Result<Self> {
         let get = |k: &str| o.get(k).map(str::to_string);
+        let api_url = get("ApiUrl")?;
+        let table_name = get("TableName")?;
         Ok(Self {
-            api_url: get("ApiUrl")?,
-            table_name: get("TableName")?,
+            api_url,
+            // Stacks deployed before the output existed served their own table.
+            served_table: get("ServedTable").unwrap_or_else(|_| table_name.clone()),
+            table_name,
             table_arn: get("TableArn")?,
             primary_vault: get("PrimaryVaultName")?,
             recovery_vault: get("RecoveryVaultName")?,

@@ -164,6 +164,8 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
                         let standby =
                             deployed_standby(&config, &opts.recovery_region, &outputs.standby_stack).await?;
                         AwsSetup {
+                            served_table: (outputs.served_table != outputs.table_name)
+                                .then(|| outputs.served_table.clone()),
                             table: Some(outputs.table_name),
                             primary_vault: Some(outputs.primary_vault),
                             recovery_vault_arn: Some(outputs.recovery_vault_arn),
@@ -174,6 +176,7 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
                     }
                     None => AwsSetup {
                         table: None,
+                        served_table: None,
                         primary_vault: a.backup_vault.clone(),
                         recovery_vault_arn: a.recovery_vault_arn.clone(),
                         role_arn: a.backup_role_arn.clone(),
@@ -272,10 +275,8 @@ fn standby_of(o: &tandem_aws::stack::StandbyOutputs, region: &RegionName) -> Res
 
 /// `tandem dr failover|failback|status`.
 pub fn standby(command: DrCommand) -> Result<()> {
-    let (what, a): (&str, &StandbyArgs) = match &command {
-        DrCommand::Failover(a) => ("failover", a),
-        DrCommand::Failback(a) => ("failback", a),
-        DrCommand::Status(a) => ("status", a),
+    let a: &StandbyArgs = match &command {
+        DrCommand::Failover(a) | DrCommand::Failback(a) | DrCommand::Status(a) => a,
     };
     runtime()?.block_on(async {
         let config = tandem_aws::load_config().await;
@@ -287,16 +288,17 @@ pub fn standby(command: DrCommand) -> Result<()> {
         let cleanup = Cleanup::new();
         let say = |line: String| crate::note!("tandem: {line}");
         let wait = Waiter {
-            limit: Duration::from_secs(300),
+            // Long enough for Route 53 to see a recovered primary (a few intervals).
+            limit: Duration::from_secs(600),
             poll: Duration::from_secs(1),
             max_poll: Duration::from_secs(10),
             say: &say,
             cleanup: &cleanup,
         };
-        let did = match what {
-            "failover" => tandem_dr::standby::failover(&clients, &s, &wait).await?,
-            "failback" => tandem_dr::standby::failback(&clients, &s).await?,
-            _ => Vec::new(),
+        let did = match &command {
+            DrCommand::Failover(_) => tandem_dr::standby::failover(&clients, &s, &wait).await?,
+            DrCommand::Failback(_) => tandem_dr::standby::failback(&clients, &s, &wait).await?,
+            DrCommand::Status(_) => Vec::new(),
         };
         let state = tandem_dr::standby::state(&clients, &s).await?;
         if a.json {

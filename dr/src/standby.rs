@@ -18,6 +18,8 @@
 //! Everything here calls the recovery region (and Route 53), never the primary: the
 //! failover must work when the primary region does not answer.
 
+use std::time::Duration;
+
 use tandem_sdk::ServiceError;
 
 use crate::drill::{Poll, StandbyMode, Waiter};
@@ -26,7 +28,15 @@ use crate::store::{Error, Result};
 
 /// How long a switched-on function may take to show it (Lambda applies a
 /// concurrency change at once).
-const SWITCH_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+const SWITCH_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long clients may still be sent to the standby after Route 53's checkers see
+/// the primary healthy again: Route 53 needs the check's failure threshold of
+/// consecutive results at its request interval to change its view (3 × 30 s in the
+/// stack; "How Amazon Route 53 determines whether a health check is healthy"), and
+/// resolvers keep the old answer for the alias target's TTL (60 s for an API
+/// Gateway regional domain).
+pub const CLIENTS_BACK: Duration = Duration::from_secs(3 * 30 + 60);
 
 /// The deployed standby, as the standby stack's outputs name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +121,12 @@ async fn inverted(c: &SwitchClients, id: &str) -> Result<bool> {
         .unwrap_or(false))
 }
 
-/// Whether most of Route 53's checkers see the primary healthy now.
+/// Whether Route 53 considers the primary healthy now: "If more than 18% of health
+/// checkers report that an endpoint is healthy, Route 53 considers it healthy" (the
+/// Route 53 developer guide, "How Amazon Route 53 determines whether a health check
+/// is healthy"). GetHealthCheckStatus is what the console shows; AWS asks that it
+/// not be polled in a loop by production code, and it is read here once per
+/// operator command (and at a waiter's pace).
 async fn primary_healthy(c: &SwitchClients, id: &str) -> Result<bool> {
     let st = c
         .route53
@@ -134,9 +149,12 @@ async fn primary_healthy(c: &SwitchClients, id: &str) -> Result<bool> {
                 .is_some_and(|s| s.starts_with("Success"))
         })
         .count();
-    // One observation per checker region: healthy when most see it so, as Route 53
-    // itself decides.
-    Ok(healthy * 2 > obs.len())
+    Ok(healthy_by_route53(healthy, obs.len()))
+}
+
+/// Route 53's rule: healthy when more than 18% of the checkers say so.
+fn healthy_by_route53(healthy: usize, checkers: usize) -> bool {
+    checkers > 0 && healthy * 100 > checkers * 18
 }
 
 async fn invert(c: &SwitchClients, id: &str, to: bool) -> Result<()> {
@@ -232,16 +250,43 @@ pub async fn failover(c: &SwitchClients, s: &Standby, wait: &Waiter<'_>) -> Resu
 }
 
 /// `tandem dr failback`: clients back to the primary (the health check no longer
-/// inverted), the pilot light switched off again. Idempotent.
-pub async fn failback(c: &SwitchClients, s: &Standby) -> Result<Vec<String>> {
+/// inverted), then the pilot light switched off again, but only once Route 53 sees
+/// the primary healthy and resolvers have had [`CLIENTS_BACK`] to follow: a pilot
+/// light switched off while clients still reach it answers them 500. Without a
+/// hosted zone, clients are moved by their operators, before this. Idempotent.
+pub async fn failback(c: &SwitchClients, s: &Standby, wait: &Waiter<'_>) -> Result<Vec<String>> {
     let mut did = Vec::new();
-    if let Some(id) = &s.health_check
-        && inverted(c, id).await?
-    {
-        invert(c, id, false).await?;
-        did.push(format!(
-            "health check {id} no longer inverted: Route 53 answers with the primary while it is healthy"
-        ));
+    if let Some(id) = &s.health_check {
+        if inverted(c, id).await? {
+            invert(c, id, false).await?;
+            did.push(format!(
+                "health check {id} no longer inverted: Route 53 answers with the primary while it is healthy"
+            ));
+        }
+        if s.mode == StandbyMode::PilotLight {
+            let healthy = wait
+                .until("Route 53 to see the primary's API healthy", || async {
+                    Ok(if primary_healthy(c, id).await? {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending("too few of its checkers get an answer from /health".into())
+                    })
+                })
+                .await;
+            if let Err(e) = healthy {
+                return Err(Error::storage(
+                    format!("switch {} off", s.function),
+                    format!(
+                        "the primary's API is not healthy ({e}): clients still reach the standby, so it stays on; run tandem dr failback again once the primary answers"
+                    ),
+                ));
+            }
+            (wait.say)(format!(
+                "the primary is healthy; waiting {} for Route 53 and resolvers to send clients back to it",
+                crate::drill::human(CLIENTS_BACK)
+            ));
+            tokio::time::sleep(CLIENTS_BACK).await;
+        }
     }
     if s.mode == StandbyMode::PilotLight {
         c.lambda
@@ -257,4 +302,21 @@ pub async fn failback(c: &SwitchClients, s: &Standby) -> Result<Vec<String>> {
         ));
     }
     Ok(did)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route53_calls_an_endpoint_healthy_when_more_than_18_percent_of_checkers_do() {
+        // 8 checkers: 1 is 12.5%, 2 is 25%.
+        assert!(!healthy_by_route53(1, 8));
+        assert!(healthy_by_route53(2, 8));
+        // Exactly 18% is not more than 18%.
+        assert!(!healthy_by_route53(9, 50));
+        assert!(healthy_by_route53(10, 50));
+        assert!(!healthy_by_route53(0, 0));
+        assert!(healthy_by_route53(3, 3));
+    }
 }

@@ -57,6 +57,11 @@ async fn drill_on(aws: &FakeAws, opts: &DrillOptions) -> (DrillReport, Vec<Strin
     let say = |s: String| said.lock().unwrap().push(s);
     let report = run(&backend, opts, &Cleanup::new(), &say).await.unwrap();
     assert_calls_within_contract(aws);
+    assert_eq!(
+        aws.refused().by_waf,
+        0,
+        "the drill tripped the web ACL's rate rule"
+    );
     (report, said.into_inner().unwrap(), aws.leftovers())
 }
 
@@ -314,6 +319,150 @@ async fn a_failover_that_never_happened_fails() {
     assert!(!m.passed);
     let c = check(m, CheckKind::FailedOver);
     assert!(!c.ok && c.detail.contains("from us-east-2"), "{c:?}");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// The switch alone, as `tandem dr failover` and `failback` drive it, on a pilot
+/// light with DNS failover.
+async fn failover_and_back(faults: Faults) -> (Vec<String>, tandem_dr::store::Result<Vec<String>>, FakeAws) {
+    let aws = FakeAws::deployed("us-east-2", "us-east-1", faults, StandbyMode::PilotLight, true);
+    let (clients, standby) = aws.switch();
+    let cleanup = Cleanup::new();
+    let said = Mutex::new(Vec::new());
+    let say = |s: String| said.lock().unwrap().push(s);
+    let wait = Waiter {
+        limit: Duration::from_secs(600),
+        poll: Duration::from_secs(1),
+        max_poll: Duration::from_secs(10),
+        say: &say,
+        cleanup: &cleanup,
+    };
+    let over = tandem_dr::standby::failover(&clients, &standby, &wait)
+        .await
+        .unwrap();
+    let back = tandem_dr::standby::failback(&clients, &standby, &wait).await;
+    assert_calls_within_contract(&aws);
+    (over, back, aws)
+}
+
+/// A planned failover inverts the passing check; the failback reverts it and waits
+/// for clients to be sent back before the pilot light goes off again.
+#[tokio::test(start_paused = true)]
+async fn a_failback_switches_the_pilot_light_off_only_after_clients_are_sent_back() {
+    let start = tokio::time::Instant::now();
+    let (over, back, aws) = failover_and_back(Faults::default()).await;
+    assert!(
+        over.iter().any(|s| s.contains("inverted health check")),
+        "{over:?}"
+    );
+    let back = back.unwrap();
+    assert!(
+        back.iter().any(|s| s.contains("switched the standby's function")),
+        "{back:?}"
+    );
+    assert!(
+        start.elapsed() >= tandem_dr::standby::CLIENTS_BACK,
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(aws.leftovers().is_empty(), "{:?}", aws.leftovers());
+}
+
+/// Route 53 fails the primary's check by itself (its region is down): the failover
+/// switches the pilot light on without inverting anything, and the failback keeps
+/// the standby on, because clients still reach it, and says so.
+#[tokio::test(start_paused = true)]
+async fn a_failback_while_the_primary_is_down_keeps_the_standby_on() {
+    let (over, back, aws) = failover_and_back(Faults {
+        primary_unhealthy: true,
+        ..Faults::default()
+    })
+    .await;
+    assert!(over.iter().any(|s| s.contains("already fails")), "{over:?}");
+    let e = back.unwrap_err().to_string();
+    assert!(e.contains("stays on") && e.contains("standby-api"), "{e}");
+    assert_eq!(aws.leftovers(), ["the standby's function switched on"]);
+}
+
+/// The deployed APIs refuse a fast client as AWS does: the usage plan answers 429
+/// beyond its burst (sent again, every write lands once), and the web ACL blocks
+/// more than 2,000 requests in five minutes; the drill's pace stays under both.
+#[tokio::test(start_paused = true)]
+async fn the_apis_limits_refuse_a_fast_client_and_the_drills_pace_passes() {
+    use tandem_dr::drill::aws::API_PACE;
+    use tandem_dr::drill::client::{ApiClient, ApiEndpoint};
+    use tandem_dr::drill::fake_aws::WAF_LIMIT;
+
+    let aws = FakeAws::new("us-east-2", "us-east-1", Faults::default());
+    let ep = ApiEndpoint::new(
+        "the primary's API",
+        "https://api.us-east-2.fake/prod",
+        Some(aws.api_key()),
+    );
+    // A burst of 150 adds at once: the bucket holds 100, the rest are throttled and
+    // sent again until they land.
+    let client = ApiClient::new(aws.api_transport(), Duration::from_secs(30));
+    let mut adds = tokio::task::JoinSet::new();
+    for i in 0..150 {
+        let (client, ep) = (client.clone(), ep.clone());
+        adds.spawn(async move { client.add(&ep, "Books", &format!("burst {i}")).await });
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(r) = adds.join_next().await {
+        ids.insert(r.unwrap().unwrap().id);
+    }
+    assert_eq!(ids.len(), 150);
+    assert!(aws.refused().by_usage_plan >= 50, "{:?}", aws.refused());
+
+    // Unpaced, the web ACL blocks what is past its limit (a health check each).
+    let fast = FakeAws::new("us-east-2", "us-east-1", Faults::default());
+    let fast_client = ApiClient::new(fast.api_transport(), Duration::from_secs(30));
+    let health = ApiEndpoint::new("the primary's API", "https://api.us-east-2.fake/prod", None);
+    let mut statuses = Vec::new();
+    for _ in 0..WAF_LIMIT + 10 {
+        statuses.push(
+            fast_client
+                .request(&health, axum::http::Method::GET, "/health", None)
+                .await
+                .unwrap()
+                .status,
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(statuses[..WAF_LIMIT].iter().all(|s| s.is_success()));
+    assert!(
+        statuses[WAF_LIMIT..]
+            .iter()
+            .all(|s| *s == axum::http::StatusCode::FORBIDDEN)
+    );
+
+    // At the drill's pace, ten minutes of requests pass.
+    let paced = FakeAws::new("us-east-2", "us-east-1", Faults::default());
+    let paced_client = ApiClient::new(paced.api_transport(), Duration::from_secs(30)).paced(API_PACE);
+    let n = (Duration::from_secs(600).as_millis() / API_PACE.as_millis()) as usize;
+    for _ in 0..n {
+        let s = paced_client
+            .request(&health, axum::http::Method::GET, "/health", None)
+            .await
+            .unwrap()
+            .status;
+        assert!(s.is_success(), "{s}");
+    }
+    assert_eq!(paced.refused(), Default::default());
+}
+
+/// A failover method at its full seed sends more than the web ACL allows in five
+/// minutes unpaced (the seed, the canaries, the removal of both); at the drill's
+/// pace it passes and nothing is refused.
+#[tokio::test(start_paused = true)]
+async fn a_failover_drill_at_full_seed_stays_under_the_web_acl() {
+    let (m, left) = drill_one(
+        Method::WarmStandby,
+        tandem_dr::drill::failover::FAILOVER_SEED_MAX,
+        Faults::default(),
+    )
+    .await;
+    assert!(m.passed, "{m:#?}");
     assert!(left.is_empty(), "{left:?}");
 }
 

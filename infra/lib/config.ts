@@ -75,6 +75,12 @@ export interface TandemConfig {
   readonly servedTable?: string;
   /** How the recovery region's API waits. */
   readonly standby: Standby;
+  /**
+   * The version of the API key's secret both stacks' keys take. CloudFormation
+   * resolves a dynamic reference only when the resource changes, so a rotated key
+   * reaches API Gateway by naming its new version here (docs/dr.md).
+   */
+  readonly apiKeyVersion?: string;
   /** With a hosted zone: the name clients use, failing over by DNS. */
   readonly apiDomain?: ApiDomain;
 }
@@ -96,6 +102,7 @@ export const CONTEXT_KEYS = [
   'lambdaArchitecture',
   'servedTable',
   'standby',
+  'apiKeyVersion',
   'domainName',
   'hostedZoneId',
   'hostedZoneName',
@@ -168,6 +175,10 @@ export function readConfig(node: Node): TandemConfig {
   if (servedTable !== undefined && !(typeof servedTable === 'string' && /^[A-Za-z0-9_.-]{3,255}$/.test(servedTable))) {
     fail('servedTable', servedTable, 'expected a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -)');
   }
+  const apiKeyVersion = node.tryGetContext('tandem:apiKeyVersion');
+  if (apiKeyVersion !== undefined && !(typeof apiKeyVersion === 'string' && /^[A-Za-z0-9-]{32,64}$/.test(apiKeyVersion))) {
+    fail('apiKeyVersion', apiKeyVersion, "expected a Secrets Manager VersionId (32 to 64 letters, digits and -, as put-secret-value answers)");
+  }
   const domainKeys = ['domainName', 'hostedZoneId', 'hostedZoneName'] as const;
   const given = domainKeys.filter((k) => node.tryGetContext(`tandem:${k}`) !== undefined);
   let apiDomain: ApiDomain | undefined;
@@ -206,6 +217,7 @@ export function readConfig(node: Node): TandemConfig {
     lambdaArchitecture: oneOf(node, 'lambdaArchitecture', LambdaArchitecture, LambdaArchitecture.X86_64),
     servedTable,
     standby: oneOf(node, 'standby', Standby, Standby.PilotLight),
+    apiKeyVersion,
     apiDomain,
   };
 }

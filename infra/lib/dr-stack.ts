@@ -156,7 +156,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
       replicaRegions: [{ region: config.recoveryRegion }],
       removalPolicy: removal,
     });
-    acknowledge(keySecret, 'AwsSolutions-SMG4', 'An API key held by clients: it is rotated by putting a new value and redeploying both DR stacks (docs/dr.md), not by a rotation function that would change it under them.');
+    acknowledge(keySecret, 'AwsSolutions-SMG4', 'An API key held by clients: it is rotated by putting a new value and redeploying both DR stacks with tandem:apiKeyVersion naming it (docs/dr.md), not by a rotation function that would change it under them.');
 
     // The product API: the same axum router as `tandem api serve`, over the table it
     // serves: the stack's own, or a restored one named by tandem:servedTable (the
@@ -174,7 +174,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
         restApi: 'RestApi',
       },
       table: servedTable,
-      apiKey: keySecret.secretValue,
+      apiKey: cdk.SecretValue.secretsManager(keySecret.secretArn, { versionId: config.apiKeyVersion }),
       description: 'tandem product API (the router of tandem api serve) over the Product table',
     });
     this.api = this.productApi.api;
@@ -276,6 +276,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
     out('OperatorPolicyArn', operator.managedPolicyArn, 'Attach to whoever runs tandem dr-drill --stack against this stack');
     out('ApiUrl', this.api.url, 'The product API (the stage URL)');
     out('TableName', table.tableName, 'The Product table');
+    out('ServedTable', servedTable, "The table the API serves: the Product table, or a restored one (tandem:servedTable)");
     out('TableArn', table.tableArn, 'The Product table ARN');
     out('PrimaryVaultName', vault.backupVaultName, 'AWS Backup vault in the primary region');
     out('RecoveryVaultName', RECOVERY_VAULT, 'AWS Backup vault in the recovery region');
@@ -410,7 +411,8 @@ function failoverRecord(
   return new route53.ARecord(scope, 'ApiFailoverRecord', {
     zone,
     recordName: d.domainName,
-    // A failover alias evaluates its target's health too (Route 53 and CDK require it).
+    // CDK requires evaluateTargetHealth on a failover alias; what moves the record
+    // is the primary's health check of /health.
     target: route53.RecordTarget.fromAlias({
       bind: () => ({
         dnsName: domain.domainNameAliasDomainName,
@@ -444,7 +446,17 @@ export class DrStandbyStack extends cdk.Stack {
     const { config, primary } = props;
     const removal = dataRemoval(config.removal);
     this.contract = new ContractBinding(this);
-    const servedTable = config.servedTable ?? primary.table.tableName;
+    // The standby serves the replica of the stack's own global table. A restored
+    // table named by tandem:servedTable has no replica here: while the primary
+    // serves one, the standby would serve stale data, and the drill's failover
+    // methods refuse (docs/dr.md: copy the items back instead).
+    const servedTable = primary.table.tableName;
+    if (config.servedTable) {
+      cdk.Annotations.of(this).addWarningV2(
+        'tandem:standby-serves-global-table',
+        `the primary's API serves ${config.servedTable} (tandem:servedTable), which has no replica in ${config.recoveryRegion}: this standby serves the global table's replica, which no longer receives the API's writes. Copy the restored items back into the global table and redeploy without tandem:servedTable.`,
+      );
+    }
     this.productApi = productApi(this, {
       config,
       removal,
@@ -457,7 +469,7 @@ export class DrStandbyStack extends cdk.Stack {
         restApi: 'StandbyRestApi',
       },
       table: servedTable,
-      apiKey: cdk.SecretValue.secretsManager(apiKeySecretName(primary.stackName)),
+      apiKey: cdk.SecretValue.secretsManager(apiKeySecretName(primary.stackName), { versionId: config.apiKeyVersion }),
       functionName: standbyFunctionName(primary.stackName),
       reservedConcurrency: config.standby === Standby.PilotLight ? 0 : undefined,
       component: 'standby-api function',
@@ -482,7 +494,7 @@ export class DrStandbyStack extends cdk.Stack {
     out('PrimaryApiUrl', primary.api.url, "The primary's API (the stage URL)");
     out('HealthCheckId', primary.healthCheck.healthCheckId, "Route 53's health check of the primary API's /health");
     out('ApiKeySecretName', apiKeySecretName(primary.stackName), 'The secret holding the API key (its replica here)');
-    out('TableName', servedTable, 'The served table (its replica here)');
+    out('TableName', servedTable, "The stack's global table (its replica here)");
     if (config.apiDomain) {
       out('ClientUrl', `https://${config.apiDomain.domainName}/`, 'The name clients use: Route 53 answers with the primary while it is healthy, else this standby');
     }

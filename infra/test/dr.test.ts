@@ -225,6 +225,13 @@ describe('the standby region', () => {
     expect(value(t)).toContain('resolve:secretsmanager');
     // By name in the recovery region: its replica.
     expect(value(sb)).toContain('{{resolve:secretsmanager:tandem/DisasterRecoveryStack/api-key:SecretString:::}}');
+    // A rotation names the new version, which changes both templates (a dynamic
+    // reference alone is resolved only when its resource changes).
+    const v = 'EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE';
+    const rotated = synthApp({ 'tandem:apiKeyVersion': v });
+    expect(value(Template.fromStack(rotated.dr))).toContain(`:SecretString:::${v}}}`);
+    expect(value(Template.fromStack(rotated.drStandby))).toContain(`api-key:SecretString:::${v}}}`);
+    expect(() => synthApp({ 'tandem:apiKeyVersion': 'v2' })).toThrow(/tandem:apiKeyVersion = "v2" is not valid/);
   });
 
   test('Route 53 checks the primary API\'s /health; the standby stack names everything the failover needs', () => {
@@ -241,6 +248,19 @@ describe('the standby region', () => {
     // No hosted zone: no DNS failover, clients switch URLs.
     t.resourceCountIs('AWS::Route53::RecordSet', 0);
     expect(Object.keys(sb.findOutputs('*'))).not.toContain('ClientUrl');
+  });
+
+  test('a restored served table: the primary serves it, the standby keeps the global table and warns', () => {
+    const a = synthApp({ 'tandem:servedTable': 'Product-restored-20261130' });
+    const p = Template.fromStack(a.dr);
+    const s = Template.fromStack(a.drStandby);
+    const env = (template: Template) =>
+      JSON.stringify(Object.values(template.findResources('AWS::Lambda::Function')).map((f: any) => f.Properties.Environment?.Variables?.TABLE_NAME));
+    expect(env(p)).toContain('Product-restored-20261130');
+    expect(env(s)).not.toContain('Product-restored-20261130');
+    expect(JSON.stringify(p.findOutputs('ServedTable'))).toContain('Product-restored-20261130');
+    const warnings = a.drStandby.node.metadata.filter((m) => m.type === 'aws:cdk:warning').map((m) => String(m.data));
+    expect(warnings.some((w) => w.includes('Product-restored-20261130') && w.includes('no replica'))).toBe(true);
   });
 
   test('with a hosted zone, clients use one name that fails over by DNS', () => {

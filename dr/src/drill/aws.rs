@@ -62,8 +62,13 @@ pub struct DeployedStandby {
 /// restore methods' part of them from flags.
 #[derive(Debug, Clone, Default)]
 pub struct AwsSetup {
-    /// The served table (the scheduled method restores its plan's backups).
+    /// The stack's own table, global, backed up by the plan (the scheduled method
+    /// restores its plan's backups, the failover methods read its replica).
     pub table: Option<String>,
+    /// The table the primary's API serves when it is not `table` (a restored one
+    /// named by `tandem:servedTable`): the failover methods refuse, since it has no
+    /// replica.
+    pub served_table: Option<String>,
     /// The plan's vault in the primary region.
     pub primary_vault: Option<String>,
     /// The recovery region's vault (ARN).
@@ -143,6 +148,14 @@ pub const AWS_GUARANTEES: Guarantees = Guarantees {
     poll: Duration::from_secs(5),
     max_poll: Duration::from_secs(60),
 };
+
+/// The drill's pace against the deployed APIs. The binding limit is the web ACL's
+/// rate-based rule: 2,000 requests per client IP in its 5-minute evaluation window
+/// (product-api.ts; AWS WAF's "Rate-based rule statement"), above which WAF
+/// answers 403 until the rate falls. One request every 167 ms is 1,800 per five
+/// minutes, and also far under the usage plan's 50 requests a second (burst 100),
+/// whose 429s the client sends again.
+pub const API_PACE: Duration = Duration::from_millis(167);
 
 /// Microseconds since the epoch, from the system clock.
 pub fn system_clock() -> Arc<dyn Fn() -> u64 + Send + Sync> {
@@ -808,7 +821,13 @@ impl DrillBackend for AwsBackend {
                 let (Some(id), Some(created)) = (p.recovery_point_arn(), p.creation_date()) else {
                     continue;
                 };
-                if p.status() != Some(&RecoveryPointStatus::Completed) {
+                // A finished recovery point is COMPLETED, or AVAILABLE in AWS Backup's
+                // newer status vocabulary (the RecoveryPointByBackupVault reference);
+                // PARTIAL, EXPIRED, STOPPED and the rest cannot be restored whole.
+                if !matches!(
+                    p.status(),
+                    Some(RecoveryPointStatus::Completed | RecoveryPointStatus::Available)
+                ) {
                     continue;
                 }
                 points.push(RecoveryPoint {
@@ -897,6 +916,12 @@ impl DrillBackend for AwsBackend {
             )));
         }
         let table = self.need(&self.setup.table, "the served table", "--stack")?;
+        if let Some(served) = &self.setup.served_table {
+            return Err(Error::InvalidInput(format!(
+                "the primary's API serves {served} (tandem:servedTable), not the global table {table}: {served} has no replica in {}, so there is nothing to fail over to; copy its items back into {table} and redeploy without tandem:servedTable (docs/dr.md)",
+                s.standby.region
+            )));
+        }
         let key = self.api_key(&s.api_key_secret).await?;
         let primary = self.primary.clone();
         let d = Arc::new(AwsDeployment {
@@ -904,7 +929,7 @@ impl DrillBackend for AwsBackend {
             standby: s.clone(),
             table: table.to_string(),
             key,
-            client: ApiClient::new(self.transport.clone(), Duration::from_secs(30)),
+            client: ApiClient::new(self.transport.clone(), Duration::from_secs(30)).paced(API_PACE),
             tables: [
                 (primary.clone(), self.ddb(&primary)?.clone()),
                 (s.standby.region.clone(), self.ddb(&s.standby.region)?.clone()),
@@ -1145,7 +1170,7 @@ impl Deployment for AwsDeployment {
     }
 
     async fn failback(&self, wait: &Waiter<'_>) -> Result<()> {
-        for line in crate::standby::failback(&self.switch, &self.standby.standby).await? {
+        for line in crate::standby::failback(&self.switch, &self.standby.standby, wait).await? {
             (wait.say)(line);
         }
         self.failed_over.store(false, Ordering::SeqCst);

@@ -76,17 +76,57 @@ pub struct Written {
     pub region: Option<String>,
 }
 
-/// The API's client: requests with a timeout each, over a [`Transport`].
+/// The API's client: requests with a timeout each, over a [`Transport`], at most
+/// one every `pace` when it is paced, and a throttled request (429) sent again.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     transport: Arc<dyn Transport>,
     timeout: Duration,
+    pace: Option<Arc<Pace>>,
 }
+
+/// One request start every `every`, whoever sends it.
+#[derive(Debug)]
+struct Pace {
+    every: Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pace {
+    async fn turn(&self) {
+        let at = {
+            let mut next = self.next.lock().await;
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + self.every;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// How often a throttled request (429) is sent again before the drill gives up.
+const THROTTLED_TRIES: u32 = 8;
 
 impl ApiClient {
     /// A client over `transport`, giving each request `timeout`.
     pub fn new(transport: Arc<dyn Transport>, timeout: Duration) -> Self {
-        Self { transport, timeout }
+        Self {
+            transport,
+            timeout,
+            pace: None,
+        }
+    }
+
+    /// The same client starting at most one request every `every` (all its clones
+    /// share the pace).
+    pub fn paced(self, every: Duration) -> Self {
+        Self {
+            pace: Some(Arc::new(Pace {
+                every,
+                next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            })),
+            ..self
+        }
     }
 
     /// A client over HTTP (and HTTPS with the `drill-aws` feature).
@@ -94,7 +134,9 @@ impl ApiClient {
         Ok(Self::new(Arc::new(HttpTransport::new()?), timeout))
     }
 
-    /// One request to `ep`: `path_and_query` after its base, `body` as JSON.
+    /// One request to `ep`: `path_and_query` after its base, `body` as JSON. A 429
+    /// (API Gateway's throttle, answered before the request reaches the function, so
+    /// sending it again cannot write twice) is sent again after a backoff.
     pub async fn request(
         &self,
         ep: &ApiEndpoint,
@@ -102,12 +144,36 @@ impl ApiClient {
         path_and_query: &str,
         body: Option<serde_json::Value>,
     ) -> Result<Reply> {
+        let mut backoff = super::wait::Backoff::new(Duration::from_millis(500), Duration::from_secs(20));
+        let mut tries = 1;
+        loop {
+            if let Some(p) = &self.pace {
+                p.turn().await;
+            }
+            let r = self
+                .once(ep, method.clone(), path_and_query, body.as_ref())
+                .await?;
+            if r.status != StatusCode::TOO_MANY_REQUESTS || tries >= THROTTLED_TRIES {
+                return Ok(r);
+            }
+            tries += 1;
+            backoff.sleep().await;
+        }
+    }
+
+    async fn once(
+        &self,
+        ep: &ApiEndpoint,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply> {
         let uri = format!("{}{path_and_query}", ep.base);
         let mut req = Request::builder().method(method.clone()).uri(&uri);
         if let Some(k) = &ep.key {
             req = req.header("x-api-key", k);
         }
-        let bytes = match &body {
+        let bytes = match body {
             Some(b) => {
                 req = req.header("content-type", "application/json");
                 Bytes::from(b.to_string())

@@ -52,6 +52,10 @@ pub struct Faults {
     /// The DNS failover record keeps answering with the primary whatever its health
     /// check says.
     pub dns_ignores_failover: bool,
+    /// The primary's API does not answer Route 53's checkers (its region is down):
+    /// the health check fails by itself, and DNS answers with the standby unless the
+    /// check is inverted.
+    pub primary_unhealthy: bool,
 }
 
 /// An error the service answers, by its code.
@@ -713,7 +717,8 @@ impl Account {
 
     /// Whether clients' DNS answers with the standby.
     pub fn dns_on_standby(&self) -> bool {
-        !self.faults.dns_ignores_failover && self.health_checks.get(&self.names.health_check) == Some(&true)
+        let inverted = self.health_checks.get(&self.names.health_check) == Some(&true);
+        !self.faults.dns_ignores_failover && (inverted != self.faults.primary_unhealthy)
     }
 
     /// What the drill left: tables, backups, recovery points, unfinished jobs, items

@@ -3,10 +3,16 @@
 //! replica of the served table), the API key checked on every route but `/health`,
 //! a throttled function answered as API Gateway answers it (500, "Internal server
 //! error": a pilot light), and the clients' DNS name, which answers with the
-//! standby while the primary's health check is inverted.
+//! standby while the primary's health check is inverted. What refuses a fast
+//! client is modelled as the stacks deploy it (product-api.ts): each region's web
+//! ACL blocks a client IP (the drill has one) with 403 once it sent more than 2,000
+//! requests in the trailing five minutes (AWS WAF's rate-based rule statement,
+//! default evaluation window), and the usage plan throttles keyed requests to 50 a
+//! second with a burst of 100 (a token bucket, API Gateway's "Throttle API requests
+//! for better throughput"), answering 429.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::Router;
@@ -27,6 +33,43 @@ pub(super) const CLIENT_HOST: &str = "products.example.fake";
 pub(super) fn host(region: &str) -> String {
     format!("api.{region}.fake")
 }
+
+/// The web ACL's rate-based rule: requests per client IP in its window.
+pub const WAF_LIMIT: usize = 2000;
+const WAF_WINDOW_US: u64 = 300_000_000;
+/// The usage plan's throttle: requests a second, and the bucket's size.
+pub const USAGE_PLAN_RATE: f64 = 50.0;
+const USAGE_PLAN_BURST: f64 = 100.0;
+
+/// One region's stage: what its web ACL saw of the drill's IP, and its usage
+/// plan's token bucket.
+#[derive(Debug)]
+pub(super) struct Limits {
+    seen: VecDeque<u64>,
+    tokens: f64,
+    at_us: u64,
+}
+
+/// Which of a stage's limits a request meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// The web ACL, in front of everything.
+    Waf,
+    /// The usage plan, behind the key.
+    UsagePlan,
+}
+
+/// What the stages refused, for tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// 403s of the web ACL's rate rule.
+    pub by_waf: usize,
+    /// 429s of the usage plan.
+    pub by_usage_plan: usize,
+}
+
+/// Each region's stage's limits, and what they refused.
+pub(super) type Stages = Arc<Mutex<(HashMap<String, Limits>, Refused)>>;
 
 /// Sends the drill's requests to the account's APIs.
 #[derive(Debug)]
@@ -58,6 +101,45 @@ impl FakeTransport {
             })
             .collect();
         Self { fake, routers }
+    }
+
+    /// The web ACL's verdict on a request to `region` now (WAF counts every
+    /// request it evaluates, blocked ones too, before API Gateway sees it), then,
+    /// for a request whose key API Gateway accepted, the usage plan's: `Some` is
+    /// the refusal.
+    fn limit(&self, region: &str, limit: Limit) -> Option<Response<Bytes>> {
+        let now = self.fake.now_us();
+        let mut guard = self.fake.stages.lock().unwrap_or_else(|e| e.into_inner());
+        let (stages, refused) = &mut *guard;
+        let l = stages.entry(region.to_string()).or_insert(Limits {
+            seen: VecDeque::new(),
+            tokens: USAGE_PLAN_BURST,
+            at_us: now,
+        });
+        while l
+            .seen
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= WAF_WINDOW_US)
+        {
+            l.seen.pop_front();
+        }
+        if limit == Limit::Waf {
+            l.seen.push_back(now);
+            if l.seen.len() > WAF_LIMIT {
+                refused.by_waf += 1;
+                return Some(answer(StatusCode::FORBIDDEN, "Forbidden"));
+            }
+        } else {
+            let elapsed = now.saturating_sub(l.at_us) as f64 / 1e6;
+            l.tokens = (l.tokens + elapsed * USAGE_PLAN_RATE).min(USAGE_PLAN_BURST);
+            l.at_us = now;
+            if l.tokens < 1.0 {
+                refused.by_usage_plan += 1;
+                return Some(answer(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"));
+            }
+            l.tokens -= 1.0;
+        }
+        None
     }
 }
 
@@ -92,8 +174,12 @@ impl Transport for FakeTransport {
             return Ok(answer(StatusCode::FORBIDDEN, "Missing Authentication Token"));
         };
         let route = route.to_string();
+        let keyed = !route.starts_with("/health");
+        if let Some(refusal) = self.limit(&region, Limit::Waf) {
+            return Ok(refusal);
+        }
         // The usage plan's key, on every method but the health check.
-        if !route.starts_with("/health") {
+        if keyed {
             let want = self
                 .fake
                 .lock()
@@ -103,6 +189,9 @@ impl Transport for FakeTransport {
             let given = req.headers().get("x-api-key").and_then(|v| v.to_str().ok());
             if want.as_deref() != given {
                 return Ok(answer(StatusCode::FORBIDDEN, "Forbidden"));
+            }
+            if let Some(refusal) = self.limit(&region, Limit::UsagePlan) {
+                return Ok(refusal);
             }
         }
         // The standby's function throttled to zero: API Gateway's answer.

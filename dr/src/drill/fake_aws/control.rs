@@ -143,8 +143,13 @@ impl FakeAws {
         );
         rules.answer(mock!(Client::get_health_check_status), |a, _now, _region, req| {
             health_check(a, req.health_check_id().unwrap_or_default())?;
-            // The primary's /health answers: every checker sees it healthy
-            // (inverted or not, the status reports what the checkers saw).
+            // What the checkers saw of the primary's /health (inverted or not, the
+            // status reports what they saw).
+            let status = if a.faults.primary_unhealthy {
+                "Failure: Connection timed out."
+            } else {
+                "Success: HTTP Status Code 200, OK"
+            };
             Ok(GetHealthCheckStatusOutput::builder()
                 .set_health_check_observations(Some(
                     ["us-east-1", "eu-west-1", "ap-southeast-1"]
@@ -152,11 +157,7 @@ impl FakeAws {
                         .map(|r| {
                             HealthCheckObservation::builder()
                                 .region(r.into())
-                                .status_report(
-                                    StatusReport::builder()
-                                        .status("Success: HTTP Status Code 200, OK")
-                                        .build(),
-                                )
+                                .status_report(StatusReport::builder().status(status).build())
                                 .build()
                         })
                         .collect(),

@@ -10,6 +10,8 @@
 
 mod account;
 mod apis;
+
+pub use apis::{Refused, USAGE_PLAN_RATE, WAF_LIMIT};
 mod backup;
 mod control;
 mod dynamodb;
@@ -128,6 +130,8 @@ pub struct FakeAws {
     dns: bool,
     /// Every call the clients made, as IAM sees them (the contract check).
     calls: tandem_sdk::calls::CallLog,
+    /// The deployed APIs' web ACL and usage plan limits.
+    stages: apis::Stages,
 }
 
 impl FakeAws {
@@ -159,6 +163,7 @@ impl FakeAws {
             start: Instant::now(),
             dns,
             calls: tandem_sdk::calls::CallLog::memory(),
+            stages: Default::default(),
         }
     }
 
@@ -220,6 +225,7 @@ impl FakeAws {
         let region: RegionName = n.recovery.parse().unwrap_or_else(|_| unreachable!());
         AwsSetup {
             table: Some(n.table.clone()),
+            served_table: None,
             primary_vault: Some(n.primary_vault.clone()),
             recovery_vault_arn: Some(Account::vault_arn(&n.recovery, &n.recovery_vault)),
             role_arn: Some(n.role_arn.clone()),
@@ -237,6 +243,37 @@ impl FakeAws {
                 api_key_secret: n.secret.clone(),
             }),
         }
+    }
+
+    /// The standby's switch on this account, as `tandem dr failover` finds it.
+    pub fn switch(&self) -> (SwitchClients, Standby) {
+        let n = self.names();
+        let clients = SwitchClients {
+            lambda: self.lambda_client(&n.recovery),
+            route53: self.route53_client(),
+        };
+        let standby = self.setup().standby.unwrap_or_else(|| unreachable!()).standby;
+        (clients, standby)
+    }
+
+    /// The deployed APIs as a client reaches them (`https://api.REGION.fake/prod`).
+    pub fn api_transport(&self) -> Arc<dyn crate::drill::client::Transport> {
+        Arc::new(apis::FakeTransport::new(self.clone()))
+    }
+
+    /// The API key clients hold (the secret's value).
+    pub fn api_key(&self) -> String {
+        let n = self.names();
+        self.lock()
+            .secrets
+            .get(&(n.primary.clone(), n.secret.clone()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// What the deployed APIs' limits refused so far.
+    pub fn refused(&self) -> apis::Refused {
+        self.stages.lock().unwrap_or_else(|e| e.into_inner()).1
     }
 
     /// The drill's backend over this account's clients and APIs.
