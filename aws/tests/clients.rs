@@ -36,12 +36,21 @@ fn every_sdk_client_outside_tests_is_instrumented() {
     let mut problems = Vec::new();
     let mut seen = 0;
     for file in files {
-        if exempt.iter().any(|e| file.ends_with(e)) {
+        if exempt.iter().any(|e| file.to_string_lossy().contains(e)) {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
         let code = non_test_code(&text);
         for (at, _) in code.match_indices("Client::new(") {
+            // An SDK client (`Client::new`, `aws_sdk_s3::Client::new`), not another
+            // type whose name ends in Client (`ApiClient::new`).
+            if code[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            {
+                continue;
+            }
             let line = code[..at].lines().count();
             problems.push(format!(
                 "{}:{line}: Client::new builds a client nothing records",

@@ -72,10 +72,13 @@ fn seal_position(bytes: &[u8]) -> std::result::Result<usize, String> {
         memchr::memmem::find_iter(footer, SEAL_MARKER).map(|i| footer_start + i + SEAL_MARKER.len());
     match (found.next(), found.next()) {
         (Some(pos), None) if pos + 8 <= len - 8 => Ok(pos),
+        (Some(_), None) => Err(format!(
+            "the {SEAL_KEY} seal's digits run past the end of the footer: corrupt"
+        )),
         (None, _) => Err(format!(
             "no {SEAL_KEY} seal in the footer: not written by this version of tandem, or the footer is corrupt"
         )),
-        _ => Err(format!("the footer holds more than one {SEAL_KEY} seal: corrupt")),
+        (Some(_), Some(_)) => Err(format!("the footer holds more than one {SEAL_KEY} seal: corrupt")),
     }
 }
 
@@ -603,5 +606,88 @@ mod tests {
         let got = decode("f", stamped, &process_schema()).unwrap();
         assert_eq!(got.completion, c3);
         assert_eq!(got.batch, b2);
+    }
+
+    /// `footer` framed as a Parquet file's end: PAR1, `body`, the footer, its length,
+    /// PAR1.
+    fn framed(body: &[u8], footer: &[u8]) -> Vec<u8> {
+        let mut f = b"PAR1".to_vec();
+        f.extend_from_slice(body);
+        f.extend_from_slice(footer);
+        f.extend_from_slice(&(footer.len() as u32).to_le_bytes());
+        f.extend_from_slice(b"PAR1");
+        f
+    }
+
+    fn seal_error(bytes: &[u8]) -> String {
+        check_seal("f", bytes).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn each_way_a_seal_can_be_wrong_has_its_own_message() {
+        // The smallest frame: magic, an empty footer, magic (12 bytes).
+        let e = seal_error(&framed(b"", b""));
+        assert!(e.contains("no tandem.crc32 seal in the footer"), "{e}");
+        // A seal marker in the data, none in the footer.
+        let mut body = SEAL_MARKER.to_vec();
+        body.extend_from_slice(b"0123abcd");
+        let e = seal_error(&framed(&body, b"no seal here"));
+        assert!(e.contains("no tandem.crc32 seal in the footer"), "{e}");
+        // Two seals.
+        let mut two = SEAL_MARKER.to_vec();
+        two.extend_from_slice(b"00000000");
+        two.extend_from_slice(SEAL_MARKER);
+        two.extend_from_slice(b"00000000");
+        let e = seal_error(&framed(b"", &two));
+        assert!(e.contains("more than one tandem.crc32 seal"), "{e}");
+        // A seal whose digits would run into the trailer.
+        let mut short = SEAL_MARKER.to_vec();
+        short.extend_from_slice(b"0123");
+        let e = seal_error(&framed(b"", &short));
+        assert!(e.contains("run past the end of the footer"), "{e}");
+        // Exactly eight digits at the footer's end are read (and checked).
+        let mut exact = SEAL_MARKER.to_vec();
+        exact.extend_from_slice(b"00000000");
+        let e = seal_error(&framed(b"", &exact));
+        assert!(e.contains("checksum mismatch"), "{e}");
+        // A footer longer than the file.
+        let mut long = framed(b"", b"");
+        long[4..8].copy_from_slice(&100u32.to_le_bytes());
+        let e = seal_error(&long);
+        assert!(e.contains("footer length 100 does not fit"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_its_leading_magic_is_not_a_parquet_file() {
+        let (b, d) = procure(&[1, 2, 3], 42);
+        let mut bytes = encode(&b, &mut completion(Stage::Procure, d)).unwrap();
+        bytes[0] = b'Q';
+        let e = seal_error(&bytes);
+        assert!(e.contains("not a complete Parquet file"), "{e}");
+        // Eleven bytes with both magics are too short to be one.
+        let e = seal_error(b"PAR1abcPAR1");
+        assert!(e.contains("not a complete Parquet file"), "{e}");
+    }
+
+    #[test]
+    fn a_seal_in_upper_case_hex_is_refused() {
+        // Find a file whose seal has a letter, and write its digits in upper case:
+        // the same number, not what the writer writes.
+        let bytes = (1..100u64)
+            .map(|n| {
+                let (b, d) = procure(&[n], 42);
+                encode(&b, &mut completion(Stage::Procure, d)).unwrap()
+            })
+            .find(|f| {
+                let pos = seal_position(f).unwrap();
+                f[pos..pos + 8].iter().any(u8::is_ascii_lowercase)
+            })
+            .unwrap();
+        check_seal("f", &bytes).unwrap();
+        let mut upper = bytes.clone();
+        let pos = seal_position(&upper).unwrap();
+        upper[pos..pos + 8].make_ascii_uppercase();
+        let e = seal_error(&upper);
+        assert!(e.contains("is not eight hex digits"), "{e}");
     }
 }

@@ -147,9 +147,8 @@ impl IdFile {
                 .downcast_ref::<UInt64Array>()
                 .ok_or_else(|| bad("id column is not UInt64".into()))?
                 .clone();
-            if ids.null_count() > 0 {
-                return Err(bad("the id column has nulls".into()));
-            }
+            // No nulls: the decoder reads against the non-nullable schema and
+            // refuses a batch that has any (tested).
             let n = ids.len() as u64;
             batches.push((pos, ids));
             pos += n;
@@ -387,5 +386,113 @@ mod tests {
         write_range(&path, 1, 10).unwrap();
         let f = IdFile::open(&path).unwrap();
         assert!(f.ids(5..11).is_err());
+    }
+
+    fn refused(bytes: &[u8]) -> String {
+        IdFile::from_buffer(Path::new("ids.arrow"), Buffer::from(bytes.to_vec()))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// An IPC file of `batch`.
+    fn ipc(batch: &RecordBatch) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = FileWriter::try_new(&mut out, &batch.schema()).unwrap();
+        w.write(batch).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        out
+    }
+
+    /// ARROW1, padding, a footer length, ARROW1: `len` bytes.
+    fn frame(len: usize, footer_len: u32) -> Vec<u8> {
+        let mut f = b"ARROW1".to_vec();
+        f.resize(len - 10, 0);
+        f.extend_from_slice(&footer_len.to_le_bytes());
+        f.extend_from_slice(b"ARROW1");
+        f
+    }
+
+    #[test]
+    fn the_smallest_frame_and_the_largest_footer_are_judged_at_their_bounds() {
+        // Past the frame checks, the footer itself is read (and is not one here).
+        let read_the_footer =
+            |e: &str| e.contains("footer") && !e.contains("too short") && !e.contains("larger");
+        // 17 bytes cannot hold both magics and a length; 18 can.
+        assert!(refused(&frame(18, 0)[1..]).contains("is too short"));
+        let e = refused(&frame(18, 0));
+        assert!(read_the_footer(&e), "{e}");
+        // A footer may fill everything between the leading magic and padding (8
+        // bytes) and the trailer (10); one byte more does not fit.
+        let e = refused(&frame(100, 82));
+        assert!(read_the_footer(&e), "{e}");
+        let e = refused(&frame(100, 83));
+        assert!(
+            e.contains("footer length 83 is larger than the file (100 bytes)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_id_file_of_another_schema_is_foreign() {
+        let ids = || Arc::new(UInt64Array::from(vec![1u64, 2])) as arrow_array::ArrayRef;
+        let one = |name: &str, t: DataType, col: arrow_array::ArrayRef| {
+            RecordBatch::try_new(Arc::new(Schema::new(vec![Field::new(name, t, false)])), vec![col]).unwrap()
+        };
+        let two = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::UInt64, false),
+                Field::new("x", DataType::UInt64, false),
+            ])),
+            vec![ids(), ids()],
+        )
+        .unwrap();
+        for (what, batch) in [
+            ("a second column", two),
+            ("another name", one("ids", DataType::UInt64, ids())),
+            (
+                "another type",
+                one(
+                    "id",
+                    DataType::Int64,
+                    Arc::new(arrow_array::Int64Array::from(vec![1i64, 2])),
+                ),
+            ),
+        ] {
+            let e = refused(&ipc(&batch));
+            assert!(e.contains("foreign ID file"), "{what}: {e}");
+        }
+        // The right schema is read.
+        IdFile::from_buffer(
+            Path::new("ids.arrow"),
+            Buffer::from(ipc(&one("id", DataType::UInt64, ids()))),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_batch_that_runs_past_the_end_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.arrow");
+        write_range(&path, 1, 1000).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        // Take 2,000 bytes out of the batch's body: the footer still parses and
+        // names a batch that ends past the shortened file.
+        let mut cut = bytes[..1000].to_vec();
+        cut.extend_from_slice(&bytes[3000..]);
+        let e = refused(&cut);
+        assert!(e.contains("runs past the end of the file"), "{e}");
+    }
+
+    #[test]
+    fn ids_with_nulls_are_refused() {
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("id", DataType::UInt64, true)])),
+            vec![Arc::new(UInt64Array::from(vec![Some(1u64), None, Some(3)]))],
+        )
+        .unwrap();
+        let e = refused(&ipc(&batch));
+        assert!(e.contains("contains null values"), "{e}");
     }
 }

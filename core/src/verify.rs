@@ -276,6 +276,10 @@ pub fn read_result(bytes: bytes::Bytes) -> std::result::Result<ResultRows, Strin
             categories.extend(c);
             totals.push(t);
         }
+        // The reader's batch is the whole file, so there is one batch and it is
+        // taken as it is; more are concatenated. (Mutation testing flips the test to
+        // `!=`: an equivalent mutant, since both arms give the same array for one
+        // batch or none; scripts/mutants.sh excludes it by name.)
         let cat = |v: Vec<UInt64Array>| -> UInt64Array {
             if v.len() == 1 {
                 v.into_iter()
@@ -642,5 +646,208 @@ mod tests {
         // A short object.
         let err = check_result(&m, 1, object(&(21..=39).collect::<Vec<_>>(), 42, |_| {})).unwrap_err();
         assert!(err.contains("19 rows, the child owns 20"), "{err}");
+    }
+
+    /// A report of a clean run of `children` children: no problem at all.
+    fn clean(children: u32) -> VerifyReport {
+        VerifyReport {
+            run_id: "r".into(),
+            ok: true,
+            expected_rows: 40,
+            rows: 40,
+            expected_checksum: 7,
+            checksum: 7,
+            missing_ids: 0,
+            duplicate_ids: 0,
+            out_of_range_ids: 0,
+            misplaced_ids: 0,
+            wrong_values: 0,
+            missing_objects: vec![],
+            unreadable_objects: (0..children).map(|i| (i, "torn".to_string())).collect(),
+            indices_with_missing_ids: vec![],
+            indices_with_duplicate_ids: vec![],
+            indices_with_misplaced_ids: vec![],
+            indices_with_wrong_values: vec![],
+            unexpected_objects: vec![],
+        }
+    }
+
+    #[test]
+    fn a_list_shows_twenty_indices_and_counts_the_rest() {
+        let twenty: Vec<u32> = (0..20).collect();
+        assert_eq!(
+            list(&twenty),
+            twenty.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        );
+        let more: Vec<u32> = (0..21).collect();
+        assert!(list(&more).ends_with("18, 19 and 1 more"), "{}", list(&more));
+    }
+
+    #[test]
+    fn twenty_unreadable_results_are_named_and_the_rest_counted() {
+        let p = clean(20).problems();
+        assert_eq!(p.len(), 20, "{p:?}");
+        let p = clean(21).problems();
+        assert_eq!(p.len(), 21, "{p:?}");
+        assert_eq!(p[20], "... and 1 more unreadable results");
+        assert!(clean(0).problems().is_empty());
+    }
+
+    #[test]
+    fn one_missing_duplicate_or_misplaced_id_is_a_problem() {
+        let mut r = clean(0);
+        r.missing_ids = 1;
+        r.indices_with_missing_ids = vec![3];
+        assert_eq!(r.problems(), ["1 IDs missing, owned by indices 3"]);
+        let mut r = clean(0);
+        r.duplicate_ids = 1;
+        r.indices_with_duplicate_ids = vec![4];
+        assert_eq!(r.problems(), ["1 duplicate rows, owned by indices 4"]);
+        let mut r = clean(0);
+        r.misplaced_ids = 1;
+        r.indices_with_misplaced_ids = vec![5];
+        assert_eq!(
+            r.problems(),
+            ["1 rows are in the object of a child that does not own their ID: objects of indices 5"]
+        );
+    }
+
+    /// A sealed object of `batch` (any schema).
+    fn sealed(batch: &RecordBatch) -> bytes::Bytes {
+        let mut c = Completion {
+            run_id: "r".parse().unwrap(),
+            index: 0,
+            stage: Stage::Egress,
+            digest: Default::default(),
+            history: vec![],
+        };
+        bytes::Bytes::from(encode(batch, &mut c).unwrap())
+    }
+
+    #[test]
+    fn an_object_of_another_schema_is_unreadable_naming_it() {
+        let ids: Vec<u64> = (1..=20).collect();
+        let (procured, _) = workload::procure(&ids, 42);
+        let (good, _) = workload::process(&procured).unwrap();
+        let refused = |batch: &RecordBatch| {
+            let err = read_result(sealed(batch)).map(|_| ()).unwrap_err();
+            assert!(err.contains("schema is not the result schema"), "{err}");
+        };
+        // A stage file that is not a result.
+        refused(&procured);
+        // The result's columns and one more.
+        let extra = arrow_schema::Schema::new(
+            good.schema()
+                .fields()
+                .iter()
+                .cloned()
+                .chain([std::sync::Arc::new(arrow_schema::Field::new(
+                    "note",
+                    arrow_schema::DataType::UInt64,
+                    false,
+                ))])
+                .collect::<Vec<_>>(),
+        );
+        let mut cols = good.columns().to_vec();
+        cols.push(good.column(2).clone());
+        refused(&RecordBatch::try_new(std::sync::Arc::new(extra), cols).unwrap());
+        // The same names, total_cents of another type.
+        let mut fields: Vec<arrow_schema::Field> = good
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[2] = arrow_schema::Field::new("total_cents", arrow_schema::DataType::Int64, false);
+        let totals: arrow_array::Int64Array = good
+            .column(2)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap()
+            .values()
+            .iter()
+            .map(|v| *v as i64)
+            .collect();
+        refused(
+            &RecordBatch::try_new(
+                std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+                vec![
+                    good.column(0).clone(),
+                    good.column(1).clone(),
+                    std::sync::Arc::new(totals),
+                ],
+            )
+            .unwrap(),
+        );
+        // The same names and types, total_cents nullable.
+        let mut fields: Vec<arrow_schema::Field> = good
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[2] = fields[2].clone().with_nullable(true);
+        refused(
+            &RecordBatch::try_new(
+                std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+                good.columns().to_vec(),
+            )
+            .unwrap(),
+        );
+        // And the result itself is read.
+        assert_eq!(read_result(sealed(&good)).unwrap().ids.len(), 20);
+    }
+
+    #[test]
+    fn a_result_larger_than_a_default_batch_is_read_whole() {
+        // More rows than arrow's default batch of 1,024: every row.
+        let ids: Vec<u64> = (1..=5000).collect();
+        let rows = read_result(object(&ids, 42, |_| {})).unwrap();
+        assert_eq!(rows.ids.len(), 5000);
+        assert_eq!(rows.totals.len(), 5000);
+        assert_eq!(rows.ids.value(4999), 5000);
+    }
+
+    #[test]
+    fn ids_past_either_end_of_the_range_are_out_of_range_not_misplaced() {
+        let m = manifest(40, 20);
+        // The last child's object with the ID after the run's last.
+        let ids: Vec<u64> = (21..=41).collect();
+        let f = check_rows(&m, 1, &read_result(object(&ids, 42, |_| {})).unwrap(), |_| false);
+        assert_eq!((f.out_of_range, f.misplaced, f.rows), (1, 0, 21));
+        // The first child's with the ID before the run's first.
+        let ids: Vec<u64> = (0..=20).collect();
+        let f = check_rows(&m, 0, &read_result(object(&ids, 42, |_| {})).unwrap(), |_| false);
+        assert_eq!((f.out_of_range, f.misplaced, f.rows), (1, 0, 21));
+    }
+
+    #[test]
+    fn verify_adds_up_every_childs_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("file://{}", dir.path().display())).unwrap();
+        let m = manifest(40, 20);
+        // Child 0: its IDs, one of them twice, and one past the run's end.
+        let mut ids: Vec<u64> = (1..=20).collect();
+        ids.extend([5, 41]);
+        store
+            .put(&crate::names::object_key("r", 0), object(&ids, 42, |_| {}))
+            .unwrap();
+        // Child 1: its IDs, one of them twice, one before the run's first, one total wrong.
+        let mut ids: Vec<u64> = (21..=40).collect();
+        ids.extend([30, 0]);
+        store
+            .put(&crate::names::object_key("r", 1), object(&ids, 42, |t| t[0] += 1))
+            .unwrap();
+        let r = verify(&m, store.as_ref(), 2).unwrap();
+        assert!(!r.ok);
+        assert_eq!(
+            (r.out_of_range_ids, r.duplicate_ids, r.wrong_values),
+            (2, 2, 1),
+            "{:?}",
+            r.problems()
+        );
+        assert_eq!(r.indices_with_wrong_values, [1]);
+        assert_eq!(r.indices_with_duplicate_ids, [0, 1]);
+        assert_eq!(r.rows, 44);
     }
 }
