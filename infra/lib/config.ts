@@ -83,6 +83,8 @@ export interface TandemConfig {
   readonly apiKeyVersion?: string;
   /** With a hosted zone: the name clients use, failing over by DNS. */
   readonly apiDomain?: ApiDomain;
+  /** An email address subscribed to the DR stack's alert topic. */
+  readonly alertEmail?: string;
 }
 
 /** The context keys this app reads (all under `tandem:`). */
@@ -103,6 +105,7 @@ export const CONTEXT_KEYS = [
   'servedTable',
   'standby',
   'apiKeyVersion',
+  'alertEmail',
   'domainName',
   'hostedZoneId',
   'hostedZoneName',
@@ -179,6 +182,10 @@ export function readConfig(node: Node): TandemConfig {
   if (apiKeyVersion !== undefined && !(typeof apiKeyVersion === 'string' && /^[A-Za-z0-9-]{32,64}$/.test(apiKeyVersion))) {
     fail('apiKeyVersion', apiKeyVersion, "expected a Secrets Manager VersionId (32 to 64 letters, digits and -, as put-secret-value answers)");
   }
+  const alertEmail = node.tryGetContext('tandem:alertEmail');
+  if (alertEmail !== undefined && !(typeof alertEmail === 'string' && /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(alertEmail))) {
+    fail('alertEmail', alertEmail, 'expected an email address');
+  }
   const domainKeys = ['domainName', 'hostedZoneId', 'hostedZoneName'] as const;
   const given = domainKeys.filter((k) => node.tryGetContext(`tandem:${k}`) !== undefined);
   let apiDomain: ApiDomain | undefined;
@@ -219,6 +226,7 @@ export function readConfig(node: Node): TandemConfig {
     standby: oneOf(node, 'standby', Standby, Standby.PilotLight),
     apiKeyVersion,
     apiDomain,
+    alertEmail,
   };
 }
 

@@ -18,6 +18,11 @@ import * as backup from 'aws-cdk-lib/aws-backup';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as route53 from 'aws-cdk-lib/aws-route53';
@@ -31,8 +36,17 @@ import { ProductApi, productApi } from './product-api';
 
 /** The daily backup: 09:10 UTC, kept 30 days (the seed's rule, once). */
 export const BACKUP_SCHEDULE = events.Schedule.cron({ minute: '10', hour: '9' });
-/** The safety-net run of the post-backup function: 10:00 UTC, after the backup window. */
-export const POST_BACKUP_SCHEDULE = events.Schedule.cron({ minute: '0', hour: '10' });
+/**
+ * The backup job must start within an hour of 09:10 (AWS Backup's minimum; its
+ * default is 8 hours) and complete within two hours of starting: by 12:10 UTC.
+ */
+export const BACKUP_START_WINDOW = cdk.Duration.hours(1);
+export const BACKUP_COMPLETION_WINDOW = cdk.Duration.hours(2);
+/**
+ * The daily run of the post-backup function: 14:00 UTC, after the backup's latest
+ * completion (12:10) and the hour its copy job may take to be listed.
+ */
+export const POST_BACKUP_SCHEDULE = events.Schedule.cron({ minute: '0', hour: '14' });
 export const RETENTION_DAYS = 30;
 /** Vault names are fixed so the primary region can name the recovery vault's ARN. */
 export const PRIMARY_VAULT = 'tandem-dr-primary';
@@ -93,6 +107,8 @@ export class DisasterRecoveryStack extends cdk.Stack {
   readonly api: apigw.RestApi;
   readonly productApi: ProductApi;
   /** Route 53's health check of the API's /health (the DNS failover follows it). */
+  /** Where failures go: the post-backup check's alarm and failure destination, failed jobs. */
+  readonly alerts: sns.Topic;
   readonly healthCheck: route53.HealthCheck;
   /** This stack's part of the IAM contract (iam/contract.json). */
   readonly contract: ContractBinding;
@@ -136,6 +152,8 @@ export class DisasterRecoveryStack extends cdk.Stack {
         ruleName: 'daily',
         backupVault: vault,
         scheduleExpression: BACKUP_SCHEDULE,
+        startWindow: BACKUP_START_WINDOW,
+        completionWindow: BACKUP_COMPLETION_WINDOW,
         deleteAfter: cdk.Duration.days(RETENTION_DAYS),
         copyActions: [{ destinationBackupVault: recoveryVault, deleteAfter: cdk.Duration.days(RETENTION_DAYS) }],
       }),
@@ -194,17 +212,26 @@ export class DisasterRecoveryStack extends cdk.Stack {
       failoverRecord(this, config, this.productApi.domain, route53.Failover.PRIMARY, this.healthCheck);
     }
 
-    // After the backup: check it, make sure its copy exists (a safety net for the
-    // plan's copy action; idempotent), expire what is past retention.
+    // Where failures go: one topic, subscribed by tandem:alertEmail or by hand.
+    // CloudWatch alarms and EventBridge cannot publish to a topic encrypted with
+    // the AWS managed SNS key, and the messages carry no data (names, states).
+    this.alerts = new sns.Topic(this, 'Alerts', { displayName: 'tandem DR alerts', enforceSSL: true });
+    acknowledge(this.alerts, 'AwsSolutions-SNS2', 'Alarm and job-state notifications carry no data; CloudWatch alarms and EventBridge cannot publish to a topic encrypted with the AWS managed SNS key.');
+    if (config.alertEmail) {
+      this.alerts.addSubscription(new subscriptions.EmailSubscription(config.alertEmail));
+    }
+
+    // After the backup: check it and its copy (the plan's copy action is the one
+    // path that makes it), expire what is past retention. A failed check fails
+    // the invocation.
     const postBackup = new TandemFunction(this, 'PostBackup', {
       binary: 'post_backup',
-      description: 'tandem post-backup: checks the daily backup, ensures its cross-region copy, expires old points',
+      description: 'tandem post-backup: checks the daily backup and its cross-region copy, expires old points',
       environment: {
         TABLE_ARN: table.tableArn,
         BACKUP_PLAN_ID: plan.backupPlanId,
         SOURCE_VAULT_NAME: vault.backupVaultName,
         DESTINATION_VAULT_ARN: recoveryVaultArn,
-        COPY_ROLE_ARN: backupRole.roleArn,
         RETENTION_DAYS: String(RETENTION_DAYS),
       },
       timeout: cdk.Duration.minutes(2),
@@ -222,17 +249,35 @@ export class DisasterRecoveryStack extends cdk.Stack {
     );
     postBackup.role.addToPolicy(
       new iam.PolicyStatement({
-        actions: ['backup:StartCopyJob', 'backup:DeleteRecoveryPoint'],
+        actions: ['backup:DeleteRecoveryPoint'],
         resources: [this.formatArn({ service: 'backup', resource: 'recovery-point', resourceName: '*', arnFormat: cdk.ArnFormat.COLON_RESOURCE_NAME })],
       }),
     );
-    postBackup.role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['iam:PassRole'],
-        resources: [backupRole.roleArn],
-        conditions: { StringEquals: { 'iam:PassedToService': 'backup.amazonaws.com' } },
-      }),
-    );
+    // EventBridge invokes it asynchronously: after Lambda's two retries a failed
+    // invocation's event goes to the alert topic.
+    postBackup.fn.configureAsyncInvoke({
+      retryAttempts: 2,
+      onFailure: new destinations.SnsDestination(this.alerts),
+    });
+    const failed = new cloudwatch.Alarm(this, 'PostBackupFailed', {
+      alarmDescription: "The post-backup function failed: today's backup or its copy is missing or incomplete, or an expiry failed (the function's log has the report)",
+      metric: postBackup.fn.metricErrors({ period: cdk.Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    failed.addAlarmAction(new cwActions.SnsAction(this.alerts));
+    // Jobs that fail say so at once, whatever the function finds later.
+    new events.Rule(this, 'BackupJobFailed', {
+      description: "Tells the alert topic when a backup or copy job of the tandem plan's vault fails",
+      eventPattern: {
+        source: ['aws.backup'],
+        detailType: ['Backup Job State Change', 'Copy Job State Change'],
+        detail: { state: ['FAILED', 'ABORTED', 'EXPIRED'] },
+      },
+      targets: [new targets.SnsTopic(this.alerts)],
+    });
     acknowledge(postBackup.role, 'AwsSolutions-IAM5', 'AWS Backup supports no resource-level permissions for ListCopyJobs; recovery point ARNs are made by the service.', ['Resource::*', arnFinding(this, 'backup', 'recovery-point:*')]);
     new events.Rule(this, 'BackupCompleted', {
       description: 'Runs the post-backup function when a backup job of the tandem plan completes',
@@ -264,6 +309,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
         StandbyFunction: standbyFunctionName(this.stackName),
         HealthCheck: this.healthCheck.healthCheckId,
         ApiKeySecret: apiKeySecretName(this.stackName),
+        AlertsTopic: this.alerts.topicName,
       })
       .principal('post-backup-function', postBackup.role)
       .cdkProviderRole(this, 'cdk-cross-region-export-writer', 'Custom::CrossRegionExportWriter')
@@ -284,6 +330,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
     out('RecoveryRegion', config.recoveryRegion, 'Where the replica and the copies are');
     out('BackupPlanId', plan.backupPlanId, 'The AWS Backup plan');
     out('BackupRoleArn', backupRole.roleArn, 'The role AWS Backup assumes (backup, copy, restore); the drill passes it');
+    out('AlertsTopicArn', this.alerts.topicArn, 'Where failures go (the post-backup check, failed backup and copy jobs): subscribe to it');
     out('StandbyStackName', props.standbyStackName, 'The standby stack, in the recovery region (tandem dr failover --stack)');
     out('HealthCheckId', this.healthCheck.healthCheckId, "Route 53's health check of the API's /health");
     out('ApiKeySecretName', keySecret.secretName, 'The secret holding the API key (the same in both regions)');

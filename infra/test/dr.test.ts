@@ -55,6 +55,9 @@ describe('AWS Backup', () => {
     const rules = plans[0].Properties.BackupPlan.BackupPlanRule;
     expect(rules).toHaveLength(1);
     expect(rules[0].ScheduleExpression).toBe('cron(10 9 * * ? *)');
+    // Started within an hour (not AWS's default 8) and done within two: by 12:10.
+    expect(rules[0].StartWindowMinutes).toBe(60);
+    expect(rules[0].CompletionWindowMinutes).toBe(120);
     expect(rules[0].Lifecycle).toEqual({ DeleteAfterDays: 30 });
     expect(rules[0].CopyActions).toHaveLength(1);
     expect(rules[0].CopyActions[0].Lifecycle).toEqual({ DeleteAfterDays: 30 });
@@ -86,17 +89,51 @@ describe('AWS Backup', () => {
         detail: { state: ['COMPLETED'], backupVaultName: ['tandem-dr-primary'] },
       },
     });
-    t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(0 10 * * ? *)' });
-    t.hasResourceProperties('AWS::Lambda::Function', {
-      Environment: {
-        Variables: Match.objectLike({
-          RETENTION_DAYS: '30',
-          BACKUP_PLAN_ID: Match.anyValue(),
-          SOURCE_VAULT_NAME: Match.anyValue(),
-          COPY_ROLE_ARN: Match.anyValue(),
-        }),
-      },
+    // The daily run comes after the backup's latest completion (12:10) and the
+    // hour its copy may take to be listed.
+    t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(0 14 * * ? *)' });
+    const env = (Object.values(t.findResources('AWS::Lambda::Function')) as any[])
+      .map((f) => f.Properties.Environment?.Variables)
+      .find((v) => v?.BACKUP_PLAN_ID);
+    expect(env.RETENTION_DAYS).toBe('30');
+    // One path makes the copy: the plan's copy action. The function starts none.
+    expect(env.COPY_ROLE_ARN).toBeUndefined();
+    const statements = (Object.values(t.findResources('AWS::IAM::Policy')) as any[]).flatMap((p) => p.Properties.PolicyDocument.Statement);
+    expect(statements.some((s: any) => [s.Action].flat().includes('backup:StartCopyJob'))).toBe(false);
+  });
+
+  test('failures reach the alert topic: the post-backup alarm and failure destination, failed jobs', () => {
+    t.resourceCountIs('AWS::SNS::Topic', 1);
+    const topic = Object.keys(t.findResources('AWS::SNS::Topic'))[0];
+    // The function's errors alarm the topic.
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'Errors',
+      Namespace: 'AWS/Lambda',
+      Statistic: 'Sum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmActions: [{ Ref: topic }],
     });
+    // An invocation that fails after Lambda's retries goes to the topic.
+    t.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      MaximumRetryAttempts: 2,
+      DestinationConfig: { OnFailure: { Destination: { Ref: topic } } },
+    });
+    // Failed, aborted or expired backup and copy jobs go to the topic at once.
+    t.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.backup'],
+        'detail-type': ['Backup Job State Change', 'Copy Job State Change'],
+        detail: { state: ['FAILED', 'ABORTED', 'EXPIRED'] },
+      },
+      Targets: [Match.objectLike({ Arn: { Ref: topic } })],
+    });
+    expect(Object.keys(t.findOutputs('AlertsTopicArn'))).toHaveLength(1);
+    // No subscription unless one is asked for; an email one when it is.
+    t.resourceCountIs('AWS::SNS::Subscription', 0);
+    const mailed = Template.fromStack(synthApp({ 'tandem:alertEmail': 'oncall@example.com' }).dr);
+    mailed.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
+    expect(() => synthApp({ 'tandem:alertEmail': 'oncall' })).toThrow(/tandem:alertEmail = "oncall" is not valid/);
   });
 
   test('the post-backup function lists only the plan vault\'s recovery points', () => {

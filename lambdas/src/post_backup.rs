@@ -1,16 +1,20 @@
 //! The post-backup handler: what runs after the scheduled backup of the product
 //! table (the original just took another backup). It checks that today's backup by
-//! the tandem plan exists and is complete, makes sure its copy to the recovery
-//! region's vault exists (the plan's copy action normally made it: then nothing is
-//! started; otherwise a copy job with the same retention), expires the plan's
-//! recovery points past retention, and reports, through AWS Backup.
+//! the tandem plan exists and is complete, and that its copy to the recovery region's
+//! vault exists, expires the plan's recovery points past retention, and reports.
+//!
+//! The copy has one maker: the plan's copy action. This function never starts one
+//! (two makers would race and copy twice); a backup that completed more than
+//! [`COPY_GRACE`] ago without a copy job is a failure. When a check fails the
+//! invocation fails ([`outcome`]): Lambda counts an error, which the stack alarms on,
+//! and sends the event to the failure destination (the stack's alert topic).
 //!
 //! Only recovery points the plan made, in the plan's vault, are looked at: a backup
-//! someone took by hand is never copied or deleted by this function.
+//! someone took by hand is never deleted by this function.
 
 use aws_sdk_backup::Client;
 use aws_sdk_backup::primitives::DateTime;
-use aws_sdk_backup::types::{CopyJobState, Lifecycle, RecoveryPointByBackupVault, RecoveryPointStatus};
+use aws_sdk_backup::types::{CopyJobState, RecoveryPointByBackupVault, RecoveryPointStatus};
 use serde::Serialize;
 use tandem_dr::backup::last_scheduled_slot;
 
@@ -20,9 +24,7 @@ use tandem_dr::backup::last_scheduled_slot;
 /// - `BACKUP_PLAN_ID`: the plan whose recovery points are considered (required);
 /// - `SOURCE_VAULT_NAME`: the plan's vault (required);
 /// - `DESTINATION_VAULT_ARN`: the backup vault in the second region (required);
-/// - `COPY_ROLE_ARN`: the role AWS Backup assumes for the copy (required);
-/// - `RETENTION_DAYS`: recovery points older than this are deleted, and copies this
-///   function starts are kept this long (default 30).
+/// - `RETENTION_DAYS`: recovery points older than this are deleted (default 30).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Table ARN.
@@ -33,8 +35,6 @@ pub struct Config {
     pub source_vault_name: String,
     /// Vault in the second region.
     pub destination_vault_arn: String,
-    /// Role for copy jobs.
-    pub copy_role_arn: String,
     /// Retention in days.
     pub retention_days: u32,
 }
@@ -59,27 +59,32 @@ impl Config {
             backup_plan_id: get("BACKUP_PLAN_ID")?,
             source_vault_name: get("SOURCE_VAULT_NAME")?,
             destination_vault_arn: get("DESTINATION_VAULT_ARN")?,
-            copy_role_arn: get("COPY_ROLE_ARN")?,
             retention_days,
         })
     }
 }
 
+/// How long after today's backup completed its copy job may still be missing: the
+/// plan's copy action starts it when the backup completes, and AWS Backup lists it
+/// within minutes.
+pub const COPY_GRACE_US: u64 = 3_600_000_000;
+
 /// What the handler found and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PostBackupReport {
-    /// True when today's backup exists, is complete and its copy exists or was
-    /// started.
+    /// True when today's backup exists and is complete, its copy exists (or may
+    /// still be on its way, within [`COPY_GRACE_US`] of the backup's completion),
+    /// and every expired point was deleted.
     pub ok: bool,
     /// Today's recovery point, if there is one.
     pub todays_backup: Option<String>,
     /// Its status.
     pub status: Option<String>,
-    /// The copy job of today's backup to the recovery vault.
+    /// The copy job of today's backup to the recovery vault (the plan's).
     pub copy_job_id: Option<String>,
-    /// Whether this run started that copy job (false: it already existed, usually
-    /// the plan's copy action).
-    pub copy_started: bool,
+    /// No copy job yet, but the backup completed less than [`COPY_GRACE_US`] ago:
+    /// the next run (the daily one) looks again.
+    pub copy_pending: bool,
     /// Recovery points deleted for being past retention.
     pub expired: Vec<String>,
     /// What is wrong, for the alarm.
@@ -187,7 +192,7 @@ pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<Pos
         todays_backup: today.and_then(|p| p.recovery_point_arn().map(String::from)),
         status: today.and_then(|p| p.status().map(|s| s.as_str().to_string())),
         copy_job_id: None,
-        copy_started: false,
+        copy_pending: false,
         expired: Vec::new(),
         problems: Vec::new(),
     };
@@ -208,29 +213,17 @@ pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<Pos
                 Err(e) => problems.push(e),
                 Ok(Some(job)) => report.copy_job_id = Some(job),
                 Ok(None) => {
-                    let out = client
-                        .start_copy_job()
-                        .recovery_point_arn(arn)
-                        .source_backup_vault_name(&config.source_vault_name)
-                        .destination_backup_vault_arn(&config.destination_vault_arn)
-                        .iam_role_arn(&config.copy_role_arn)
-                        .lifecycle(
-                            Lifecycle::builder()
-                                .delete_after_days(i64::from(config.retention_days))
-                                .build(),
-                        )
-                        .idempotency_token(format!("tandem-copy-{}", slot / 1_000_000))
-                        .send()
-                        .await;
-                    match out {
-                        Ok(o) => {
-                            report.copy_job_id = o.copy_job_id().map(String::from);
-                            report.copy_started = true;
-                        }
-                        Err(e) => problems.push(err(
-                            "copying today's backup",
-                            aws_sdk_backup::error::DisplayErrorContext(e),
-                        )),
+                    // Completed when AWS Backup says; a point without the date is
+                    // judged from its creation.
+                    let done_us = to_us(p.completion_date().or(p.creation_date()));
+                    if now_us.saturating_sub(done_us) < COPY_GRACE_US {
+                        report.copy_pending = true;
+                    } else {
+                        problems.push(format!(
+                            "today's backup {arn} completed {} min ago and has no copy job to {}: the plan's copy action did not run (its copy job failed or was never created)",
+                            now_us.saturating_sub(done_us) / 60_000_000,
+                            config.destination_vault_arn
+                        ));
                     }
                 }
             }
@@ -262,9 +255,27 @@ pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<Pos
             )),
         }
     }
-    report.ok = problems.is_empty() && report.copy_job_id.is_some();
+    report.ok = problems.is_empty() && (report.copy_job_id.is_some() || report.copy_pending);
     report.problems = problems;
     Ok(report)
+}
+
+/// The invocation's result: the report when every check passed, else an error
+/// that names every problem and carries the report, so that the invocation fails
+/// (Lambda counts an error and sends the event to the failure destination).
+pub fn outcome(report: PostBackupReport) -> Result<PostBackupReport, String> {
+    if report.ok {
+        return Ok(report);
+    }
+    let problems = if report.problems.is_empty() {
+        "no copy job of today's backup".to_string()
+    } else {
+        report.problems.join("; ")
+    };
+    Err(format!(
+        "post-backup checks failed: {problems} (report: {})",
+        serde_json::to_string(&report).unwrap_or_default()
+    ))
 }
 
 #[cfg(test)]
@@ -273,15 +284,16 @@ mod tests {
     use aws_sdk_backup::operation::delete_recovery_point::DeleteRecoveryPointOutput;
     use aws_sdk_backup::operation::list_copy_jobs::ListCopyJobsOutput;
     use aws_sdk_backup::operation::list_recovery_points_by_backup_vault::ListRecoveryPointsByBackupVaultOutput;
-    use aws_sdk_backup::operation::start_copy_job::StartCopyJobOutput;
     use aws_sdk_backup::types::{CopyJob, RecoveryPointCreator};
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
     const DAY: u64 = 86_400_000_000;
+    const MIN: u64 = 60_000_000;
     /// 2026-11-28 09:30 UTC.
     const NOW: u64 = 20_420 * DAY + (9 * 3600 + 30 * 60) * 1_000_000;
     const TABLE: &str = "arn:aws:dynamodb:us-east-2:1:table/Product";
     const DEST: &str = "arn:aws:backup:us-east-1:1:backup-vault:dr";
+    const TODAY: &str = "arn:aws:backup:us-east-2:1:recovery-point:today";
 
     fn point_of(
         plan: &str,
@@ -293,6 +305,7 @@ mod tests {
             .recovery_point_arn(arn)
             .resource_arn(TABLE)
             .creation_date(DateTime::from_secs((created_us / 1_000_000) as i64))
+            .completion_date(DateTime::from_secs((created_us / 1_000_000 + 300) as i64))
             .status(status)
             .backup_vault_name("tandem-dr-primary")
             .created_by(RecoveryPointCreator::builder().backup_plan_id(plan).build())
@@ -309,7 +322,6 @@ mod tests {
             backup_plan_id: "plan-1".into(),
             source_vault_name: "tandem-dr-primary".into(),
             destination_vault_arn: DEST.into(),
-            copy_role_arn: "arn:aws:iam::1:role/backup-copy".into(),
             retention_days: 30,
         }
     }
@@ -318,8 +330,26 @@ mod tests {
         mock!(Client::list_copy_jobs).then_output(|| ListCopyJobsOutput::builder().build())
     }
 
+    /// Today's backup, made at 09:15 and completed at 09:20.
+    fn todays() -> aws_smithy_mocks::Rule {
+        mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
+            ListRecoveryPointsByBackupVaultOutput::builder()
+                .recovery_points(point(TODAY, NOW - 15 * MIN, RecoveryPointStatus::Completed))
+                .build()
+        })
+    }
+
+    /// Runs the handler at `now` on a client with `rules` (and nothing else: a call
+    /// no rule answers fails the run), within the function's IAM contract.
+    async fn run(rules: &[&aws_smithy_mocks::Rule], now: u64) -> PostBackupReport {
+        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
+        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, rules, |c| c
+            .interceptor(calls.recorder(tandem_dr::calls::backup)));
+        handle(&client, &config(), now).await.unwrap()
+    }
+
     #[tokio::test]
-    async fn todays_complete_backup_is_copied_and_old_ones_expire() {
+    async fn todays_backup_with_the_plans_copy_passes_and_old_ones_expire() {
         let list = mock!(Client::list_recovery_points_by_backup_vault)
             .match_requests(|r| {
                 r.backup_vault_name() == Some("tandem-dr-primary")
@@ -328,11 +358,7 @@ mod tests {
             })
             .then_output(|| {
                 ListRecoveryPointsByBackupVaultOutput::builder()
-                    .recovery_points(point(
-                        "arn:aws:backup:us-east-2:1:recovery-point:today",
-                        NOW - 15 * 60_000_000,
-                        RecoveryPointStatus::Completed,
-                    ))
+                    .recovery_points(point(TODAY, NOW - 15 * MIN, RecoveryPointStatus::Completed))
                     .recovery_points(point(
                         "arn:aws:backup:us-east-2:1:recovery-point:yesterday",
                         NOW - DAY,
@@ -350,58 +376,13 @@ mod tests {
                     ))
                     .build()
             });
-        let copies = no_copies();
-        let copy = mock!(Client::start_copy_job)
-            .match_requests(|r| {
-                r.recovery_point_arn() == Some("arn:aws:backup:us-east-2:1:recovery-point:today")
-                    && r.destination_backup_vault_arn() == Some(DEST)
-                    && r.lifecycle().and_then(|l| l.delete_after_days()) == Some(30)
-            })
-            .then_output(|| StartCopyJobOutput::builder().copy_job_id("copy-1").build());
-        let delete = mock!(Client::delete_recovery_point)
-            .match_requests(|r| {
-                r.recovery_point_arn() == Some("arn:aws:backup:us-east-2:1:recovery-point:old")
-            })
-            .then_output(|| DeleteRecoveryPointOutput::builder().build());
-        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
-        let client = mock_client!(
-            aws_sdk_backup,
-            RuleMode::MatchAny,
-            [&list, &copies, &copy, &delete],
-            |c| c.interceptor(calls.recorder(tandem_dr::calls::backup))
-        );
-        let r = handle(&client, &config(), NOW).await.unwrap();
-        assert!(r.ok, "{r:?}");
-        assert_eq!(
-            r.todays_backup.as_deref(),
-            Some("arn:aws:backup:us-east-2:1:recovery-point:today")
-        );
-        assert_eq!((r.copy_job_id.as_deref(), r.copy_started), (Some("copy-1"), true));
-        assert_eq!(
-            r.expired,
-            vec!["arn:aws:backup:us-east-2:1:recovery-point:old".to_string()]
-        );
-        assert_eq!(delete.num_calls(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_copy_the_plan_already_made_is_not_made_again() {
-        let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
-            ListRecoveryPointsByBackupVaultOutput::builder()
-                .recovery_points(point(
-                    "arn:aws:backup:us-east-2:1:recovery-point:today",
-                    NOW - 15 * 60_000_000,
-                    RecoveryPointStatus::Completed,
-                ))
-                .build()
-        });
         let copies = mock!(Client::list_copy_jobs).then_output(|| {
             ListCopyJobsOutput::builder()
                 // A failed attempt does not count; the running one does.
                 .copy_jobs(
                     CopyJob::builder()
                         .copy_job_id("failed-1")
-                        .source_recovery_point_arn("arn:aws:backup:us-east-2:1:recovery-point:today")
+                        .source_recovery_point_arn(TODAY)
                         .destination_backup_vault_arn(DEST)
                         .state(CopyJobState::Failed)
                         .build(),
@@ -409,35 +390,68 @@ mod tests {
                 .copy_jobs(
                     CopyJob::builder()
                         .copy_job_id("plan-copy")
-                        .source_recovery_point_arn("arn:aws:backup:us-east-2:1:recovery-point:today")
+                        .source_recovery_point_arn(TODAY)
                         .destination_backup_vault_arn(DEST)
                         .state(CopyJobState::Running)
                         .build(),
                 )
                 .build()
         });
-        let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
-        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
-        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copies, &copy], |c| c
-            .interceptor(calls.recorder(tandem_dr::calls::backup)));
-        let r = handle(&client, &config(), NOW).await.unwrap();
+        let delete = mock!(Client::delete_recovery_point)
+            .match_requests(|r| {
+                r.recovery_point_arn() == Some("arn:aws:backup:us-east-2:1:recovery-point:old")
+            })
+            .then_output(|| DeleteRecoveryPointOutput::builder().build());
+        let r = run(&[&list, &copies, &delete], NOW).await;
         assert!(r.ok, "{r:?}");
+        assert_eq!(r.todays_backup.as_deref(), Some(TODAY));
         assert_eq!(
-            (r.copy_job_id.as_deref(), r.copy_started),
+            (r.copy_job_id.as_deref(), r.copy_pending),
             (Some("plan-copy"), false)
         );
-        assert_eq!(copy.num_calls(), 0);
+        assert_eq!(
+            r.expired,
+            vec!["arn:aws:backup:us-east-2:1:recovery-point:old".to_string()]
+        );
+        assert_eq!(delete.num_calls(), 1);
+        assert!(outcome(r).is_ok());
     }
 
     #[tokio::test]
-    async fn backups_the_plan_did_not_make_are_neither_copied_nor_expired() {
+    async fn a_copy_not_listed_yet_is_pending_within_the_grace_and_a_failure_after_it() {
+        // 10 minutes after the backup completed: the plan's copy may not be listed yet.
+        let r = run(&[&todays(), &no_copies()], NOW).await;
+        assert!(r.ok && r.copy_pending, "{r:?}");
+        // The daily run, hours later: no copy is a failure, and the invocation fails.
+        let r = run(&[&todays(), &no_copies()], NOW + 3 * 60 * MIN).await;
+        assert!(!r.ok && !r.copy_pending, "{r:?}");
+        assert!(r.problems[0].contains("has no copy job"), "{r:?}");
+        let e = outcome(r).unwrap_err();
+        assert!(
+            e.contains("post-backup checks failed") && e.contains("has no copy job"),
+            "{e}"
+        );
+        assert!(
+            e.contains("\"todays_backup\":\"arn:aws:backup:us-east-2:1:recovery-point:today\""),
+            "{e}"
+        );
+        // Exactly at the grace's end it is already late.
+        let done = NOW - 15 * MIN + 5 * MIN;
+        let r = run(&[&todays(), &no_copies()], done + COPY_GRACE_US).await;
+        assert!(!r.ok, "{r:?}");
+        let r = run(&[&todays(), &no_copies()], done + COPY_GRACE_US - 1).await;
+        assert!(r.ok, "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn backups_the_plan_did_not_make_are_not_expired_and_do_not_count() {
         // Whatever the service returns, a hand-made backup is not the plan's.
         let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
             ListRecoveryPointsByBackupVaultOutput::builder()
                 .recovery_points(point_of(
                     "other-plan",
                     "manual-today",
-                    NOW - 60_000_000,
+                    NOW - MIN,
                     RecoveryPointStatus::Completed,
                 ))
                 .recovery_points(point_of(
@@ -448,25 +462,17 @@ mod tests {
                 ))
                 .build()
         });
-        let copies = no_copies();
-        let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
         let delete =
             mock!(Client::delete_recovery_point).then_output(|| DeleteRecoveryPointOutput::builder().build());
-        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
-        let client = mock_client!(
-            aws_sdk_backup,
-            RuleMode::MatchAny,
-            [&list, &copies, &copy, &delete],
-            |c| c.interceptor(calls.recorder(tandem_dr::calls::backup))
-        );
-        let r = handle(&client, &config(), NOW).await.unwrap();
+        let r = run(&[&list, &no_copies(), &delete], NOW).await;
         assert!(!r.ok);
         assert!(r.problems[0].contains("by plan plan-1"), "{r:?}");
-        assert_eq!((copy.num_calls(), delete.num_calls()), (0, 0));
+        assert_eq!(delete.num_calls(), 0);
+        assert!(outcome(r).unwrap_err().contains("by plan plan-1"));
     }
 
     #[tokio::test]
-    async fn a_missing_backup_is_reported_and_nothing_is_copied() {
+    async fn a_missing_backup_fails() {
         let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
             ListRecoveryPointsByBackupVaultOutput::builder()
                 .recovery_points(point(
@@ -476,34 +482,25 @@ mod tests {
                 ))
                 .build()
         });
-        let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
-        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
-        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copy], |c| c
-            .interceptor(calls.recorder(tandem_dr::calls::backup)));
-        let r = handle(&client, &config(), NOW).await.unwrap();
+        let copies = no_copies();
+        let r = run(&[&list, &copies], NOW).await;
         assert!(!r.ok);
         assert!(r.problems[0].contains("no backup"), "{r:?}");
-        assert_eq!(copy.num_calls(), 0);
+        // Nothing to look for a copy of.
+        assert_eq!(copies.num_calls(), 0);
+        assert!(outcome(r).is_err());
     }
 
     #[tokio::test]
-    async fn an_incomplete_backup_is_not_copied() {
+    async fn an_incomplete_backup_fails() {
         let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
             ListRecoveryPointsByBackupVaultOutput::builder()
-                .recovery_points(point(
-                    "arn:aws:backup:us-east-2:1:recovery-point:today",
-                    NOW - 60_000_000,
-                    RecoveryPointStatus::Partial,
-                ))
+                .recovery_points(point(TODAY, NOW - MIN, RecoveryPointStatus::Partial))
                 .build()
         });
-        let copy = mock!(Client::start_copy_job).then_output(|| StartCopyJobOutput::builder().build());
-        let calls = tandem_aws::calls::contract::Calls::new("post-backup function");
-        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &copy], |c| c
-            .interceptor(calls.recorder(tandem_dr::calls::backup)));
-        let r = handle(&client, &config(), NOW).await.unwrap();
+        let r = run(&[&list, &no_copies()], NOW).await;
         assert!(!r.ok);
         assert!(r.problems[0].contains("not complete (status PARTIAL"), "{r:?}");
-        assert_eq!(copy.num_calls(), 0);
+        assert!(outcome(r).is_err());
     }
 }

@@ -157,6 +157,12 @@ pub const AWS_GUARANTEES: Guarantees = Guarantees {
 /// whose 429s the client sends again.
 pub const API_PACE: Duration = Duration::from_millis(167);
 
+/// The id part of a recovery point ARN (`…:recovery-point:ID`), or the whole
+/// string when it has no colon: what an idempotency token can be built from.
+fn point_id(arn: &str) -> &str {
+    arn.rsplit(':').next().unwrap_or(arn)
+}
+
 /// Microseconds since the epoch, from the system clock.
 pub fn system_clock() -> Arc<dyn Fn() -> u64 + Send + Sync> {
     Arc::new(crate::embedded::now_us)
@@ -690,6 +696,8 @@ impl DrillBackend for AwsBackend {
             .destination_backup_vault_arn(dest)
             .iam_role_arn(role)
             .lifecycle(Lifecycle::builder().delete_after_days(1).build())
+            // A call the SDK sends again (a lost answer) starts one job, not two.
+            .idempotency_token(format!("tandem-drill-copy-{}", point_id(&b.id)))
             .send()
             .await
             .map_err(|e| {
@@ -744,6 +752,7 @@ impl DrillBackend for AwsBackend {
                     .iam_role_arn(role)
                     .resource_type("DynamoDB")
                     .metadata("targetTableName", &target.name)
+                    .idempotency_token(format!("tandem-drill-restore-{}", target.name))
                     .send()
                     .await
                     .map_err(|e| {
