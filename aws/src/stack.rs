@@ -168,6 +168,8 @@ pub struct DrOutputs {
     /// The table the API serves: the production table, or a restored one named by
     /// `tandem:servedTable`.
     pub served_table: String,
+    /// The usage plan's requests a second per key (`tandem:apiRatePerSecond`).
+    pub api_rate_per_second: u32,
     /// Its ARN.
     pub table_arn: String,
     /// AWS Backup vault in the primary region.
@@ -196,6 +198,16 @@ impl DrOutputs {
             api_url,
             // Stacks deployed before the output existed served their own table.
             served_table: get("ServedTable").unwrap_or_else(|_| table_name.clone()),
+            // Stacks deployed before the output existed had the default, 50.
+            api_rate_per_second: match o.get("ApiRatePerSecond") {
+                Err(_) => 50,
+                Ok(v) => v.parse().ok().filter(|r| *r > 0).ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "stack {:?}'s output ApiRatePerSecond {v:?} is not a positive whole number",
+                        o.stack
+                    ))
+                })?,
+            },
             table_name,
             table_arn: get("TableArn")?,
             primary_vault: get("PrimaryVaultName")?,

@@ -164,6 +164,7 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
                         let standby =
                             deployed_standby(&config, &opts.recovery_region, &outputs.standby_stack).await?;
                         AwsSetup {
+                            api_rate: Some(outputs.api_rate_per_second),
                             served_table: (outputs.served_table != outputs.table_name)
                                 .then(|| outputs.served_table.clone()),
                             table: Some(outputs.table_name),
@@ -177,6 +178,7 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
                     None => AwsSetup {
                         table: None,
                         served_table: None,
+                        api_rate: None,
                         primary_vault: a.backup_vault.clone(),
                         recovery_vault_arn: a.recovery_vault_arn.clone(),
                         role_arn: a.backup_role_arn.clone(),

@@ -389,10 +389,13 @@ async fn a_failback_while_the_primary_is_down_keeps_the_standby_on() {
 /// more than 2,000 requests in five minutes; the drill's pace stays under both.
 #[tokio::test(start_paused = true)]
 async fn the_apis_limits_refuse_a_fast_client_and_the_drills_pace_passes() {
-    use tandem_dr::drill::aws::API_PACE;
+    use tandem_dr::drill::aws::{DEFAULT_API_RATE, api_pace};
     use tandem_dr::drill::client::{ApiClient, ApiEndpoint};
     use tandem_dr::drill::fake_aws::WAF_LIMIT;
 
+    // An eighth of the key's rate: 160 ms at the default 50 a second, 1.6 s at 5.
+    assert_eq!(api_pace(50), Duration::from_millis(160));
+    assert_eq!(api_pace(5), Duration::from_millis(1600));
     let aws = FakeAws::new("us-east-2", "us-east-1", Faults::default());
     let ep = ApiEndpoint::new(
         "the primary's API",
@@ -438,8 +441,9 @@ async fn the_apis_limits_refuse_a_fast_client_and_the_drills_pace_passes() {
 
     // At the drill's pace, ten minutes of requests pass.
     let paced = FakeAws::new("us-east-2", "us-east-1", Faults::default());
-    let paced_client = ApiClient::new(paced.api_transport(), Duration::from_secs(30)).paced(API_PACE);
-    let n = (Duration::from_secs(600).as_millis() / API_PACE.as_millis()) as usize;
+    let paced_client =
+        ApiClient::new(paced.api_transport(), Duration::from_secs(30)).paced(api_pace(DEFAULT_API_RATE));
+    let n = (Duration::from_secs(600).as_millis() / api_pace(DEFAULT_API_RATE).as_millis()) as usize;
     for _ in 0..n {
         let s = paced_client
             .request(&health, axum::http::Method::GET, "/health", None)
@@ -451,19 +455,18 @@ async fn the_apis_limits_refuse_a_fast_client_and_the_drills_pace_passes() {
     assert_eq!(paced.refused(), Default::default());
 }
 
-/// A failover method at its full seed sends more than the web ACL allows in five
-/// minutes unpaced (the seed, the canaries, the removal of both); at the drill's
-/// pace it passes and nothing is refused.
+/// A failover method at its full seed (the seed, the canaries, the removal of both)
+/// would take the key's whole usage plan unpaced and be throttled; at the drill's
+/// pace it passes and the APIs refuse nothing, leaving the plan to the clients.
 #[tokio::test(start_paused = true)]
-async fn a_failover_drill_at_full_seed_stays_under_the_web_acl() {
-    let (m, left) = drill_one(
-        Method::WarmStandby,
-        tandem_dr::drill::failover::FAILOVER_SEED_MAX,
-        Faults::default(),
-    )
-    .await;
-    assert!(m.passed, "{m:#?}");
+async fn a_failover_drill_at_full_seed_is_never_throttled() {
+    let aws = account_for(&[Method::WarmStandby], Faults::default());
+    let mut opts = options(tandem_dr::drill::failover::FAILOVER_SEED_MAX);
+    opts.methods = vec![Method::WarmStandby];
+    let (report, _, left) = drill_on(&aws, &opts).await;
+    assert!(method(&report, Method::WarmStandby).passed, "{report:#?}");
     assert!(left.is_empty(), "{left:?}");
+    assert_eq!(aws.refused(), Default::default());
 }
 
 #[tokio::test(start_paused = true)]

@@ -85,6 +85,8 @@ export interface TandemConfig {
   readonly apiDomain?: ApiDomain;
   /** An email address subscribed to the DR stack's alert topic. */
   readonly alertEmail?: string;
+  /** Requests a second one client (key, address) may send the product API (`apiLimits`). */
+  readonly apiRatePerSecond: number;
 }
 
 /** The context keys this app reads (all under `tandem:`). */
@@ -106,6 +108,7 @@ export const CONTEXT_KEYS = [
   'standby',
   'apiKeyVersion',
   'alertEmail',
+  'apiRatePerSecond',
   'domainName',
   'hostedZoneId',
   'hostedZoneName',
@@ -227,6 +230,9 @@ export function readConfig(node: Node): TandemConfig {
     apiKeyVersion,
     apiDomain,
     alertEmail,
+    // The stage takes four times this in a burst: 1,000 keeps it within API
+    // Gateway's account defaults (10,000 a second, bursts of 5,000).
+    apiRatePerSecond: int(node, 'apiRatePerSecond', 50, 1, 1000),
   };
 }
 

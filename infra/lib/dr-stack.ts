@@ -20,8 +20,9 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
-import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -253,28 +254,72 @@ export class DisasterRecoveryStack extends cdk.Stack {
         resources: [this.formatArn({ service: 'backup', resource: 'recovery-point', resourceName: '*', arnFormat: cdk.ArnFormat.COLON_RESOURCE_NAME })],
       }),
     );
-    // EventBridge invokes it asynchronously: after Lambda's two retries a failed
-    // invocation's event goes to the alert topic.
+    // EventBridge invokes it asynchronously. A failed check fails the same way when
+    // tried again, so there are no retries: the failed invocation (its event and
+    // error) goes to a queue at once, and the queue's alarm pages once.
+    const failures = new sqs.Queue(this, 'PostBackupFailures', {
+      retentionPeriod: cdk.Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      removalPolicy: removal,
+    });
+    acknowledge(failures, 'AwsSolutions-SQS3', "This queue is the post-backup function's failure destination itself.");
     postBackup.fn.configureAsyncInvoke({
-      retryAttempts: 2,
-      onFailure: new destinations.SnsDestination(this.alerts),
+      retryAttempts: 0,
+      // lambda-destinations' SqsDestination also grants GetQueueAttributes and
+      // GetQueueUrl, which Lambda does not call: SendMessage alone.
+      onFailure: {
+        bind: (_scope: Construct, fn: lambda.IFunction) => {
+          failures.grant(fn, 'sqs:SendMessage');
+          return { destination: failures.queueArn };
+        },
+      },
     });
     const failed = new cloudwatch.Alarm(this, 'PostBackupFailed', {
-      alarmDescription: "The post-backup function failed: today's backup or its copy is missing or incomplete, or an expiry failed (the function's log has the report)",
-      metric: postBackup.fn.metricErrors({ period: cdk.Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
+      alarmDescription: "The post-backup check failed: today's backup or its copy is missing or incomplete, or an expiry failed. The queue PostBackupFailures holds each failed invocation (its error names the problems, the function's log has the report); purge it once handled.",
+      metric: failures.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM }),
       threshold: 1,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     failed.addAlarmAction(new cwActions.SnsAction(this.alerts));
-    // Jobs that fail say so at once, whatever the function finds later.
+    // CloudWatch publishes with its service principal: the topic's policy (which
+    // replaces SNS's default once CDK writes one) must allow it, for this alarm.
+    this.alerts.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AlarmPublishes',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.alerts.topicArn],
+        conditions: {
+          ArnLike: { 'aws:SourceArn': failed.alarmArn },
+          StringEquals: { 'aws:SourceAccount': this.account },
+        },
+      }),
+    );
+    // Jobs of the plan that fail say so at once, whatever the function finds later:
+    // backup jobs by the plan (the drill's own jobs in the same vault are not the
+    // plan's), copy jobs out of the plan's vault.
     new events.Rule(this, 'BackupJobFailed', {
-      description: "Tells the alert topic when a backup or copy job of the tandem plan's vault fails",
+      description: 'Tells the alert topic when a backup job of the tandem plan fails',
       eventPattern: {
         source: ['aws.backup'],
-        detailType: ['Backup Job State Change', 'Copy Job State Change'],
-        detail: { state: ['FAILED', 'ABORTED', 'EXPIRED'] },
+        detailType: ['Backup Job State Change'],
+        detail: {
+          state: ['FAILED', 'ABORTED', 'EXPIRED', 'PARTIAL'],
+          backupVaultName: [PRIMARY_VAULT],
+          createdBy: { backupPlanArn: [plan.backupPlanArn] },
+        },
+      },
+      targets: [new targets.SnsTopic(this.alerts)],
+    });
+    new events.Rule(this, 'CopyJobFailed', {
+      description: "Tells the alert topic when a copy job out of the tandem plan's vault fails",
+      eventPattern: {
+        source: ['aws.backup'],
+        detailType: ['Copy Job State Change'],
+        detail: { state: ['FAILED', 'PARTIAL'], sourceBackupVaultArn: [vault.backupVaultArn] },
       },
       targets: [new targets.SnsTopic(this.alerts)],
     });
@@ -284,7 +329,9 @@ export class DisasterRecoveryStack extends cdk.Stack {
       eventPattern: {
         source: ['aws.backup'],
         detailType: ['Backup Job State Change'],
-        detail: { state: ['COMPLETED'], backupVaultName: [PRIMARY_VAULT] },
+        // The plan's jobs only: the drill's backups into the same vault would run the
+        // check before the plan's backup exists and page for nothing.
+        detail: { state: ['COMPLETED'], backupVaultName: [PRIMARY_VAULT], createdBy: { backupPlanArn: [plan.backupPlanArn] } },
       },
       targets: [new targets.LambdaFunction(postBackup.fn, { retryAttempts: 2 })],
     });
@@ -310,6 +357,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
         HealthCheck: this.healthCheck.healthCheckId,
         ApiKeySecret: apiKeySecretName(this.stackName),
         AlertsTopic: this.alerts.topicName,
+        PostBackupFailures: failures.queueName,
       })
       .principal('post-backup-function', postBackup.role)
       .cdkProviderRole(this, 'cdk-cross-region-export-writer', 'Custom::CrossRegionExportWriter')
@@ -330,6 +378,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
     out('RecoveryRegion', config.recoveryRegion, 'Where the replica and the copies are');
     out('BackupPlanId', plan.backupPlanId, 'The AWS Backup plan');
     out('BackupRoleArn', backupRole.roleArn, 'The role AWS Backup assumes (backup, copy, restore); the drill passes it');
+    out('ApiRatePerSecond', String(config.apiRatePerSecond), 'Requests a second per API key (the usage plan); the drill paces itself to an eighth of it');
     out('AlertsTopicArn', this.alerts.topicArn, 'Where failures go (the post-backup check, failed backup and copy jobs): subscribe to it');
     out('StandbyStackName', props.standbyStackName, 'The standby stack, in the recovery region (tandem dr failover --stack)');
     out('HealthCheckId', this.healthCheck.healthCheckId, "Route 53's health check of the API's /health");

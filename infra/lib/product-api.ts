@@ -50,6 +50,27 @@ export interface ProductApiProps {
   readonly description: string;
 }
 
+/**
+ * The API's request limits, one story from one number: a client (one key, from one
+ * address) may send `rate` requests a second. The usage plan throttles each key
+ * to it (burst twice that); the stage, which all keys share, to twice it; and the
+ * web ACL blocks an address past five minutes of it (AWS WAF's rate-based rule
+ * counts requests per address over its 5-minute evaluation window), so a client
+ * within its plan is never blocked by the WAF first.
+ */
+export interface ApiLimits {
+  readonly keyRate: number;
+  readonly keyBurst: number;
+  readonly stageRate: number;
+  readonly stageBurst: number;
+  /** Requests per address per five minutes. */
+  readonly addressPerFiveMinutes: number;
+}
+
+export function apiLimits(rate: number): ApiLimits {
+  return { keyRate: rate, keyBurst: 2 * rate, stageRate: 2 * rate, stageBurst: 4 * rate, addressPerFiveMinutes: 300 * rate };
+}
+
 /** One region's API, built by [`productApi`]. */
 export interface ProductApi {
   readonly fn: TandemFunction;
@@ -119,6 +140,7 @@ export function productApi(scope: Construct, props: ProductApiProps): ProductApi
 }
 
 function restApi(scope: Construct, fn: TandemFunction, props: ProductApiProps): apigw.RestApi {
+  const limits = apiLimits(props.config.apiRatePerSecond);
   const { config, removal } = props;
   // Execution and access logging need the account's API Gateway CloudWatch role, as
   // AWS documents it: a role API Gateway assumes with the managed
@@ -155,8 +177,8 @@ function restApi(scope: Construct, fn: TandemFunction, props: ProductApiProps): 
       dataTraceEnabled: false,
       metricsEnabled: true,
       tracingEnabled: true,
-      throttlingRateLimit: 100,
-      throttlingBurstLimit: 200,
+      throttlingRateLimit: limits.stageRate,
+      throttlingBurstLimit: limits.stageBurst,
     },
     defaultMethodOptions: { apiKeyRequired: true },
   });
@@ -203,7 +225,7 @@ function restApi(scope: Construct, fn: TandemFunction, props: ProductApiProps): 
   });
   const usage = api.addUsagePlan('UsagePlan', {
     description: 'Per-key throttling of the product API',
-    throttle: { rateLimit: 50, burstLimit: 100 },
+    throttle: { rateLimit: limits.keyRate, burstLimit: limits.keyBurst },
     quota: { limit: 1_000_000, period: apigw.Period.DAY },
     apiStages: [{ api, stage: api.deploymentStage }],
   });
@@ -233,7 +255,7 @@ function restApi(scope: Construct, fn: TandemFunction, props: ProductApiProps): 
         name: 'RatePerAddress',
         priority: 3,
         action: { block: {} },
-        statement: { rateBasedStatement: { limit: 2000, aggregateKeyType: 'IP' } },
+        statement: { rateBasedStatement: { limit: limits.addressPerFiveMinutes, aggregateKeyType: 'IP', evaluationWindowSec: 300 } },
         visibilityConfig: { sampledRequestsEnabled: true, cloudWatchMetricsEnabled: true, metricName: 'RatePerAddress' },
       },
     ],

@@ -102,31 +102,52 @@ describe('AWS Backup', () => {
     expect(statements.some((s: any) => [s.Action].flat().includes('backup:StartCopyJob'))).toBe(false);
   });
 
-  test('failures reach the alert topic: the post-backup alarm and failure destination, failed jobs', () => {
+  test('failures reach the alert topic: the post-backup check\'s failure queue and its alarm, failed jobs', () => {
     t.resourceCountIs('AWS::SNS::Topic', 1);
     const topic = Object.keys(t.findResources('AWS::SNS::Topic'))[0];
-    // The function's errors alarm the topic.
+    const queue = Object.keys(t.findResources('AWS::SQS::Queue'))[0];
+    // A failed invocation goes to the queue at once (a failed check fails the same
+    // way when tried again).
+    t.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      MaximumRetryAttempts: 0,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queue, 'Arn'] } } },
+    });
+    // The queue's alarm pages once, on the topic.
     t.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'Errors',
-      Namespace: 'AWS/Lambda',
-      Statistic: 'Sum',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Namespace: 'AWS/SQS',
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       AlarmActions: [{ Ref: topic }],
     });
-    // An invocation that fails after Lambda's retries goes to the topic.
-    t.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
-      MaximumRetryAttempts: 2,
-      DestinationConfig: { OnFailure: { Destination: { Ref: topic } } },
-    });
-    // Failed, aborted or expired backup and copy jobs go to the topic at once.
+    // The topic's policy lets CloudWatch publish for that alarm (the policy CDK
+    // writes replaces SNS's default), and EventBridge for the rules.
+    const statements = (Object.values(t.findResources('AWS::SNS::TopicPolicy'))[0] as any).Properties.PolicyDocument.Statement;
+    const alarmStatement = statements.find((st: any) => st.Principal?.Service === 'cloudwatch.amazonaws.com');
+    expect(alarmStatement.Action).toBe('sns:Publish');
+    expect(JSON.stringify(alarmStatement.Condition)).toContain('aws:SourceArn');
+    expect(statements.some((st: any) => st.Principal?.Service === 'events.amazonaws.com')).toBe(true);
+    // The plan's failed backup jobs and copies out of its vault go to the topic at
+    // once; the drill's jobs in the same vault are not the plan's.
     t.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: {
         source: ['aws.backup'],
-        'detail-type': ['Backup Job State Change', 'Copy Job State Change'],
-        detail: { state: ['FAILED', 'ABORTED', 'EXPIRED'] },
+        'detail-type': ['Backup Job State Change'],
+        detail: Match.objectLike({ state: ['FAILED', 'ABORTED', 'EXPIRED', 'PARTIAL'], createdBy: { backupPlanArn: Match.anyValue() } }),
       },
       Targets: [Match.objectLike({ Arn: { Ref: topic } })],
+    });
+    t.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.backup'],
+        'detail-type': ['Copy Job State Change'],
+        detail: { state: ['FAILED', 'PARTIAL'], sourceBackupVaultArn: Match.anyValue() },
+      },
+      Targets: [Match.objectLike({ Arn: { Ref: topic } })],
+    });
+    // The check runs on the plan's completed jobs only.
+    t.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({ detail: Match.objectLike({ state: ['COMPLETED'], createdBy: { backupPlanArn: Match.anyValue() } }) }),
     });
     expect(Object.keys(t.findOutputs('AlertsTopicArn'))).toHaveLength(1);
     // No subscription unless one is asked for; an email one when it is.
@@ -188,6 +209,25 @@ describe('the product API', () => {
     });
     t.resourceCountIs('AWS::ApiGateway::ApiKey', 1);
     t.resourceCountIs('AWS::WAFv2::WebACLAssociation', 1);
+  });
+
+  test('the usage plan, the stage and the web ACL tell one story about request rates', () => {
+    const limits = (template: Template) => {
+      const plan = (Object.values(template.findResources('AWS::ApiGateway::UsagePlan'))[0] as any).Properties.Throttle;
+      const stage = (Object.values(template.findResources('AWS::ApiGateway::Stage'))[0] as any).Properties.MethodSettings[0];
+      const rule = (Object.values(template.findResources('AWS::WAFv2::WebACL'))[0] as any).Properties.Rules.find(
+        (r: any) => r.Name === 'RatePerAddress',
+      ).Statement.RateBasedStatement;
+      return [plan.RateLimit, plan.BurstLimit, stage.ThrottlingRateLimit, stage.ThrottlingBurstLimit, rule.Limit, rule.EvaluationWindowSec];
+    };
+    // A client within its key's 50 a second is never blocked by the WAF first:
+    // five minutes of it is 15,000 requests from its address.
+    expect(limits(t)).toEqual([50, 100, 100, 200, 15000, 300]);
+    expect(limits(sb)).toEqual([50, 100, 100, 200, 15000, 300]);
+    const a = synthApp({ 'tandem:apiRatePerSecond': 20 });
+    expect(limits(Template.fromStack(a.dr))).toEqual([20, 40, 40, 80, 6000, 300]);
+    expect(limits(Template.fromStack(a.drStandby))).toEqual([20, 40, 40, 80, 6000, 300]);
+    expect(() => synthApp({ 'tandem:apiRatePerSecond': 0 })).toThrow(/tandem:apiRatePerSecond = 0 is not valid/);
   });
 
   test('the function is the product_api binary over the table, on provided.al2023', () => {

@@ -11,11 +11,19 @@ export const CDK_CONTEXT: Record<string, unknown> = JSON.parse(
   fs.readFileSync(path.join(__dirname, '..', 'cdk.json'), 'utf8'),
 ).context;
 
+/** The cloud assemblies this test file synthesized, removed when it ends. */
+const outdirs: string[] = [];
+afterAll(() => {
+  for (const dir of outdirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 /** The app built with cdk.json's context plus `extra`, bundling skipped. */
 export function synthApp(extra: Record<string, unknown> = {}): TandemApp {
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'tandem-cdk-'));
+  outdirs.push(outdir);
   return buildApp({
     context: { ...CDK_CONTEXT, 'aws:cdk:bundling-stacks': [], ...extra },
-    outdir: fs.mkdtempSync(path.join(os.tmpdir(), 'tandem-cdk-')),
+    outdir,
   });
 }
 

@@ -52,6 +52,7 @@ const NAME_PROPERTY: Record<string, string> = {
   'AWS::StepFunctions::StateMachine': 'StateMachineName',
   'AWS::Events::Rule': 'Name',
   'AWS::SNS::Topic': 'TopicName',
+  'AWS::SQS::Queue': 'QueueName',
   'AWS::ApiGateway::Stage': 'StageName',
 };
 
@@ -132,6 +133,8 @@ export class TemplateResolver {
         return `arn:${PARTITION}:iam::${ACCOUNT}:policy/${name}`;
       case 'AWS::SNS::Topic':
         return this.arn('sns', name);
+      case 'AWS::SQS::Queue':
+        return `https://sqs.${this.region}.amazonaws.com/${ACCOUNT}/${name}`;
       case 'AWS::EFS::FileSystem':
         return `fs-${suffix(id, 8, '0123456789abcdef')}`;
       case 'AWS::EFS::AccessPoint':
@@ -196,6 +199,10 @@ export class TemplateResolver {
         return this.arn('events', `rule/${this.name(id)}`);
       case 'AWS::SNS::Topic.TopicArn':
         return this.ref(id);
+      case 'AWS::SQS::Queue.Arn':
+        return this.arn('sqs', this.name(id));
+      case 'AWS::SQS::Queue.QueueName':
+        return this.name(id);
       case 'AWS::SNS::Topic.TopicName':
         return this.name(id);
       case 'AWS::EC2::SecurityGroup.GroupId':

@@ -201,12 +201,21 @@ pub async fn handle(client: &Client, config: &Config, now_us: u64) -> Result<Pos
             "no backup of {} by plan {} since today's scheduled time ({} µs, cron(10 9 * * ? *))",
             config.table_arn, config.backup_plan_id, slot
         )),
-        Some(p) if p.status() != Some(&RecoveryPointStatus::Completed) => problems.push(format!(
-            "today's backup {} is not complete (status {}{})",
-            p.recovery_point_arn().unwrap_or("?"),
-            p.status().map(|s| s.as_str()).unwrap_or("unknown"),
-            p.status_message().map(|m| format!(": {m}")).unwrap_or_default()
-        )),
+        // A finished point is COMPLETED, or AVAILABLE in AWS Backup's newer status
+        // vocabulary ("the backup was successfully created", DescribeRecoveryPoint).
+        Some(p)
+            if !matches!(
+                p.status(),
+                Some(RecoveryPointStatus::Completed | RecoveryPointStatus::Available)
+            ) =>
+        {
+            problems.push(format!(
+                "today's backup {} is not complete (status {}{})",
+                p.recovery_point_arn().unwrap_or("?"),
+                p.status().map(|s| s.as_str()).unwrap_or("unknown"),
+                p.status_message().map(|m| format!(": {m}")).unwrap_or_default()
+            ))
+        }
         Some(p) => {
             let arn = p.recovery_point_arn().unwrap_or_default();
             match existing_copy(client, config, arn, slot).await {
@@ -489,6 +498,17 @@ mod tests {
         // Nothing to look for a copy of.
         assert_eq!(copies.num_calls(), 0);
         assert!(outcome(r).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_available_backup_counts_as_complete() {
+        let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
+            ListRecoveryPointsByBackupVaultOutput::builder()
+                .recovery_points(point(TODAY, NOW - 15 * MIN, RecoveryPointStatus::Available))
+                .build()
+        });
+        let r = run(&[&list, &no_copies()], NOW).await;
+        assert!(r.ok && r.copy_pending, "{r:?}");
     }
 
     #[tokio::test]

@@ -69,6 +69,9 @@ pub struct AwsSetup {
     /// named by `tandem:servedTable`): the failover methods refuse, since it has no
     /// replica.
     pub served_table: Option<String>,
+    /// The usage plan's requests a second per key (the stack's `ApiRatePerSecond`),
+    /// which paces the failover methods' requests ([`api_pace`]).
+    pub api_rate: Option<u32>,
     /// The plan's vault in the primary region.
     pub primary_vault: Option<String>,
     /// The recovery region's vault (ARN).
@@ -149,13 +152,20 @@ pub const AWS_GUARANTEES: Guarantees = Guarantees {
     max_poll: Duration::from_secs(60),
 };
 
-/// The drill's pace against the deployed APIs. The binding limit is the web ACL's
-/// rate-based rule: 2,000 requests per client IP in its 5-minute evaluation window
-/// (product-api.ts; AWS WAF's "Rate-based rule statement"), above which WAF
-/// answers 403 until the rate falls. One request every 167 ms is 1,800 per five
-/// minutes, and also far under the usage plan's 50 requests a second (burst 100),
-/// whose 429s the client sends again.
-pub const API_PACE: Duration = Duration::from_millis(167);
+/// The API's rate per key when the stack does not say (`tandem:apiRatePerSecond`'s
+/// default).
+pub const DEFAULT_API_RATE: u32 = 50;
+
+/// The drill's pace against the deployed APIs, whose usage plan allows `rate`
+/// requests a second per key. It calls with the clients' own key, so it shares that
+/// key's plan with every client: it takes an eighth of it (one request every 160 ms
+/// at the default 50) and leaves the rest to them, and so stays far under the web
+/// ACL's per-address rule (five minutes of the plan's rate; AWS WAF's "Rate-based
+/// rule statement"). A 429 that still comes (the clients took the rest) is sent
+/// again.
+pub fn api_pace(rate: u32) -> Duration {
+    Duration::from_secs_f64(8.0 / f64::from(rate.max(1)))
+}
 
 /// The id part of a recovery point ARN (`…:recovery-point:ID`), or the whole
 /// string when it has no colon: what an idempotency token can be built from.
@@ -938,7 +948,8 @@ impl DrillBackend for AwsBackend {
             standby: s.clone(),
             table: table.to_string(),
             key,
-            client: ApiClient::new(self.transport.clone(), Duration::from_secs(30)).paced(API_PACE),
+            client: ApiClient::new(self.transport.clone(), Duration::from_secs(30))
+                .paced(api_pace(self.setup.api_rate.unwrap_or(DEFAULT_API_RATE))),
             tables: [
                 (primary.clone(), self.ddb(&primary)?.clone()),
                 (s.standby.region.clone(), self.ddb(&s.standby.region)?.clone()),

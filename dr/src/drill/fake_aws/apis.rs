@@ -4,12 +4,13 @@
 //! a throttled function answered as API Gateway answers it (500, "Internal server
 //! error": a pilot light), and the clients' DNS name, which answers with the
 //! standby while the primary's health check is inverted. What refuses a fast
-//! client is modelled as the stacks deploy it (product-api.ts): each region's web
-//! ACL blocks a client IP (the drill has one) with 403 once it sent more than 2,000
-//! requests in the trailing five minutes (AWS WAF's rate-based rule statement,
-//! default evaluation window), and the usage plan throttles keyed requests to 50 a
-//! second with a burst of 100 (a token bucket, API Gateway's "Throttle API requests
-//! for better throughput"), answering 429.
+//! client is modelled as the stacks deploy it by default (product-api.ts's
+//! `apiLimits(50)`): each region's web ACL blocks a client IP (the drill has one)
+//! with 403 once it sent more than 15,000 requests in the trailing five minutes
+//! (AWS WAF's rate-based rule statement, 300-second evaluation window), and the
+//! usage plan throttles keyed requests to 50 a second with a burst of 100 (a token
+//! bucket, API Gateway's "Throttle API requests for better throughput"), answering
+//! 429.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -35,7 +36,7 @@ pub(super) fn host(region: &str) -> String {
 }
 
 /// The web ACL's rate-based rule: requests per client IP in its window.
-pub const WAF_LIMIT: usize = 2000;
+pub const WAF_LIMIT: usize = 15_000;
 const WAF_WINDOW_US: u64 = 300_000_000;
 /// The usage plan's throttle: requests a second, and the bucket's size.
 pub const USAGE_PLAN_RATE: f64 = 50.0;

@@ -226,6 +226,7 @@ impl FakeAws {
         AwsSetup {
             table: Some(n.table.clone()),
             served_table: None,
+            api_rate: Some(apis::USAGE_PLAN_RATE as u32),
             primary_vault: Some(n.primary_vault.clone()),
             recovery_vault_arn: Some(Account::vault_arn(&n.recovery, &n.recovery_vault)),
             role_arn: Some(n.role_arn.clone()),
