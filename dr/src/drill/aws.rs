@@ -298,10 +298,57 @@ impl AwsBackend {
             .ok_or_else(|| Error::NotFound(format!("{t}")))
     }
 
-    /// Deletes `t`, retrying while it is CREATING or UPDATING; gone is fine.
+    /// Switches point-in-time recovery off on `t` before it is deleted: DynamoDB
+    /// keeps a SYSTEM backup for 35 days of a table deleted with it on, which the
+    /// drill would leave behind. `Ok(false)`: not now (PITR is still being enabled);
+    /// a table that is gone is fine.
+    async fn pitr_off(&self, t: &TableRef) -> Result<bool> {
+        let spec = PointInTimeRecoverySpecification::builder()
+            .point_in_time_recovery_enabled(false)
+            .build()
+            .map_err(|e| Error::storage("PITR specification", e))?;
+        match self
+            .ddb(&t.region)?
+            .update_continuous_backups()
+            .table_name(&t.name)
+            .point_in_time_recovery_specification(spec)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    code(&e),
+                    Some("TableNotFoundException" | "ResourceNotFoundException")
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    code(&e),
+                    Some("ContinuousBackupsUnavailableException" | "ResourceInUseException")
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk(
+                format!("switch point-in-time recovery off on {t}"),
+                ServiceError::from(e),
+            )),
+        }
+    }
+
+    /// Deletes `t` (point-in-time recovery off first, so no SYSTEM backup is kept),
+    /// retrying while it is CREATING or UPDATING; gone is fine.
     async fn drop_table(&self, t: &TableRef, wait: &Waiter<'_>) -> Result<()> {
         let client = self.ddb(&t.region)?;
         wait.until(&format!("{t} to be deleted"), || async {
+            if !self.pitr_off(t).await? {
+                return Ok(Poll::Pending(
+                    "point-in-time recovery still being switched".into(),
+                ));
+            }
             match client.delete_table().table_name(&t.name).send().await {
                 Ok(_) => Ok(Poll::Ready(())),
                 Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(Poll::Ready(())),
@@ -783,6 +830,14 @@ impl DrillBackend for AwsBackend {
     }
 
     async fn delete_table(&self, t: &TableRef) -> Result<()> {
+        // The disaster loses the table; DynamoDB would keep a SYSTEM backup of it for
+        // 35 days were PITR on (the backup methods restore from their own backup).
+        if !self.pitr_off(t).await? {
+            return Err(Error::storage(
+                format!("delete {t} (the disaster)"),
+                "point-in-time recovery is still being switched on it; try the drill again",
+            ));
+        }
         match self
             .ddb(&t.region)?
             .delete_table()

@@ -179,6 +179,11 @@ pub(super) struct Account {
     /// Logs of deleted tables, by ARN (backups still read them).
     pub graveyard: HashMap<String, Vec<Write>>,
     pub backups: HashMap<String, Backup>,
+    /// The SYSTEM backups DynamoDB made of tables deleted with point-in-time
+    /// recovery on, by table: "When you delete a table that has point-in-time
+    /// recovery enabled, DynamoDB automatically creates a backup snapshot called a
+    /// system backup and retains it for 35 days" (the DynamoDB developer guide).
+    pub system_backups: Vec<String>,
     pub points: HashMap<String, RecoveryPoint>,
     pub backup_jobs: HashMap<String, Job>,
     pub copy_jobs: HashMap<String, Job>,
@@ -238,6 +243,7 @@ impl Account {
             tables: HashMap::new(),
             graveyard: HashMap::new(),
             backups: HashMap::new(),
+            system_backups: Vec::new(),
             points: HashMap::new(),
             backup_jobs: HashMap::new(),
             copy_jobs: HashMap::new(),
@@ -485,8 +491,20 @@ impl Account {
             );
         }
         if let Some(t) = self.tables.remove(&key) {
+            if t.pitr_since.is_some() {
+                self.system_backups.push(format!("{name} in {region}"));
+            }
             self.graveyard.insert(t.arn, t.log);
         }
+        Ok(())
+    }
+
+    /// Point-in-time recovery switched off: the table keeps no continuous backup.
+    pub fn disable_pitr(&mut self, region: &str, name: &str) -> Result<(), Refusal> {
+        let Some(t) = self.tables.get_mut(&(region.to_string(), name.to_string())) else {
+            return refuse("TableNotFoundException", format!("Table not found: {name}"));
+        };
+        t.pitr_since = None;
         Ok(())
     }
 
@@ -731,6 +749,11 @@ impl Account {
             .map(|(r, n)| format!("table {n} in {r}"))
             .chain(self.backups.keys().map(|b| format!("backup {b}")))
             .chain(
+                self.system_backups
+                    .iter()
+                    .map(|t| format!("SYSTEM backup of {t} (kept 35 days)")),
+            )
+            .chain(
                 self.points
                     .iter()
                     .filter(|(_, p)| !p.by_plan)
@@ -960,6 +983,22 @@ mod tests {
             200
         );
         assert!(!a.point_busy(&point, NOW + 20 * MIN_US));
+    }
+
+    #[test]
+    fn a_table_deleted_with_pitr_on_leaves_a_system_backup() {
+        let mut a = account(Faults::default());
+        for name in ["On", "Off"] {
+            a.create_table("us-east-2", name, NOW).unwrap();
+            a.enable_pitr("us-east-2", name, NOW + 2 * MIN_US).unwrap();
+        }
+        a.disable_pitr("us-east-2", "Off").unwrap();
+        a.delete_table("us-east-2", "On", NOW + 3 * MIN_US).unwrap();
+        a.delete_table("us-east-2", "Off", NOW + 3 * MIN_US).unwrap();
+        assert_eq!(
+            a.leftovers(NOW + 3 * MIN_US),
+            ["SYSTEM backup of On in us-east-2 (kept 35 days)"]
+        );
     }
 
     #[test]

@@ -121,13 +121,20 @@ impl FakeAws {
         });
         rules.answer(mock!(Client::update_continuous_backups), |a, now, region, req| {
             let name = req.table_name().unwrap_or_default();
-            a.enable_pitr(region, name, now)
-                .and_then(|()| a.pitr_window(region, name, now))
-                .map(|w| {
-                    UpdateContinuousBackupsOutput::builder()
-                        .continuous_backups_description(pitr_description(w))
-                        .build()
-                })
+            let on = req
+                .point_in_time_recovery_specification()
+                .is_some_and(|s| s.point_in_time_recovery_enabled());
+            if on {
+                a.enable_pitr(region, name, now)
+            } else {
+                a.disable_pitr(region, name)
+            }
+            .and_then(|()| a.pitr_window(region, name, now))
+            .map(|w| {
+                UpdateContinuousBackupsOutput::builder()
+                    .continuous_backups_description(pitr_description(w))
+                    .build()
+            })
         });
         rules.answer(
             mock!(Client::describe_continuous_backups),
