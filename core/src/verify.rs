@@ -694,7 +694,7 @@ mod tests {
     }
 
     #[test]
-    fn one_missing_duplicate_or_misplaced_id_is_a_problem() {
+    fn one_missing_duplicate_out_of_range_misplaced_or_wrong_row_is_a_problem() {
         let mut r = clean(0);
         r.missing_ids = 1;
         r.indices_with_missing_ids = vec![3];
@@ -709,6 +709,16 @@ mod tests {
         assert_eq!(
             r.problems(),
             ["1 rows are in the object of a child that does not own their ID: objects of indices 5"]
+        );
+        let mut r = clean(0);
+        r.out_of_range_ids = 1;
+        assert_eq!(r.problems(), ["1 rows have IDs outside the run's range"]);
+        let mut r = clean(0);
+        r.wrong_values = 1;
+        r.indices_with_wrong_values = vec![6];
+        assert_eq!(
+            r.problems(),
+            ["1 rows have a category or total_cents that differs from the workload: objects of indices 6"]
         );
     }
 
