@@ -164,7 +164,8 @@ pub struct DrDrillArgs {
     /// The replica methods' RPO must be within this.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub rpo_target: std::time::Duration,
-    /// PITR window in days (1..=35).
+    /// PITR window in days (1..=35): the embedded tables' and, on DynamoDB, the
+    /// scratch tables' RecoveryPeriodInDays.
     #[arg(long, default_value_t = 35)]
     pub pitr_window_days: u32,
     /// How long to wait for a correct answer from the recovered API before a method

@@ -199,7 +199,8 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
                 }
                 opts.check()?;
                 let clients = AwsClients::from_config(&config, &opts.primary_region, &opts.recovery_region);
-                let backend = AwsBackend::new(opts.primary_region.clone(), clients, setup, system_clock())?;
+                let backend = AwsBackend::new(opts.primary_region.clone(), clients, setup, system_clock())?
+                    .with_pitr_window(opts.pitr_window_days);
                 drive(&backend, &opts, &say).await
             }
         }

@@ -469,6 +469,22 @@ async fn a_failover_drill_at_full_seed_is_never_throttled() {
     assert_eq!(aws.refused(), Default::default());
 }
 
+/// The PITR window the drill is given is the one its scratch tables get
+/// (RecoveryPeriodInDays), not DynamoDB's default.
+#[tokio::test(start_paused = true)]
+async fn the_scratch_tables_get_the_drills_pitr_window() {
+    let aws = FakeAws::new("us-east-2", "us-east-1", Faults::default());
+    let mut opts = options(20);
+    opts.methods = vec![Method::Pitr];
+    opts.pitr_window_days = 7;
+    let backend = aws.backend().with_pitr_window(opts.pitr_window_days);
+    let report = run(&backend, &opts, &Cleanup::new(), &|_| {}).await.unwrap();
+    assert!(method(&report, Method::Pitr).passed, "{report:#?}");
+    let periods = aws.pitr_periods();
+    assert!(!periods.is_empty());
+    assert!(periods.iter().all(|(_, d)| *d == Some(7)), "{periods:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn throttling_is_retried() {
     let faults = Faults {

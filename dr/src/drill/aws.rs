@@ -129,6 +129,8 @@ pub struct AwsBackend {
     /// not exist yet waits for its job).
     restore_jobs: Arc<Mutex<HashMap<TableRef, String>>>,
     deployment: Arc<Mutex<Option<Arc<AwsDeployment>>>>,
+    /// The point-in-time recovery window the scratch tables get, in days.
+    pitr_window_days: u32,
 }
 
 impl std::fmt::Debug for AwsBackend {
@@ -230,7 +232,15 @@ impl AwsBackend {
             transport,
             restore_jobs: Arc::default(),
             deployment: Arc::default(),
+            pitr_window_days: 35,
         }
+    }
+
+    /// The same backend giving its scratch tables a point-in-time recovery window
+    /// of `days` (DynamoDB's RecoveryPeriodInDays, 1 to 35; 35 when not set).
+    pub fn with_pitr_window(mut self, days: u32) -> Self {
+        self.pitr_window_days = days;
+        self
     }
 
     /// The same backend with other guarantees (the emulator answers at once and
@@ -599,6 +609,7 @@ impl DrillBackend for AwsBackend {
                     .point_in_time_recovery_specification(
                         PointInTimeRecoverySpecification::builder()
                             .point_in_time_recovery_enabled(true)
+                            .recovery_period_in_days(i32::try_from(self.pitr_window_days).unwrap_or(35))
                             .build()
                             .map_err(|e| Error::storage("PITR specification", e))?,
                     )

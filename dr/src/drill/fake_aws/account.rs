@@ -184,6 +184,9 @@ pub(super) struct Account {
     /// recovery enabled, DynamoDB automatically creates a backup snapshot called a
     /// system backup and retains it for 35 days" (the DynamoDB developer guide).
     pub system_backups: Vec<String>,
+    /// The recovery period each table's PITR was switched on with, by table name
+    /// (`None`: not sent, DynamoDB's 35 days).
+    pub pitr_periods: Vec<(String, Option<i32>)>,
     pub points: HashMap<String, RecoveryPoint>,
     pub backup_jobs: HashMap<String, Job>,
     pub copy_jobs: HashMap<String, Job>,
@@ -244,6 +247,7 @@ impl Account {
             graveyard: HashMap::new(),
             backups: HashMap::new(),
             system_backups: Vec::new(),
+            pitr_periods: Vec::new(),
             points: HashMap::new(),
             backup_jobs: HashMap::new(),
             copy_jobs: HashMap::new(),

@@ -124,8 +124,21 @@ impl FakeAws {
             let on = req
                 .point_in_time_recovery_specification()
                 .is_some_and(|s| s.point_in_time_recovery_enabled());
+            let period = req
+                .point_in_time_recovery_specification()
+                .and_then(|s| s.recovery_period_in_days());
+            if period.is_some_and(|d| !(1..=35).contains(&d)) {
+                return super::account::refuse(
+                    "ValidationException",
+                    format!("RecoveryPeriodInDays {period:?} must be from 1 to 35"),
+                );
+            }
             if on {
-                a.enable_pitr(region, name, now)
+                let r = a.enable_pitr(region, name, now);
+                if r.is_ok() {
+                    a.pitr_periods.push((name.to_string(), period));
+                }
+                r
             } else {
                 a.disable_pitr(region, name)
             }

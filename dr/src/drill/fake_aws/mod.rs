@@ -272,6 +272,11 @@ impl FakeAws {
             .unwrap_or_default()
     }
 
+    /// The recovery period each table's PITR was switched on with, by table name.
+    pub fn pitr_periods(&self) -> Vec<(String, Option<i32>)> {
+        self.lock().pitr_periods.clone()
+    }
+
     /// What the deployed APIs' limits refused so far.
     pub fn refused(&self) -> apis::Refused {
         self.stages.lock().unwrap_or_else(|e| e.into_inner()).1
