@@ -485,6 +485,36 @@ async fn the_scratch_tables_get_the_drills_pitr_window() {
     assert!(periods.iter().all(|(_, d)| *d == Some(7)), "{periods:?}");
 }
 
+/// A copy that outlasts the drill's wait is not called removed: the drill fails,
+/// and its report names the copy job still running, as the account shows it.
+#[tokio::test(start_paused = true)]
+async fn a_copy_still_running_when_the_wait_ends_is_reported_left_behind() {
+    let aws = FakeAws::new(
+        "us-east-2",
+        "us-east-1",
+        Faults {
+            slow_jobs: Some(Duration::from_secs(2 * 3600)),
+            ..Faults::default()
+        },
+    );
+    let mut opts = options(20);
+    opts.methods = vec![Method::CrossRegion];
+    opts.wait_limit = Duration::from_secs(20 * 60);
+    let backend = aws.backend();
+    let report = run(&backend, &opts, &Cleanup::new(), &|_| {}).await.unwrap();
+    assert!(!report.passed);
+    let reported = report.left_behind.join("\n");
+    let left = aws.leftovers();
+    assert!(left.iter().any(|l| l.starts_with("copy job")), "{left:?}");
+    for l in left.iter().filter(|l| l.starts_with("copy job")) {
+        let id = l.split_whitespace().nth(2).unwrap();
+        assert!(
+            reported.contains(id) && reported.contains("still"),
+            "{l} not reported: {reported}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn throttling_is_retried() {
     let faults = Faults {

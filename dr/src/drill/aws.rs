@@ -433,6 +433,30 @@ impl AwsBackend {
         .await
     }
 
+    /// A copy job's state now.
+    async fn copy_job_state(&self, region: &RegionName, job: &str) -> Result<Option<CopyJobState>> {
+        let d = self
+            .bk(region)?
+            .describe_copy_job()
+            .copy_job_id(job)
+            .send()
+            .await
+            .map_err(|e| sdk(format!("describe copy job {job}"), ServiceError::from(e)))?;
+        Ok(d.copy_job().and_then(|j| j.state()).cloned())
+    }
+
+    /// A restore job's status now.
+    async fn restore_job_status(&self, region: &RegionName, job: &str) -> Result<Option<RestoreJobStatus>> {
+        let d = self
+            .bk(region)?
+            .describe_restore_job()
+            .restore_job_id(job)
+            .send()
+            .await
+            .map_err(|e| sdk(format!("describe restore job {job}"), ServiceError::from(e)))?;
+        Ok(d.status().cloned())
+    }
+
     fn vault_region_of(arn: &str) -> Option<(RegionName, String)> {
         // arn:aws:backup:REGION:ACCOUNT:backup-vault:NAME
         let parts: Vec<&str> = arn.split(':').collect();
@@ -1037,10 +1061,21 @@ impl DrillBackend for AwsBackend {
                     .unwrap_or_else(|e| e.into_inner())
                     .get(t)
                     .cloned();
-                if let Some(job) = job {
-                    let region = t.region.clone();
-                    // A failed job created nothing; that is fine here.
-                    let _ = self.wait_restore_job(&region, &job, wait).await;
+                if let Some(job) = job
+                    && let Err(e) = self.wait_restore_job(&t.region, &job, wait).await
+                {
+                    // A failed job created nothing; one still running will create the
+                    // table after the drill is gone: say so instead of calling it removed.
+                    let status = self.restore_job_status(&t.region, &job).await?;
+                    if !matches!(status, Some(RestoreJobStatus::Failed | RestoreJobStatus::Aborted)) {
+                        return Err(Error::storage(
+                            format!("restore job {job} into {t}"),
+                            format!(
+                                "still {} ({e}): it will create {t}; delete the table once the job ends",
+                                status.as_ref().map_or("running", |s| s.as_str())
+                            ),
+                        ));
+                    }
                 }
                 self.drop_table(t, wait).await
             }
@@ -1111,7 +1146,23 @@ impl DrillBackend for AwsBackend {
                             ))),
                         }
                     }
-                    Ok(None) | Err(_) => Ok(()),
+                    Ok(None) => Ok(()),
+                    // A failed copy made nothing; one still running makes its point after
+                    // the drill is gone: say so instead of calling it removed.
+                    Err(e) => {
+                        let state = self.copy_job_state(region, job_id).await?;
+                        if matches!(state, Some(CopyJobState::Failed)) {
+                            Ok(())
+                        } else {
+                            Err(Error::storage(
+                                format!("copy job {job_id} in {region}"),
+                                format!(
+                                    "still {} ({e}): the recovery point it makes in the recovery vault expires a day after it is made (its lifecycle), or delete it once the job completes",
+                                    state.as_ref().map_or("running", |s| s.as_str())
+                                ),
+                            ))
+                        }
+                    }
                 }
             }
             // The deployed stacks are not the drill's to remove.

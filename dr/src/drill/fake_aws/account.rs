@@ -52,6 +52,8 @@ pub struct Faults {
     /// The DNS failover record keeps answering with the primary whatever its health
     /// check says.
     pub dns_ignores_failover: bool,
+    /// AWS Backup copy and restore jobs take this long (`None`: 10 and 20 minutes).
+    pub slow_jobs: Option<std::time::Duration>,
     /// The primary's API does not answer Route 53's checkers (its region is down):
     /// the health check fails by itself, and DNS answers with the standby unless the
     /// check is inverted.

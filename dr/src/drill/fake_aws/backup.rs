@@ -104,7 +104,14 @@ impl FakeAws {
                     let output = format!("arn:aws:backup:{dest_region}:{ACCOUNT}:recovery-point:{id}");
                     a.copy_jobs.insert(
                         id.clone(),
-                        Job::new(region, now, 10 * MIN_US, point, output, dest_region),
+                        Job::new(
+                            region,
+                            now,
+                            a.faults.slow_jobs.map_or(10 * MIN_US, |d| d.as_micros() as u64),
+                            point,
+                            output,
+                            dest_region,
+                        ),
                     );
                     Ok(StartCopyJobOutput::builder()
                         .copy_job_id(id)
@@ -164,7 +171,10 @@ impl FakeAws {
             } else {
                 let id = a.next_id();
                 let failed = a.faults.fail_restore_jobs;
-                let takes = if failed { 5 } else { 20 } * MIN_US;
+                let takes = match a.faults.slow_jobs {
+                    Some(d) if !failed => d.as_micros() as u64,
+                    _ => (if failed { 5 } else { 20 }) * MIN_US,
+                };
                 let mut job = Job::new(region, now, takes, point, String::new(), target);
                 job.failed = failed;
                 a.restore_jobs.insert(id.clone(), job);
