@@ -10,8 +10,10 @@
 #                     retries, the stage slots, rerun's object check (rerun_tasks)
 #   embedded-commit   dr/src/embedded.rs: the group commit path
 #   api-guards        dr/src/api.rs: the write guard and the input checks
-#   drill-checks      dr/src/drill/{verdict,check,restore,failover}.rs: the drill's
-#                     comparisons, its checks' verdict, the restore and failover judges
+#   drill-verdict     dr/src/drill/{verdict,check}.rs: the drill's comparisons (items,
+#                     RPO, convergence) and its checks' verdict
+#   drill-judges      dr/src/drill/{restore,failover}.rs: the restore and failover
+#                     methods' judgements (the bad deploy, correct answers, items)
 # A mutant that survives and cannot be caught (it behaves exactly like the original)
 # is explained in a comment where it lives and excluded below by name.
 #
@@ -42,7 +44,8 @@ scopes=(
     "executor;tandem-core;core/src/executor.rs;(replace|in) (worker|State::take|rerun_tasks)( |\$);--lib --test pipeline"
     "embedded-commit;tandem-dr;dr/src/embedded.rs;(replace|in) (TableFile::commit_group|TableFile::apply_all|TableFile::writer|TableFile::next_ts|Writer<'_>::write|Committer::start|Committer::submit)( |\$);--lib"
     "api-guards;tandem-dr;dr/src/api.rs;(replace|in) (guard_writes|check_api_key|check_same_origin|check_json_content_type|object|string_field|id_param|.*visit_map)( |\$);--test api --test serve"
-    "drill-checks;tandem-dr;dr/src/drill/verdict.rs dr/src/drill/check.rs dr/src/drill/restore.rs dr/src/drill/failover.rs;(replace|in) (Diff::is_empty|compare|differing_ids|settled|rpo|convergence|Checks::(push|get|failed|all_held)|bad_deploy|correct_answer|first_answer|judge_restore|judge_restore_around|items_match|is_answer|served_from)( |\$);--lib --test drill --features drill-aws"
+    "drill-verdict;tandem-dr;dr/src/drill/verdict.rs dr/src/drill/check.rs;(replace|in) (Diff::is_empty|compare|differing_ids|settled|rpo|convergence|Checks::(push|get|failed|all_held))( |\$);--lib --test drill --features drill-aws"
+    "drill-judges;tandem-dr;dr/src/drill/restore.rs dr/src/drill/failover.rs;(replace|in) (bad_deploy|correct_answer|first_answer|judge_restore|judge_restore_around|items_match|is_answer|served_from)( |\$);--lib --test drill --features drill-aws"
 )
 # Equivalent mutants, by name (each explained where it lives).
 exclude=(

@@ -184,6 +184,10 @@ struct State {
     waiting: usize,
     /// Chains not yet finished.
     open: usize,
+    /// Chains are open but none is ready to run and none is running: nothing will
+    /// ever wake a worker again (a bug, not an input). Every worker stops and
+    /// [`execute`] says so instead of hanging.
+    stuck: bool,
     results: Vec<(u32, PerStage<Option<Outcome>>)>,
 }
 
@@ -215,6 +219,7 @@ pub fn execute(
         running: PerStage::default(),
         waiting: 0,
         open: tasks.len(),
+        stuck: false,
         results: tasks.iter().map(|t| (t.index, PerStage::default())).collect(),
     };
     for (slot, t) in tasks.iter().enumerate() {
@@ -229,6 +234,11 @@ pub fn execute(
     });
     let (state, _) = shared;
     let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        !state.stuck,
+        "executor stuck: {} chains open, none ready to run within the stage caps and none running",
+        state.open
+    );
     Execution {
         children: state.results,
         elapsed: started.elapsed(),
@@ -244,7 +254,12 @@ fn worker(
     let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         let Some((stage, slot, attempt)) = guard.take(&config.stage_concurrency) else {
-            if guard.open == 0 {
+            if guard.open == 0 || guard.stuck {
+                cvar.notify_all();
+                return;
+            }
+            if guard.running.values().sum::<usize>() == 0 {
+                guard.stuck = true;
                 cvar.notify_all();
                 return;
             }
@@ -576,6 +591,17 @@ mod tests {
             runner.overlapped.load(Ordering::SeqCst),
             "the stages never overlapped"
         );
+    }
+
+    /// A stage no child may run in (a cap of 0, which the CLI refuses) leaves chains
+    /// that can never finish: the executor says so instead of hanging.
+    #[test]
+    #[should_panic(expected = "executor stuck: 3 chains open")]
+    fn an_executor_that_can_run_nothing_more_says_so() {
+        let fake = Fake::new(&[]);
+        let mut cfg = ExecutorConfig::new(2, 1);
+        cfg.stage_concurrency = PerStage([1, 1, 0]);
+        execute(&fake, &all_tasks(3), &cfg, &|_| {});
     }
 
     #[test]
