@@ -184,9 +184,11 @@ struct State {
     waiting: usize,
     /// Chains not yet finished.
     open: usize,
-    /// Chains are open but none is ready to run and none is running: nothing will
-    /// ever wake a worker again (a bug, not an input). Every worker stops and
-    /// [`execute`] says so instead of hanging.
+    /// The worker threads.
+    workers: usize,
+    /// Chains are open but every other worker sleeps and this one finds nothing to
+    /// take: no child runs, so nothing will ever wake a worker again (a bug, not an
+    /// input). Every worker stops and [`execute`] says so instead of hanging.
     stuck: bool,
     results: Vec<(u32, PerStage<Option<Outcome>>)>,
 }
@@ -219,14 +221,15 @@ pub fn execute(
         running: PerStage::default(),
         waiting: 0,
         open: tasks.len(),
+        workers: config.workers.min(tasks.len()).max(1),
         stuck: false,
         results: tasks.iter().map(|t| (t.index, PerStage::default())).collect(),
     };
     for (slot, t) in tasks.iter().enumerate() {
         state.ready[t.from].push_back((slot, 1));
     }
+    let workers = state.workers;
     let shared = (Mutex::new(state), Condvar::new());
-    let workers = config.workers.min(tasks.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| worker(runner, config, &shared, observer));
@@ -245,11 +248,9 @@ pub fn execute(
     }
 }
 
-/// Sleeps on `cvar` until woken, counted in `waiting` so that a finished child wakes
-/// workers only when some sleep (a wake-up is a system call). The count spares
-/// wake-ups and decides nothing else: a count that only grows wakes every time and
-/// runs the same (mutation testing's `-=` mutants here are equivalent;
-/// scripts/mutants.sh excludes them by name).
+/// Sleeps on `cvar` until woken, counted in `waiting`: a finished child wakes workers
+/// only when some sleep (a wake-up is a system call), and a worker that finds
+/// nothing to take while all the others sleep knows the executor is stuck.
 fn sleep_counted<'a>(mut guard: MutexGuard<'a, State>, cvar: &Condvar) -> MutexGuard<'a, State> {
     guard.waiting += 1;
     let mut guard = cvar.wait(guard).unwrap_or_else(|p| p.into_inner());
@@ -270,7 +271,7 @@ fn worker(
                 cvar.notify_all();
                 return;
             }
-            if guard.running.values().sum::<usize>() == 0 {
+            if guard.waiting + 1 == guard.workers {
                 guard.stuck = true;
                 cvar.notify_all();
                 return;
