@@ -64,6 +64,23 @@ pub enum DrCommand {
     Failback(StandbyArgs),
     /// Show the standby's mode and switch.
     Status(StandbyArgs),
+    /// Delete every recovery point in the DR stack's two vaults, so that `cdk destroy`
+    /// of a dev deployment can delete them (AWS Backup deletes only an empty vault).
+    /// Without --yes, says what it would delete and deletes nothing.
+    EmptyVaults(EmptyVaultsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmptyVaultsArgs {
+    /// The DR stack (deployed in the primary region).
+    #[arg(long, default_value = "DisasterRecoveryStack", value_name = "NAME")]
+    pub stack: String,
+    /// The primary region, where the DR stack is deployed.
+    #[arg(long, default_value = "us-east-2", value_parser = parse_region)]
+    pub primary_region: tandem_dr::region::RegionName,
+    /// Delete: the recovery points are gone for good.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

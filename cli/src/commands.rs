@@ -63,6 +63,9 @@ fn component(command: &Command) -> &'static str {
         Command::Start(_) => "tandem start",
         Command::Api { .. } => "tandem api serve",
         Command::DrDrill(_) => "tandem dr-drill",
+        Command::Dr {
+            command: crate::args::DrCommand::EmptyVaults(_),
+        } => "tandem dr empty-vaults",
         Command::Dr { .. } => "tandem dr failover",
     }
 }

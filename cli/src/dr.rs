@@ -15,7 +15,7 @@ use tandem_dr::embedded::Region;
 use tandem_dr::region::RegionName;
 use tandem_dr::standby::{Standby, SwitchClients};
 
-use crate::args::{ApiServeArgs, DrBackend, DrCommand, DrDrillArgs, StandbyArgs};
+use crate::args::{ApiServeArgs, DrBackend, DrCommand, DrDrillArgs, EmptyVaultsArgs, StandbyArgs};
 use crate::output;
 use crate::{Failed, Interrupted};
 
@@ -276,10 +276,55 @@ fn standby_of(o: &tandem_aws::stack::StandbyOutputs, region: &RegionName) -> Res
     })
 }
 
-/// `tandem dr failover|failback|status`.
+/// `tandem dr empty-vaults`: both vaults of the DR stack, emptied.
+fn empty_vaults(a: &EmptyVaultsArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let config = tandem_aws::load_config().await;
+        let o = dr_stack(&config, &a.primary_region, &a.stack).await?;
+        let recovery: RegionName = o
+            .recovery_region
+            .parse()
+            .with_context(|| format!("stack {:?}'s RecoveryRegion output", a.stack))?;
+        let vaults = [
+            (a.primary_region.clone(), o.primary_vault.clone()),
+            (recovery, o.recovery_vault.clone()),
+        ];
+        let cleanup = Cleanup::new();
+        let say = |line: String| crate::note!("tandem: {line}");
+        let wait = Waiter {
+            limit: Duration::from_secs(1800),
+            poll: Duration::from_secs(2),
+            max_poll: Duration::from_secs(30),
+            say: &say,
+            cleanup: &cleanup,
+        };
+        for (region, vault) in &vaults {
+            let client = tandem_dr::calls::backup_client(&config, Some(region.as_str()));
+            if a.yes {
+                let e = tandem_dr::teardown::empty_vault(&client, vault, &wait).await?;
+                println!(
+                    "vault {vault} in {region}: empty ({} recovery points deleted)",
+                    e.deleted
+                );
+            } else {
+                let n = tandem_dr::teardown::count(&client, vault).await?;
+                println!("vault {vault} in {region}: {n} recovery points would be deleted");
+            }
+        }
+        if !a.yes {
+            bail!(
+                "nothing deleted: run again with --yes to delete them (they cannot be restored afterwards)"
+            );
+        }
+        Ok(())
+    })
+}
+
+/// `tandem dr failover|failback|status|empty-vaults`.
 pub fn standby(command: DrCommand) -> Result<()> {
     let a: &StandbyArgs = match &command {
         DrCommand::Failover(a) | DrCommand::Failback(a) | DrCommand::Status(a) => a,
+        DrCommand::EmptyVaults(a) => return empty_vaults(a),
     };
     runtime()?.block_on(async {
         let config = tandem_aws::load_config().await;
@@ -301,7 +346,7 @@ pub fn standby(command: DrCommand) -> Result<()> {
         let did = match &command {
             DrCommand::Failover(_) => tandem_dr::standby::failover(&clients, &s, &wait).await?,
             DrCommand::Failback(_) => tandem_dr::standby::failback(&clients, &s, &wait).await?,
-            DrCommand::Status(_) => Vec::new(),
+            DrCommand::Status(_) | DrCommand::EmptyVaults(_) => Vec::new(),
         };
         let state = tandem_dr::standby::state(&clients, &s).await?;
         if a.json {

@@ -30,5 +30,7 @@ pub mod serve;
 #[cfg(feature = "drill-aws")]
 pub mod standby;
 pub mod store;
+#[cfg(feature = "dynamodb")]
+pub mod teardown;
 
 pub use store::{Error, Result};
