@@ -8,7 +8,8 @@
 //! asked again.
 
 use aws_sdk_backup::Client;
-use aws_sdk_backup::error::ProvideErrorMetadata;
+use aws_sdk_backup::operation::delete_recovery_point::DeleteRecoveryPointError;
+use aws_sdk_backup::operation::list_recovery_points_by_backup_vault::ListRecoveryPointsByBackupVaultError;
 use aws_sdk_backup::types::RecoveryPointStatus;
 use tandem_sdk::ServiceError;
 
@@ -23,13 +24,14 @@ pub struct Emptied {
 }
 
 type Listed = Vec<(String, Option<RecoveryPointStatus>)>;
-type ListError = aws_sdk_backup::error::SdkError<
-    aws_sdk_backup::operation::list_recovery_points_by_backup_vault::ListRecoveryPointsByBackupVaultError,
->;
+type ListError = aws_sdk_backup::error::SdkError<ListRecoveryPointsByBackupVaultError>;
 
-/// The service's error code, when the service answered.
-fn code<E: ProvideErrorMetadata, R>(e: &aws_sdk_backup::error::SdkError<E, R>) -> Option<&str> {
-    e.as_service_error().and_then(|s| s.code())
+/// The vault does not exist (then it is empty).
+fn no_vault(e: &ListError) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(ListRecoveryPointsByBackupVaultError::ResourceNotFoundException(_))
+    )
 }
 
 /// Every recovery point in `vault`, all pages: (ARN, status).
@@ -65,54 +67,64 @@ fn listing_failed(vault: &str, e: ListError) -> Error {
 pub async fn count(client: &Client, vault: &str) -> Result<usize> {
     match points(client, vault).await {
         Ok(p) => Ok(p.len()),
-        Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(0),
+        Err(e) if no_vault(&e) => Ok(0),
         Err(e) => Err(listing_failed(vault, e)),
     }
 }
 
 /// Deletes every recovery point in `vault` and waits until listing it returns
-/// nothing. A vault that does not exist is empty.
+/// nothing. Each look lists the vault and asks to delete what is not `DELETING`
+/// yet; a point a running job still uses (`InvalidResourceStateException`) is asked
+/// again at the next look. A vault that does not exist is empty.
 pub async fn empty_vault(client: &Client, vault: &str, wait: &Waiter<'_>) -> Result<Emptied> {
-    let mut emptied = Emptied::default();
-    let listed = match points(client, vault).await {
-        Ok(p) => p,
-        Err(e) if code(&e) == Some("ResourceNotFoundException") => return Ok(emptied),
-        Err(e) => return Err(listing_failed(vault, e)),
-    };
-    for (arn, status) in listed {
-        if status == Some(RecoveryPointStatus::Deleting) {
-            continue;
+    let deleted = std::sync::atomic::AtomicUsize::new(0);
+    wait.until(&format!("vault {vault} to be empty"), || async {
+        let listed = match points(client, vault).await {
+            Ok(p) => p,
+            Err(e) if no_vault(&e) => return Ok(Poll::Ready(())),
+            Err(e) => return Err(listing_failed(vault, e)),
+        };
+        if listed.is_empty() {
+            return Ok(Poll::Ready(()));
         }
-        match client
-            .delete_recovery_point()
-            .backup_vault_name(vault)
-            .recovery_point_arn(&arn)
-            .send()
-            .await
-        {
-            Ok(_) => emptied.deleted += 1,
-            Err(e) if code(&e) == Some("ResourceNotFoundException") => {}
-            Err(e) => {
-                return Err(Error::storage(
-                    format!("delete recovery point {arn} in vault {vault}"),
-                    ServiceError::from(e),
-                ));
+        let mut busy = 0;
+        for (arn, status) in &listed {
+            if *status == Some(RecoveryPointStatus::Deleting) {
+                continue;
+            }
+            match client
+                .delete_recovery_point()
+                .backup_vault_name(vault)
+                .recovery_point_arn(arn)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    deleted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => match e.as_service_error() {
+                    // Gone already.
+                    Some(DeleteRecoveryPointError::ResourceNotFoundException(_)) => {}
+                    // A copy or restore job still reads it.
+                    Some(DeleteRecoveryPointError::InvalidResourceStateException(_)) => busy += 1,
+                    _ => {
+                        return Err(Error::storage(
+                            format!("delete recovery point {arn} in vault {vault}"),
+                            ServiceError::from(e),
+                        ));
+                    }
+                },
             }
         }
-    }
-    wait.until(&format!("vault {vault} to be empty"), || async {
-        let left = points(client, vault)
-            .await
-            .map_err(|e| listing_failed(vault, e))?
-            .len();
-        Ok(if left == 0 {
-            Poll::Ready(())
-        } else {
-            Poll::Pending(format!("{left} recovery points still being deleted"))
-        })
+        Ok(Poll::Pending(format!(
+            "{} recovery points left, {busy} in use by a job",
+            listed.len()
+        )))
     })
     .await?;
-    Ok(emptied)
+    Ok(Emptied {
+        deleted: deleted.into_inner(),
+    })
 }
 
 #[cfg(test)]
@@ -139,8 +151,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_point_on_every_page_is_deleted_and_the_vault_waited_empty() {
-        // First listing: two pages (one point already DELETING); then still one
-        // DELETING; then nothing.
+        // First look: two pages (one point already DELETING); then one DELETING;
+        // then nothing.
         let listings = Mutex::new(0);
         let list = mock!(Client::list_recovery_points_by_backup_vault)
             .match_requests(|r| r.backup_vault_name() == Some("tandem-dr-primary"))
@@ -185,5 +197,59 @@ mod tests {
         assert_eq!(e.deleted, 2);
         assert_eq!(delete.num_calls(), 2);
         assert_eq!(list.num_calls(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_point_in_use_is_asked_again_until_it_goes() {
+        let looks = Mutex::new(0);
+        let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(move || {
+            let mut n = looks.lock().unwrap();
+            *n += 1;
+            let b = ListRecoveryPointsByBackupVaultOutput::builder();
+            match *n {
+                1 | 2 => b
+                    .recovery_points(point(&format!("{P}busy"), RecoveryPointStatus::Completed))
+                    .build(),
+                _ => b.build(),
+            }
+        });
+        // The first delete is refused (a job still reads the point), the next one not.
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let in_use = mock!(Client::delete_recovery_point)
+            .match_requests(move |_| first.swap(false, std::sync::atomic::Ordering::SeqCst))
+            .then_error(|| {
+                DeleteRecoveryPointError::InvalidResourceStateException(
+                    aws_sdk_backup::types::error::InvalidResourceStateException::builder()
+                        .message("in use by a copy job")
+                        .build(),
+                )
+            });
+        let ok =
+            mock!(Client::delete_recovery_point).then_output(|| DeleteRecoveryPointOutput::builder().build());
+        let calls = tandem_sdk::calls::contract::Calls::new("tandem dr empty-vaults")
+            .bind("PrimaryVault", "tandem-dr-primary");
+        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &in_use, &ok], |c| c
+            .interceptor(calls.recorder(crate::calls::backup))
+            .region(aws_sdk_backup::config::Region::new("us-east-2")));
+        let cleanup = Cleanup::new();
+        let said = Mutex::new(Vec::new());
+        let say = |s: String| said.lock().unwrap().push(s);
+        let wait = Waiter {
+            limit: Duration::from_secs(600),
+            poll: Duration::from_secs(1),
+            max_poll: Duration::from_secs(10),
+            say: &say,
+            cleanup: &cleanup,
+        };
+        let e = empty_vault(&client, "tandem-dr-primary", &wait).await.unwrap();
+        assert_eq!(e.deleted, 1);
+        assert_eq!((in_use.num_calls(), ok.num_calls()), (1, 1));
+        assert!(
+            said.lock()
+                .unwrap()
+                .iter()
+                .any(|s| s.contains("1 in use by a job")),
+            "{said:?}"
+        );
     }
 }
