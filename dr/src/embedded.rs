@@ -748,6 +748,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn change_timestamps_strictly_increase_even_when_the_clock_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = EmbeddedTable::open_file("Product", &dir.path().join("t.redb")).unwrap();
+        // The same wanted instant twice, then an earlier one: each next one is later.
+        assert_eq!(t.next_ts(5), 5);
+        assert_eq!(t.next_ts(5), 6);
+        assert_eq!(t.next_ts(3), 7);
+        assert_eq!(t.next_ts(100), 100);
+    }
+
     #[tokio::test]
     async fn embedded_table_behaves_like_a_product_store() {
         let dir = tempfile::tempdir().unwrap();
