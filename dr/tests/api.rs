@@ -513,9 +513,28 @@ async fn create_backup_takes_no_fields() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["field"], "table");
+    assert!(v.to_string().contains("this route takes no fields"), "{v}");
     let (s, _) = api.call("POST", "/createBackup", Some("nope"), None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(api.backups.0.load(Ordering::SeqCst), 1);
+}
+
+/// A key of the right length that differs from the real one in two bytes by the same
+/// bits is refused: the comparison accumulates every difference (an XOR of the
+/// differences would cancel them out and let it in).
+#[tokio::test]
+async fn a_key_wrong_in_two_bytes_the_same_way_is_refused() {
+    let api = Api::new(Some("s3cret-key"));
+    // 's' ^ 1 = 'r', '3' ^ 1 = '2'.
+    let body = r#"{"product_category": "Books", "product_title": "x"}"#;
+    let (s, v) = api
+        .call("POST", "/addProduct", Some(body), Some("r2cret-key"))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    let (s, v) = api
+        .call("POST", "/addProduct", Some(body), Some("s3cret-key"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
 }
 
 #[tokio::test]
