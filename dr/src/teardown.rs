@@ -149,6 +149,28 @@ mod tests {
 
     const P: &str = "arn:aws:backup:us-east-2:111122223333:recovery-point:";
 
+    /// Empties `tandem-dr-primary` on a client answered by `rules`, within the
+    /// command's IAM contract; returns what it did and what it said.
+    async fn empty_primary(rules: &[&aws_smithy_mocks::Rule]) -> (Emptied, Vec<String>) {
+        let calls = tandem_sdk::calls::contract::Calls::new("tandem dr empty-vaults")
+            .bind("PrimaryVault", "tandem-dr-primary");
+        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, rules, |c| c
+            .interceptor(calls.recorder(crate::calls::backup))
+            .region(aws_sdk_backup::config::Region::new("us-east-2")));
+        let cleanup = Cleanup::new();
+        let said = Mutex::new(Vec::new());
+        let say = |s: String| said.lock().unwrap().push(s);
+        let wait = Waiter {
+            limit: Duration::from_secs(600),
+            poll: Duration::from_secs(1),
+            max_poll: Duration::from_secs(10),
+            say: &say,
+            cleanup: &cleanup,
+        };
+        let e = empty_vault(&client, "tandem-dr-primary", &wait).await.unwrap();
+        (e, said.into_inner().unwrap())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn every_point_on_every_page_is_deleted_and_the_vault_waited_empty() {
         // First look: two pages (one point already DELETING); then one DELETING;
@@ -178,22 +200,7 @@ mod tests {
         let delete = mock!(Client::delete_recovery_point)
             .match_requests(|r| r.recovery_point_arn() != Some(&format!("{P}b")))
             .then_output(|| DeleteRecoveryPointOutput::builder().build());
-        let calls = tandem_sdk::calls::contract::Calls::new("tandem dr empty-vaults")
-            .bind("PrimaryVault", "tandem-dr-primary");
-        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &delete], |c| c
-            .interceptor(calls.recorder(crate::calls::backup))
-            .region(aws_sdk_backup::config::Region::new("us-east-2")));
-        let cleanup = Cleanup::new();
-        let said = Mutex::new(Vec::new());
-        let say = |s: String| said.lock().unwrap().push(s);
-        let wait = Waiter {
-            limit: Duration::from_secs(600),
-            poll: Duration::from_secs(1),
-            max_poll: Duration::from_secs(10),
-            say: &say,
-            cleanup: &cleanup,
-        };
-        let e = empty_vault(&client, "tandem-dr-primary", &wait).await.unwrap();
+        let (e, _) = empty_primary(&[&list, &delete]).await;
         assert_eq!(e.deleted, 2);
         assert_eq!(delete.num_calls(), 2);
         assert_eq!(list.num_calls(), 4);
@@ -226,30 +233,9 @@ mod tests {
             });
         let ok =
             mock!(Client::delete_recovery_point).then_output(|| DeleteRecoveryPointOutput::builder().build());
-        let calls = tandem_sdk::calls::contract::Calls::new("tandem dr empty-vaults")
-            .bind("PrimaryVault", "tandem-dr-primary");
-        let client = mock_client!(aws_sdk_backup, RuleMode::MatchAny, [&list, &in_use, &ok], |c| c
-            .interceptor(calls.recorder(crate::calls::backup))
-            .region(aws_sdk_backup::config::Region::new("us-east-2")));
-        let cleanup = Cleanup::new();
-        let said = Mutex::new(Vec::new());
-        let say = |s: String| said.lock().unwrap().push(s);
-        let wait = Waiter {
-            limit: Duration::from_secs(600),
-            poll: Duration::from_secs(1),
-            max_poll: Duration::from_secs(10),
-            say: &say,
-            cleanup: &cleanup,
-        };
-        let e = empty_vault(&client, "tandem-dr-primary", &wait).await.unwrap();
+        let (e, said) = empty_primary(&[&list, &in_use, &ok]).await;
         assert_eq!(e.deleted, 1);
         assert_eq!((in_use.num_calls(), ok.num_calls()), (1, 1));
-        assert!(
-            said.lock()
-                .unwrap()
-                .iter()
-                .any(|s| s.contains("1 in use by a job")),
-            "{said:?}"
-        );
+        assert!(said.iter().any(|s| s.contains("1 in use by a job")), "{said:?}");
     }
 }

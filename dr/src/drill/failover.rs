@@ -28,7 +28,7 @@ use super::check::CheckKind;
 use super::cleanup::Resource;
 use super::client::{ApiClient, ApiEndpoint, Reply};
 use super::restore::rto_check;
-use super::verdict::{compare, convergence, differing_ids};
+use super::verdict::convergence;
 use super::wait::{Backoff, Poll, Waiter, human};
 use super::{Ctx, Measured, Run};
 use crate::product::Product;
@@ -342,23 +342,7 @@ pub(super) async fn replica_failover(ctx: &Ctx<'_>, run: &mut Run, mode: Standby
 
     // The replica's items, as the recovered API now serves them.
     let actual = d.read(&recovery, &ids).await?;
-    let diff = compare(&expected, &actual);
-    run.checks.push(
-        CheckKind::ItemsMatch,
-        !expected.is_empty() && diff.is_empty(),
-        if diff.is_empty() {
-            format!("{} seeded items, all equal in {recovery}", expected.len())
-        } else {
-            format!(
-                "{} missing, {} extra, {} different of {} (e.g. {})",
-                diff.missing,
-                diff.extra,
-                diff.different,
-                expected.len(),
-                differing_ids(&expected, &actual)
-            )
-        },
-    );
+    let diff = super::restore::items_match(run, &expected, &actual, &format!(" in {recovery}"));
 
     // 5. Writes in the recovery region, the failback, last writer wins.
     if answered {

@@ -15,7 +15,7 @@ use super::backend::{BackupKind, TableRef};
 use super::canaries::{CANARY_CATEGORY, Canaries, StoreSink};
 use super::check::CheckKind;
 use super::cleanup::Resource;
-use super::verdict::{Acked, compare, differing_ids, rpo, seed_items, settled};
+use super::verdict::{Acked, Diff, compare, differing_ids, rpo, seed_items, settled};
 use super::wait::{Backoff, Poll, human};
 use super::{Ctx, Measured, Method, Run};
 use crate::api::{ApiState, router};
@@ -331,7 +331,7 @@ async fn judge_restore(
         diff.extra,
         diff.different
     ));
-    items_match(run, &expected, &actual, 0);
+    items_match(run, &expected, &actual, "");
     rto_check(ctx, run, rto);
     Ok(Measured {
         rto,
@@ -367,7 +367,12 @@ async fn judge_restore_around(
         diff.extra,
         diff.different
     ));
-    items_match(run, &expected, &actual, left_out);
+    let note = if left_out > 0 {
+        format!(" ({left_out} written about the backup's start not judged)")
+    } else {
+        String::new()
+    };
+    items_match(run, &expected, &actual, &note);
     rto_check(ctx, run, rto);
     Ok(Measured {
         rto,
@@ -389,13 +394,10 @@ fn probe_of(expected: &[Product]) -> Result<Product> {
         .ok_or_else(|| Error::InvalidInput("nothing to recover: the table was empty".into()))
 }
 
-fn items_match(run: &mut Run, expected: &[Product], actual: &[Product], left_out: usize) {
+/// The `ItemsMatch` check: `actual` against `expected`, `note` after the verdict
+/// (where, or what was left out). Returns the difference for the report.
+pub(super) fn items_match(run: &mut Run, expected: &[Product], actual: &[Product], note: &str) -> Diff {
     let diff = compare(expected, actual);
-    let note = if left_out > 0 {
-        format!(" ({left_out} written about the backup's start not judged)")
-    } else {
-        String::new()
-    };
     run.checks.push(
         CheckKind::ItemsMatch,
         !expected.is_empty() && diff.is_empty(),
@@ -412,6 +414,7 @@ fn items_match(run: &mut Run, expected: &[Product], actual: &[Product], left_out
             )
         },
     );
+    diff
 }
 
 pub(super) fn rto_check(ctx: &Ctx<'_>, run: &mut Run, rto: Duration) {
