@@ -856,12 +856,7 @@ mod tests {
         // Declared first, dropped last: a failing assertion releases the gate
         // before the committer is joined.
         let committer = Committer::start(t.inner.clone()).unwrap();
-        let (held_tx, held) = std::sync::mpsc::channel();
-        let (release, release_rx) = std::sync::mpsc::channel();
-        *t.commit_gate.lock().unwrap() = Some(CommitGate {
-            held: held_tx,
-            release: release_rx,
-        });
+        let (held, release) = gate(&t);
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         let sender = committer.tx.lock().unwrap().clone().unwrap();
         sender.send((Op::Create(item("a", 100)), reply)).unwrap();
@@ -885,6 +880,75 @@ mod tests {
         // Answered means on disk: a crash now keeps it.
         assert_eq!(crash_image(&t, dir.path()).snapshot().unwrap().len(), 1);
         drop(sender);
+    }
+
+    /// Installs a gate for the next group to reach its commit: `(held, release)`.
+    fn gate(t: &EmbeddedTable) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        *t.commit_gate.lock().unwrap() = Some(CommitGate {
+            held: held_tx,
+            release: release_rx,
+        });
+        (held, release)
+    }
+
+    /// Writes that queue behind a commit form the next group, at most MAX_GROUP of
+    /// them: the groups are counted by the answers that left when the next one is
+    /// held, with every write queued before the first commit returns.
+    #[test]
+    fn writes_queued_behind_a_commit_form_groups_of_at_most_max_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = Region::new(dir.path(), "r").unwrap();
+        let t = region.create_table("Product").unwrap();
+        let committer = Committer::start(t.inner.clone()).unwrap();
+        let sender = committer.tx.lock().unwrap().clone().unwrap();
+        let mut answers = Vec::new();
+        let mut send = |i: usize| {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            sender
+                .send((Op::Create(item(&format!("w{i:04}"), 1)), reply))
+                .unwrap();
+            answers.push(answer);
+        };
+        let (held, release) = gate(&t);
+        send(0);
+        held.recv_timeout(NEVER)
+            .expect("the first group reached its commit");
+        // The first commit is held: the rest queue behind it.
+        for i in 1..=MAX_GROUP + 3 {
+            send(i);
+        }
+        let (held, release_second) = {
+            let next = gate(&t);
+            release.send(()).unwrap();
+            next
+        };
+        held.recv_timeout(NEVER)
+            .expect("the second group reached its commit");
+        let (held, release_third) = {
+            let next = gate(&t);
+            release_second.send(()).unwrap();
+            next
+        };
+        held.recv_timeout(NEVER)
+            .expect("the third group reached its commit");
+        // Answered so far: the first group (one write) and the second (a full group).
+        let answered = answers
+            .iter_mut()
+            .map(|a| a.try_recv().is_ok())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(
+            answered,
+            1 + MAX_GROUP,
+            "the second group held {} writes",
+            answered - 1
+        );
+        release_third.send(()).unwrap();
+        drop(sender);
+        drop(committer);
+        assert_eq!(t.snapshot().unwrap().len(), MAX_GROUP + 4);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
