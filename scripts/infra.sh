@@ -22,6 +22,10 @@ npx jest --ci
 echo "infra: cdk synth (bundles the lambdas with cargo-lambda)" >&2
 rm -rf cdk.out
 npx cdk synth --quiet --ci >&2
+echo "infra: cdk synth with the game day on, in prod (its ECS task, VPC, bucket and alarms)" >&2
+rm -rf cdk.out.gameday
+npx cdk synth --quiet --ci -o cdk.out.gameday -c "tandem:gameDaySchedule=rate(7 days)" -c tandem:removal=prod >&2
 echo "infra: cfn-lint" >&2
-cfn-lint cdk.out/*.template.json
-echo "infra: $(ls cdk.out/*.template.json | wc -l) templates synthesized, cdk-nag and cfn-lint clean" >&2
+cfn-lint cdk.out/*.template.json cdk.out.gameday/*.template.json
+echo "infra: $(ls cdk.out/*.template.json cdk.out.gameday/*.template.json | wc -l) templates synthesized, cdk-nag and cfn-lint clean" >&2
+rm -rf cdk.out.gameday

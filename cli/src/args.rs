@@ -214,6 +214,15 @@ pub struct DrDrillArgs {
     /// Also write the HTML report to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Also keep the report, HTML and JSON, in a bucket: URL/STACK/TIME/report.html
+    /// and report.json (file://DIR or s3://BUCKET[/PREFIX]; the game day's).
+    #[arg(long, value_name = "URL")]
+    pub report_to: Option<String>,
+    /// With --backend dynamodb and --stack: publish the verdict, RTO and RPO of every
+    /// method to CloudWatch (namespace tandem/DR, dimension Stack), as the game day
+    /// does; a drill that cannot run publishes DrillPassed 0.
+    #[arg(long)]
+    pub publish_metrics: bool,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

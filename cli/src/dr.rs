@@ -114,6 +114,65 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
         }
         _ => {}
     }
+    // The metrics are the deployed stack's (their Stack dimension names it).
+    let publish_to = match (a.publish_metrics, a.backend, &a.stack) {
+        (false, _, _) => None,
+        (true, DrBackend::Dynamodb, Some(stack)) => Some(stack.clone()),
+        (true, _, _) => {
+            bail!("--publish-metrics is for a deployed stack: use it with --backend dynamodb --stack NAME")
+        }
+    };
+    // A bad URL is refused before the drill, not after an hour of it.
+    let reports = a
+        .report_to
+        .as_deref()
+        .map(tandem_aws::open_store)
+        .transpose()
+        .context("--report-to")?;
+    let rt = runtime()?;
+    let result = drill_report(&a, &rt);
+    if let Some(stack) = &publish_to {
+        let metrics = match &result {
+            Ok(report) => drill::metrics::of_report(report),
+            Err(_) => drill::metrics::could_not_run(),
+        };
+        let published = rt.block_on(async {
+            let config = tandem_aws::load_config().await;
+            let client = tandem_dr::calls::cloudwatch_client(&config, Some(a.primary_region.as_str()));
+            drill::publish::put(&client, stack, &metrics, tandem_core::time::now_micros()).await
+        });
+        match (&result, published) {
+            (_, Ok(())) => crate::note!(
+                "tandem: published {} metrics to CloudWatch ({}, Stack={stack})",
+                metrics.len(),
+                drill::metrics::NAMESPACE
+            ),
+            // The drill's own error is the one to report; the lost metrics are said.
+            (Err(_), Err(e)) => crate::note!("tandem: could not publish the drill's metrics: {e}"),
+            (Ok(_), Err(e)) => return Err(anyhow::Error::new(e).context("publishing the drill's metrics")),
+        }
+    }
+    let report = result?;
+    if let Some(store) = &reports {
+        let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
+        let dir = format!("{}/{stamp}", a.stack.as_deref().unwrap_or("embedded"));
+        let json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
+        for (name, body) in [
+            ("report.html", drill::report::html(&report).into_bytes()),
+            ("report.json", json),
+        ] {
+            let key = format!("{dir}/{name}");
+            store
+                .put(&key, body.into())
+                .with_context(|| format!("keeping the report at {}/{key}", store.url()))?;
+        }
+        crate::note!("tandem: kept the report at {}/{dir}/", store.url());
+    }
+    finish(&a, report)
+}
+
+/// Runs the drill `a` describes on `rt`.
+fn drill_report(a: &DrDrillArgs, rt: &tokio::runtime::Runtime) -> Result<DrillReport> {
     let limits = Limits::of(a.backend);
     let mut opts = DrillOptions {
         primary_region: a.primary_region.clone(),
@@ -131,7 +190,7 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
         wait_limit: a.wait_limit.unwrap_or(limits.wait_limit),
     };
     let say = |s: String| crate::note!("tandem: {s}");
-    let report = runtime()?.block_on(async {
+    rt.block_on(async {
         match a.backend {
             DrBackend::Embedded => {
                 if opts.methods.is_empty() {
@@ -204,7 +263,11 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
                 drive(&backend, &opts, &say).await
             }
         }
-    })?;
+    })
+}
+
+/// Writes, prints and judges the report of drill `a`.
+fn finish(a: &DrDrillArgs, report: DrillReport) -> Result<()> {
     if let Some(path) = &a.report {
         std::fs::write(path, drill::report::html(&report))
             .with_context(|| format!("writing the report to {}", path.display()))?;

@@ -483,6 +483,8 @@ fn dr_drill_runs_every_method_and_writes_its_report() {
         env.dir.path().to_str().unwrap(),
         "--report",
         report.to_str().unwrap(),
+        "--report-to",
+        &format!("file://{}", env.dir.path().join("reports").display()),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let d: Drill = serde_json::from_slice(&out.stdout).unwrap();
@@ -508,6 +510,20 @@ fn dr_drill_runs_every_method_and_writes_its_report() {
     }
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<svg") && html.contains("pilot-light") && !html.contains("<script"));
+    // --report-to kept both reports under embedded/TIME/.
+    let kept: Vec<std::path::PathBuf> = std::fs::read_dir(env.dir.path().join("reports/embedded"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let stamp = kept[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(stamp.len() == 16 && stamp.ends_with('Z'), "{stamp}");
+    assert_eq!(
+        std::fs::read_to_string(kept[0].join("report.html")).unwrap(),
+        html
+    );
+    let json: Drill = serde_json::from_slice(&std::fs::read(kept[0].join("report.json")).unwrap()).unwrap();
+    assert!(json.passed && json.methods.len() == 6);
     assert!(
         !env.dir.path().join("tandem-dr-drill").exists(),
         "the drill left its regions behind"
@@ -597,6 +613,15 @@ fn dr_drill_and_api_serve_refuse_bad_input() {
             "--dir is for --backend embedded",
         ),
         (&["dr-drill", "--region", "Not A Region"], "Not A Region"),
+        (
+            &["dr-drill", "--publish-metrics"],
+            "--publish-metrics is for a deployed stack",
+        ),
+        (
+            &["dr-drill", "--backend", "dynamodb", "--publish-metrics"],
+            "use it with --backend dynamodb --stack NAME",
+        ),
+        (&["dr-drill", "--report-to", "ftp://reports"], "ftp://"),
         (&["dr-drill", "--products", "0"], "--products 0 is out of range"),
         (
             &["dr-drill", "--pitr-window-days", "36"],

@@ -30,6 +30,17 @@ pub fn backup_client(config: &aws_config::SdkConfig, region: Option<&str>) -> aw
     aws_sdk_backup::Client::from_conf(b.build())
 }
 
+/// A CloudWatch client on `config` in `region` (or the config's), its calls recorded
+/// when the process records them.
+#[cfg(feature = "drill-aws")]
+pub fn cloudwatch_client(config: &aws_config::SdkConfig, region: Option<&str>) -> aws_sdk_cloudwatch::Client {
+    let mut b = tandem_sdk::instrument!(aws_sdk_cloudwatch::config::Builder::from(config), cloudwatch);
+    if let Some(r) = region {
+        b = b.region(aws_config::Region::new(r.to_string()));
+    }
+    aws_sdk_cloudwatch::Client::from_conf(b.build())
+}
+
 /// The actions a restore performs on the table it creates (DynamoDB's restore
 /// documentation: "the IAM policy must allow ... on the target table").
 pub const RESTORE_TARGET_ACTIONS: [&str; 7] = [
@@ -364,6 +375,17 @@ pub fn secretsmanager(op: &Operation<'_>) -> Option<Vec<Need>> {
             };
             Some(vec![Need::new("secretsmanager:GetSecretValue", arn)])
         }
+        _ => None,
+    }
+}
+
+/// CloudWatch (<https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html>):
+/// PutMetricData supports no resource-level permission (`*`); the policy limits it
+/// to the namespace with the `cloudwatch:namespace` condition key.
+#[cfg(feature = "drill-aws")]
+pub fn cloudwatch(op: &Operation<'_>) -> Option<Vec<Need>> {
+    match op.name {
+        "PutMetricData" => Some(vec![Need::new("cloudwatch:PutMetricData", "*")]),
         _ => None,
     }
 }

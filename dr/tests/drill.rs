@@ -661,3 +661,106 @@ async fn an_interrupted_drill_still_cleans_up_everything_it_made() {
     }
     assert_eq!(points, 4 * Method::ALL.len());
 }
+
+/// A game day: the drill on the deployed stack, its metrics published. A method that
+/// fails (the plan made no recovery point) makes its own `Passed` and the drill's
+/// `DrillPassed` 0, which the DR stack's alarm watches; each method's RTO and RPO go
+/// with it, under the stack's name.
+#[tokio::test(start_paused = true)]
+async fn a_game_day_publishes_every_methods_verdict_rto_and_rpo() {
+    use tandem_dr::drill::metrics::{self, NAMESPACE};
+    use tandem_dr::drill::publish;
+
+    let mut opts = options(50);
+    opts.methods = vec![Method::Pitr, Method::Scheduled];
+    let aws = account_for(
+        &opts.methods,
+        Faults {
+            plan_makes_no_points: true,
+            ..Faults::default()
+        },
+    );
+    let (report, _, left) = drill_on(&aws, &opts).await;
+    assert!(left.is_empty(), "{left:?}");
+    assert!(method(&report, Method::Pitr).passed);
+    assert!(!method(&report, Method::Scheduled).passed);
+
+    let cw = aws.cloudwatch_client("us-east-2");
+    publish::put(
+        &cw,
+        "DisasterRecoveryStack",
+        &metrics::of_report(&report),
+        aws.now_us(),
+    )
+    .await
+    .unwrap();
+    assert_calls_within_contract(&aws);
+    let published = aws.published();
+    let value = |name: &str, method: Option<&str>| -> f64 {
+        let mut dims = vec![("Stack".to_string(), "DisasterRecoveryStack".to_string())];
+        if let Some(m) = method {
+            dims.push(("Method".to_string(), m.to_string()));
+        }
+        let found: Vec<f64> = published
+            .iter()
+            .filter(|p| p.namespace == NAMESPACE && p.name == name && p.dimensions == dims)
+            .map(|p| p.value)
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {method:?} in {published:#?}");
+        found[0]
+    };
+    assert_eq!(value("DrillPassed", None), 0.0);
+    assert_eq!(value("MethodsFailed", None), 1.0);
+    assert_eq!(value("LeftBehind", None), 0.0);
+    assert_eq!(value("Passed", Some("pitr")), 1.0);
+    assert_eq!(value("Passed", Some("scheduled")), 0.0);
+    let pitr = method(&report, Method::Pitr);
+    assert_eq!(value("RtoSeconds", Some("pitr")), pitr.rto_ms / 1000.0);
+    assert!(
+        value("RtoSeconds", Some("pitr")) > 60.0,
+        "a restore on the fake account takes minutes"
+    );
+    assert_eq!(value("RpoSeconds", Some("pitr")), pitr.rpo_ms / 1000.0);
+    assert!(published.iter().all(|p| p.at_us == published[0].at_us));
+    let seconds = published.iter().find(|p| p.name == "RtoSeconds").unwrap();
+    assert_eq!(seconds.unit, "Seconds");
+}
+
+/// What CloudWatch refuses is refused: a value that is not a number is stopped before
+/// the call, naming the metric; more datums than one request takes go in several.
+#[tokio::test(start_paused = true)]
+async fn publishing_refuses_what_cloudwatch_refuses_and_splits_what_it_cannot_take_at_once() {
+    use tandem_dr::drill::metrics::{Metric, MetricName, Unit};
+    use tandem_dr::drill::publish;
+
+    let aws = FakeAws::new("us-east-2", "us-east-1", Faults::default());
+    let cw = aws.cloudwatch_client("us-east-2");
+    let m = |value| Metric {
+        name: MetricName::RtoSeconds,
+        method: Some(Method::Pitr),
+        value,
+        unit: Unit::Seconds,
+    };
+    let e = publish::put(&cw, "DisasterRecoveryStack", &[m(1.0), m(f64::NAN)], aws.now_us())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("RtoSeconds is NaN"), "{e}");
+    assert!(
+        aws.published().is_empty(),
+        "nothing of a refused drill is published"
+    );
+    let e = publish::put(&cw, "", &[m(1.0)], aws.now_us()).await.unwrap_err();
+    assert!(e.to_string().contains("stack's name"), "{e}");
+
+    let many = vec![m(2.0); 2500];
+    publish::put(&cw, "DisasterRecoveryStack", &many, aws.now_us())
+        .await
+        .unwrap();
+    assert_eq!(aws.published().len(), 2500);
+    let requests = aws
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "PutMetricData")
+        .count();
+    assert_eq!(requests, 3, "1,000 datums a request at most");
+}

@@ -25,24 +25,33 @@ export function buildApp(props?: cdk.AppProps): TandemApp {
   const app = new cdk.App(props);
   const config = readConfig(app.node);
   const env = (region: string) => ({ account: config.account, region });
+  // Each stack keeps its construct id (the IAM contract names stacks by it); its
+  // CloudFormation name carries the deployment's prefix when there is one.
+  const stackName = (id: string) => (config.deployment ? `${config.deployment}-${id}` : id);
   const pipeline = new PipelineStack(app, PIPELINE_STACK, {
+    stackName: stackName(PIPELINE_STACK),
     env: env(config.primaryRegion),
     description: 'tandem array pipeline: EFS, Batch (three stages chained N_TO_N), S3 egress, Step Functions, schedule',
     config,
   });
   const drRecovery = new DrRecoveryStack(app, DR_RECOVERY_STACK, {
+    stackName: stackName(DR_RECOVERY_STACK),
     env: env(config.recoveryRegion),
     description: 'tandem DR: the recovery region\'s backup vault',
     config,
+    primaryStackName: stackName(DR_STACK),
   });
   const dr = new DisasterRecoveryStack(app, DR_STACK, {
+    stackName: stackName(DR_STACK),
     env: env(config.primaryRegion),
     description: 'tandem DR: Product table with PITR and a replica, product API, AWS Backup plan with a cross-region copy',
     config,
-    standbyStackName: DR_STANDBY_STACK,
+    standbyStackName: stackName(DR_STANDBY_STACK),
+    recoveryVault: drRecovery.vault,
   });
   dr.addStackDependency(drRecovery, 'the backup plan copies into the recovery region\'s vault');
   const drStandby = new DrStandbyStack(app, DR_STANDBY_STACK, {
+    stackName: stackName(DR_STANDBY_STACK),
     env: env(config.recoveryRegion),
     description: `tandem DR: the product API in the recovery region over the table's replica (${config.standby})`,
     config,

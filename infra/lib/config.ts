@@ -87,7 +87,27 @@ export interface TandemConfig {
   readonly alertEmail?: string;
   /** Requests a second one client (key, address) may send the product API (`apiLimits`). */
   readonly apiRatePerSecond: number;
+  /**
+   * The deployment's name, prefixed to every stack's name (`blue-DisasterRecoveryStack`):
+   * two deployments in one account and region. Unset: the stacks' own names.
+   */
+  readonly deployment?: string;
+  /**
+   * The game day: when set (`cron(...)` or `rate(...)`), the DR stack runs the drill
+   * against itself on this schedule and publishes its metrics and reports. Unset: off.
+   */
+  readonly gameDaySchedule?: string;
+  /** The methods the game day drills (the restore methods unless set). */
+  readonly gameDayMethods: string[];
 }
+
+/** The drill's methods (`tandem dr-drill --methods`). */
+export const DRILL_METHODS = ['pitr', 'backup', 'scheduled', 'cross-region', 'pilot-light', 'warm-standby'] as const;
+/**
+ * The game day's default: the restore methods, which work on scratch tables. The
+ * failover methods move the deployment's clients to the standby and back.
+ */
+export const GAME_DAY_METHODS = ['pitr', 'backup', 'scheduled', 'cross-region'];
 
 /** The context keys this app reads (all under `tandem:`). */
 export const CONTEXT_KEYS = [
@@ -109,12 +129,17 @@ export const CONTEXT_KEYS = [
   'apiKeyVersion',
   'alertEmail',
   'apiRatePerSecond',
+  'deployment',
+  'gameDaySchedule',
+  'gameDayMethods',
   'domainName',
   'hostedZoneId',
   'hostedZoneName',
 ] as const;
 
 const REGION = /^[a-z]{2}(-gov)?-[a-z]+-\d$/;
+/** An EventBridge schedule expression. */
+const SCHEDULE = /^(cron\(\S+ \S+ \S+ \S+ \S+ \S+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\))$/;
 
 function fail(key: string, value: unknown, want: string): never {
   throw new Error(`context tandem:${key} = ${JSON.stringify(value)} is not valid: ${want}`);
@@ -160,7 +185,7 @@ export function readConfig(node: Node): TandemConfig {
     fail('recoveryRegion', recoveryRegion, 'the recovery region must differ from the primary region');
   }
   const schedule = str(node, 'pipelineSchedule', 'cron(0 6 * * ? *)');
-  if (!/^(cron\(\S+ \S+ \S+ \S+ \S+ \S+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\))$/.test(schedule)) {
+  if (!SCHEDULE.test(schedule)) {
     fail('pipelineSchedule', schedule, 'expected cron(min hour day month weekday year) or rate(N unit)');
   }
   const records = int(node, 'records', 400_000, 1, Number.MAX_SAFE_INTEGER);
@@ -208,6 +233,24 @@ export function readConfig(node: Node): TandemConfig {
     if (!/^Z[A-Z0-9]{5,31}$/.test(hostedZoneId)) fail('hostedZoneId', hostedZoneId, 'expected a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ');
     apiDomain = { domainName, hostedZoneId, hostedZoneName };
   }
+  const deployment = node.tryGetContext('tandem:deployment');
+  // Stack names are letters, digits and hyphens, starting with a letter; the longest
+  // stack name with the prefix keeps the pipeline's state machine within 80 characters.
+  if (deployment !== undefined && !(typeof deployment === 'string' && /^[A-Za-z][A-Za-z0-9-]{0,23}$/.test(deployment))) {
+    fail('deployment', deployment, 'expected 1 to 24 letters, digits and hyphens, starting with a letter');
+  }
+  const gameDaySchedule = node.tryGetContext('tandem:gameDaySchedule');
+  if (gameDaySchedule !== undefined && !(typeof gameDaySchedule === 'string' && SCHEDULE.test(gameDaySchedule))) {
+    fail('gameDaySchedule', gameDaySchedule, 'expected cron(min hour day month weekday year) or rate(N unit), such as rate(7 days)');
+  }
+  const methodsRaw = node.tryGetContext('tandem:gameDayMethods') ?? GAME_DAY_METHODS.join(',');
+  const gameDayMethods = typeof methodsRaw === 'string' ? methodsRaw.split(',').map((m) => m.trim()) : [];
+  if (gameDayMethods.length === 0 || gameDayMethods.some((m) => !(DRILL_METHODS as readonly string[]).includes(m))) {
+    fail('gameDayMethods', methodsRaw, `expected a comma-separated list of ${DRILL_METHODS.join(', ')}`);
+  }
+  if (node.tryGetContext('tandem:gameDayMethods') !== undefined && gameDaySchedule === undefined) {
+    fail('gameDayMethods', methodsRaw, 'it is for the game day: set tandem:gameDaySchedule too');
+  }
   const apiStage = str(node, 'apiStage', 'prod');
   if (!/^[A-Za-z0-9_]{1,128}$/.test(apiStage)) fail('apiStage', apiStage, 'expected letters, digits and _');
   return {
@@ -233,6 +276,9 @@ export function readConfig(node: Node): TandemConfig {
     // The stage takes four times this in a burst: 1,000 keeps it within API
     // Gateway's account defaults (10,000 a second, bursts of 5,000).
     apiRatePerSecond: int(node, 'apiRatePerSecond', 50, 1, 1000),
+    deployment,
+    gameDaySchedule,
+    gameDayMethods,
   };
 }
 

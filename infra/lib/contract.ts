@@ -33,6 +33,8 @@ export interface Principal {
   readonly service?: Entry[];
   /** AWS managed policies attached to it, each with the reason. */
   readonly managed?: Record<string, string>;
+  /** Principals whose entries this one holds too (a role that runs an operator's command). */
+  readonly includes?: string[];
 }
 
 export interface Component {
@@ -82,6 +84,9 @@ export function entriesOf(contract: Contract, principal: string): { component: s
   }
   for (const entry of contract.principals[principal]?.service ?? []) {
     out.push({ component: `${principal} (service)`, entry });
+  }
+  for (const included of contract.principals[principal]?.includes ?? []) {
+    out.push(...entriesOf(contract, included));
   }
   return out;
 }
@@ -180,6 +185,23 @@ export class ContractBinding {
 }
 
 /**
+ * The statements of `principal`'s entries (its components' calls, those of the
+ * principals it includes) on this stack's resources.
+ */
+export function contractStatements(principal: string, binding: ContractBinding): iam.PolicyStatement[] {
+  return entriesOf(loadContract(), principal)
+    .filter(({ component }) => !component.endsWith(' (service)'))
+    .map(
+      ({ entry }) =>
+        new iam.PolicyStatement({
+          actions: entry.actions,
+          resources: entry.resources.map((r) => bindPattern(r, binding.placeholders)),
+          conditions: entry.conditions,
+        }),
+    );
+}
+
+/**
  * The managed policy of the operator principal `principal`: exactly the calls of the
  * components that run as it, on this stack's resources. IAM's minimizePolicies
  * (cdk.json) merges statements that share actions or resources.
@@ -190,20 +212,11 @@ export function operatorPolicy(
   principal: string,
   binding: ContractBinding,
 ): iam.ManagedPolicy {
-  const contract = loadContract();
-  const p = contract.principals[principal];
+  const p = loadContract().principals[principal];
   if (p?.kind !== 'managed-policy') throw new Error(`${principal} is not a managed-policy principal`);
-  const statements = entriesOf(contract, principal).map(
-    ({ entry }) =>
-      new iam.PolicyStatement({
-        actions: entry.actions,
-        resources: entry.resources.map((r) => bindPattern(r, binding.placeholders)),
-        conditions: entry.conditions,
-      }),
-  );
   const policy = new iam.ManagedPolicy(scope, id, {
     description: p.about.slice(0, 1000),
-    statements,
+    statements: contractStatements(principal, binding),
   });
   binding.principal(principal, policy);
   return policy;

@@ -34,6 +34,7 @@ import { acknowledge, arnFinding } from './nag';
 import { Removal, Standby, TandemConfig, dataRemoval } from './config';
 import { TandemFunction } from './rust-lambda';
 import { ProductApi, productApi } from './product-api';
+import { GameDay } from './game-day';
 
 /** The daily backup: 09:10 UTC, kept 30 days (the seed's rule, once). */
 export const BACKUP_SCHEDULE = events.Schedule.cron({ minute: '10', hour: '9' });
@@ -49,9 +50,22 @@ export const BACKUP_COMPLETION_WINDOW = cdk.Duration.hours(2);
  */
 export const POST_BACKUP_SCHEDULE = events.Schedule.cron({ minute: '0', hour: '14' });
 export const RETENTION_DAYS = 30;
-/** Vault names are fixed so the primary region can name the recovery vault's ARN. */
-export const PRIMARY_VAULT = 'tandem-dr-primary';
-export const RECOVERY_VAULT = 'tandem-dr-recovery';
+/**
+ * A name CloudFormation has not given before: `base` (cut to 32 characters) and the
+ * last 12 hex digits of the stack's id, which is new every time the stack is created.
+ * What `removal: prod` retains (the vaults, the key's secret) keeps its name after a
+ * destroy, and Secrets Manager holds a deleted secret's name for its recovery window,
+ * so the next deploy of the same stack must not reuse them (AlreadyExists).
+ */
+export function uniqueName(stack: cdk.Stack, base: string): string {
+  const uuid = cdk.Fn.select(2, cdk.Fn.split('/', stack.stackId));
+  return `${base}-${cdk.Fn.select(4, cdk.Fn.split('-', uuid))}`;
+}
+
+/** A backup vault's name: 2 to 50 of letters, digits, - and _ (AWS Backup). */
+function vaultName(stack: cdk.Stack): string {
+  return uniqueName(stack, stack.stackName.slice(0, 32));
+}
 /** The scratch tables `tandem dr-drill` creates and restores into (dr/src/drill). */
 export const DRILL_TABLE_PREFIX = 'Product-drill-';
 /** The tables the runbook restores into (docs/dr.md): the backup role may create them. */
@@ -61,9 +75,16 @@ export interface DrStackProps extends cdk.StackProps {
   readonly config: TandemConfig;
 }
 
+export interface DrRecoveryStackProps extends DrStackProps {
+  /** The primary DR stack's name: it reads the vault's ARN. */
+  readonly primaryStackName: string;
+}
+
 export interface DisasterRecoveryStackProps extends DrStackProps {
   /** The standby stack's name (it is deployed after this one, in the recovery region). */
   readonly standbyStackName: string;
+  /** The recovery region's vault (DrRecoveryStack's): the plan copies into it. */
+  readonly recoveryVault: backup.IBackupVault;
 }
 
 /** The standby's function, named after the primary stack so both stacks know it. */
@@ -71,10 +92,6 @@ export function standbyFunctionName(drStack: string): string {
   return `${drStack}-standby-api`;
 }
 
-/** The secret holding the clients' API key, named after the primary stack. */
-export function apiKeySecretName(drStack: string): string {
-  return `tandem/${drStack}/api-key`;
-}
 
 function vaultKey(scope: Construct, removal: cdk.RemovalPolicy): kms.Key {
   return new kms.Key(scope, 'VaultKey', {
@@ -88,17 +105,24 @@ function vaultKey(scope: Construct, removal: cdk.RemovalPolicy): kms.Key {
 /** The recovery region's vault. */
 export class DrRecoveryStack extends cdk.Stack {
   readonly vault: backup.BackupVault;
+  readonly contract: ContractBinding;
 
-  constructor(scope: Construct, id: string, props: DrStackProps) {
-    super(scope, id, props);
+  constructor(scope: Construct, id: string, props: DrRecoveryStackProps) {
+    // The primary stack reads the vault's ARN (crossRegionReferences).
+    super(scope, id, { ...props, crossRegionReferences: true });
     const removal = dataRemoval(props.config.removal);
+    this.contract = new ContractBinding(this);
     this.vault = new backup.BackupVault(this, 'Vault', {
-      backupVaultName: RECOVERY_VAULT,
+      backupVaultName: vaultName(this),
       encryptionKey: vaultKey(this, removal),
       removalPolicy: removal,
     });
     new cdk.CfnOutput(this, 'RecoveryVaultName', { value: this.vault.backupVaultName });
     new cdk.CfnOutput(this, 'RecoveryVaultArn', { value: this.vault.backupVaultArn });
+    this.contract
+      .bind({ PrimaryRegion: props.config.primaryRegion, DrStack: props.primaryStackName })
+      .cdkProviderRole(this, 'recovery-export-writer', 'Custom::CrossRegionExportWriter');
+    this.contract.acknowledgeWildcards(this);
   }
 }
 
@@ -113,6 +137,8 @@ export class DisasterRecoveryStack extends cdk.Stack {
   readonly healthCheck: route53.HealthCheck;
   /** This stack's part of the IAM contract (iam/contract.json). */
   readonly contract: ContractBinding;
+  /** The secret holding the clients' API key, replicated to the recovery region. */
+  readonly apiKeySecretName: string;
 
   constructor(scope: Construct, id: string, props: DisasterRecoveryStackProps) {
     super(scope, id, { ...props, crossRegionReferences: true });
@@ -135,19 +161,13 @@ export class DisasterRecoveryStack extends cdk.Stack {
     // AWS Backup: a vault here, one plan, one daily rule whose copy action puts every
     // recovery point in the recovery region's vault with its own lifecycle.
     const vault = new backup.BackupVault(this, 'Vault', {
-      backupVaultName: PRIMARY_VAULT,
+      backupVaultName: vaultName(this),
       encryptionKey: vaultKey(this, removal),
       removalPolicy: removal,
     });
-    const recoveryVaultArn = this.formatArn({
-      service: 'backup',
-      region: config.recoveryRegion,
-      resource: 'backup-vault',
-      resourceName: RECOVERY_VAULT,
-      arnFormat: cdk.ArnFormat.COLON_RESOURCE_NAME,
-    });
-    const recoveryVault = backup.BackupVault.fromBackupVaultArn(this, 'RecoveryVault', recoveryVaultArn);
-    const plan = new backup.BackupPlan(this, 'Plan', { backupPlanName: 'tandem-dr' });
+    const recoveryVault = props.recoveryVault;
+    const recoveryVaultArn = recoveryVault.backupVaultArn;
+    const plan = new backup.BackupPlan(this, 'Plan', { backupPlanName: this.stackName });
     plan.addRule(
       new backup.BackupPlanRule({
         ruleName: 'daily',
@@ -159,7 +179,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
         copyActions: [{ destinationBackupVault: recoveryVault, deleteAfter: cdk.Duration.days(RETENTION_DAYS) }],
       }),
     );
-    const backupRole = this.backupRole(table, config.recoveryRegion);
+    const backupRole = this.backupRole(table, config.recoveryRegion, vault, recoveryVault);
     plan.addSelection('Table', {
       resources: [backup.BackupResource.fromDynamoDbTable(table)],
       role: backupRole,
@@ -169,12 +189,13 @@ export class DisasterRecoveryStack extends cdk.Stack {
     // The clients' API key, the same in both regions: generated once into a secret
     // replicated to the recovery region, where the standby's key reads it.
     const keySecret = new secretsmanager.Secret(this, 'ApiKeySecret', {
-      secretName: apiKeySecretName(this.stackName),
+      secretName: uniqueName(this, `tandem/${this.stackName}/api-key`),
       description: 'The product API key of both regions (x-api-key)',
       generateSecretString: { excludePunctuation: true, passwordLength: 40 },
       replicaRegions: [{ region: config.recoveryRegion }],
       removalPolicy: removal,
     });
+    this.apiKeySecretName = keySecret.secretName;
     acknowledge(keySecret, 'AwsSolutions-SMG4', 'An API key held by clients: it is rotated by putting a new value and redeploying both DR stacks with tandem:apiKeyVersion naming it (docs/dr.md), not by a rotation function that would change it under them.');
 
     // The product API: the same axum router as `tandem api serve`, over the table it
@@ -284,20 +305,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     failed.addAlarmAction(new cwActions.SnsAction(this.alerts));
-    // CloudWatch publishes with its service principal: the topic's policy (which
-    // replaces SNS's default once CDK writes one) must allow it, for this alarm.
-    this.alerts.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'AlarmPublishes',
-        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
-        actions: ['sns:Publish'],
-        resources: [this.alerts.topicArn],
-        conditions: {
-          ArnLike: { 'aws:SourceArn': failed.alarmArn },
-          StringEquals: { 'aws:SourceAccount': this.account },
-        },
-      }),
-    );
+    const alarms = [failed];
     // Jobs of the plan that fail say so at once, whatever the function finds later:
     // backup jobs by the plan (the drill's own jobs in the same vault are not the
     // plan's), copy jobs out of the plan's vault.
@@ -308,7 +316,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
         detailType: ['Backup Job State Change'],
         detail: {
           state: ['FAILED', 'ABORTED', 'EXPIRED', 'PARTIAL'],
-          backupVaultName: [PRIMARY_VAULT],
+          backupVaultName: [vault.backupVaultName],
           createdBy: { backupPlanArn: [plan.backupPlanArn] },
         },
       },
@@ -331,7 +339,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
         detailType: ['Backup Job State Change'],
         // The plan's jobs only: the drill's backups into the same vault would run the
         // check before the plan's backup exists and page for nothing.
-        detail: { state: ['COMPLETED'], backupVaultName: [PRIMARY_VAULT], createdBy: { backupPlanArn: [plan.backupPlanArn] } },
+        detail: { state: ['COMPLETED'], backupVaultName: [vault.backupVaultName], createdBy: { backupPlanArn: [plan.backupPlanArn] } },
       },
       targets: [new targets.LambdaFunction(postBackup.fn, { retryAttempts: 2 })],
     });
@@ -348,21 +356,48 @@ export class DisasterRecoveryStack extends cdk.Stack {
         ProductTable: table.tableName,
         ServedTable: servedTable,
         PrimaryVault: vault.backupVaultName,
-        RecoveryVault: RECOVERY_VAULT,
+        RecoveryVault: recoveryVault.backupVaultName,
         BackupPlan: plan.backupPlanId,
         BackupRole: backupRole.roleName,
         PostBackupLogs: postBackup.logGroup.logGroupName,
         StandbyStack: props.standbyStackName,
         StandbyFunction: standbyFunctionName(this.stackName),
         HealthCheck: this.healthCheck.healthCheckId,
-        ApiKeySecret: apiKeySecretName(this.stackName),
+        ApiKeySecret: keySecret.secretName,
         AlertsTopic: this.alerts.topicName,
         PostBackupFailures: failures.queueName,
       })
       .principal('post-backup-function', postBackup.role)
       .cdkProviderRole(this, 'cdk-cross-region-export-writer', 'Custom::CrossRegionExportWriter')
+      .cdkProviderRole(this, 'primary-export-reader', 'Custom::CrossRegionExportReader')
       .principal('backup-role', backupRole);
     const operator = operatorPolicy(this, 'OperatorPolicy', 'dr-operator', this.contract);
+
+    // The game day (off unless tandem:gameDaySchedule): the drill against this stack,
+    // on a schedule, its metrics and reports kept, its failures alarmed.
+    if (config.gameDaySchedule) {
+      const gameDay = new GameDay(this, 'GameDay', {
+        config,
+        schedule: config.gameDaySchedule,
+        contract: this.contract,
+        alerts: this.alerts,
+      });
+      alarms.push(gameDay.failed);
+    }
+    // CloudWatch publishes with its service principal: the topic's policy (which
+    // replaces SNS's default once CDK writes one) must allow it, for these alarms.
+    this.alerts.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AlarmPublishes',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.alerts.topicArn],
+        conditions: {
+          ArnLike: { 'aws:SourceArn': alarms.map((a) => a.alarmArn) },
+          StringEquals: { 'aws:SourceAccount': this.account },
+        },
+      }),
+    );
 
     const out = (id: string, value: string, description: string) =>
       new cdk.CfnOutput(this, id, { value, description });
@@ -373,7 +408,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
     out('ServedTable', servedTable, "The table the API serves: the Product table, or a restored one (tandem:servedTable)");
     out('TableArn', table.tableArn, 'The Product table ARN');
     out('PrimaryVaultName', vault.backupVaultName, 'AWS Backup vault in the primary region');
-    out('RecoveryVaultName', RECOVERY_VAULT, 'AWS Backup vault in the recovery region');
+    out('RecoveryVaultName', recoveryVault.backupVaultName, 'AWS Backup vault in the recovery region');
     out('RecoveryVaultArn', recoveryVaultArn, 'AWS Backup vault in the recovery region (ARN)');
     out('RecoveryRegion', config.recoveryRegion, 'Where the replica and the copies are');
     out('BackupPlanId', plan.backupPlanId, 'The AWS Backup plan');
@@ -394,7 +429,12 @@ export class DisasterRecoveryStack extends cdk.Stack {
    * AWSBackupServiceRolePolicyForBackup and ...ForRestores, on the Product table's own
    * ARN and the drill's scratch tables instead of every table.
    */
-  private backupRole(table: dynamodb.TableV2, recoveryRegion: string): iam.Role {
+  private backupRole(
+    table: dynamodb.TableV2,
+    recoveryRegion: string,
+    vault: backup.IBackupVault,
+    recoveryVault: backup.IBackupVault,
+  ): iam.Role {
     const role = new iam.Role(this, 'BackupRole', {
       assumedBy: new iam.ServicePrincipal('backup.amazonaws.com'),
       description: 'tandem DR: AWS Backup backs up, copies and restores the Product table and the drill tables',
@@ -447,13 +487,11 @@ export class DisasterRecoveryStack extends cdk.Stack {
         resources: [...drillTables, ...restoredTables],
       }),
     );
-    const vaultArn = (region: string, name: string) =>
-      this.formatArn({ service: 'backup', region, resource: 'backup-vault', resourceName: name, arnFormat: cdk.ArnFormat.COLON_RESOURCE_NAME });
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'Copy',
         actions: ['backup:DescribeBackupVault', 'backup:CopyIntoBackupVault'],
-        resources: [vaultArn(this.region, PRIMARY_VAULT), vaultArn(recoveryRegion, RECOVERY_VAULT)],
+        resources: [vault.backupVaultArn, recoveryVault.backupVaultArn],
       }),
     );
     role.addToPolicy(new iam.PolicyStatement({ sid: 'CopyFrom', actions: ['backup:CopyFromBackupVault'], resources: ['*'] }));
@@ -565,7 +603,7 @@ export class DrStandbyStack extends cdk.Stack {
         restApi: 'StandbyRestApi',
       },
       table: servedTable,
-      apiKey: cdk.SecretValue.secretsManager(apiKeySecretName(primary.stackName), { versionId: config.apiKeyVersion }),
+      apiKey: cdk.SecretValue.secretsManager(primary.apiKeySecretName, { versionId: config.apiKeyVersion }),
       functionName: standbyFunctionName(primary.stackName),
       reservedConcurrency: config.standby === Standby.PilotLight ? 0 : undefined,
       component: 'standby-api function',
@@ -589,7 +627,7 @@ export class DrStandbyStack extends cdk.Stack {
     out('StandbyApiUrl', this.productApi.api.url, "The standby's API (the stage URL)");
     out('PrimaryApiUrl', primary.api.url, "The primary's API (the stage URL)");
     out('HealthCheckId', primary.healthCheck.healthCheckId, "Route 53's health check of the primary API's /health");
-    out('ApiKeySecretName', apiKeySecretName(primary.stackName), 'The secret holding the API key (its replica here)');
+    out('ApiKeySecretName', primary.apiKeySecretName, 'The secret holding the API key (its replica here)');
     out('TableName', servedTable, "The stack's global table (its replica here)");
     if (config.apiDomain) {
       out('ClientUrl', `https://${config.apiDomain.domainName}/`, 'The name clients use: Route 53 answers with the primary while it is healthy, else this standby');

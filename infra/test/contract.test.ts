@@ -11,39 +11,14 @@
 //   stage make AWS do is inside their entries.
 
 import * as cdk from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
 import { IConstruct } from 'constructs';
 import { TandemApp } from '../lib/app';
-import { Contract, ContractBinding, Entry, bindPattern, entriesOf, loadContract } from '../lib/contract';
+import { Contract, Entry, bindPattern, entriesOf, loadContract } from '../lib/contract';
 import { acknowledge } from '../lib/nag';
 import { synthApp } from './helpers';
-import { ACCOUNT, PARTITION, Statement, TemplateResolver, glob, statementsOf } from './iam';
+import { ACCOUNT, PARTITION, Statement, StackView, glob, statementsOf, views } from './iam';
 
 const contract = loadContract();
-
-/** One stack's template, resolver and contract binding. */
-interface StackView {
-  readonly stack: cdk.Stack;
-  readonly template: any;
-  readonly r: TemplateResolver;
-  readonly binding?: ContractBinding;
-}
-
-function views(app: TandemApp): StackView[] {
-  const stacks: [cdk.Stack, ContractBinding | undefined][] = [
-    [app.pipeline, app.pipeline.contract],
-    [app.dr, app.dr.contract],
-    [app.drRecovery, undefined],
-    [app.drStandby, app.drStandby.contract],
-  ];
-  const all: StackView[] = [];
-  const exports = () => Object.assign({}, ...all.map((v) => v.r.exportsOf()));
-  for (const [stack, binding] of stacks) {
-    const template = Template.fromStack(stack).toJSON();
-    all.push({ stack, template, r: new TemplateResolver(stack.stackName, stack.region, template, exports), binding });
-  }
-  return all;
-}
 
 function logicalId(c: IConstruct): string {
   const cfn = (c.node.defaultChild ?? c) as cdk.CfnElement;
@@ -151,8 +126,8 @@ function check(app: TandemApp, c: Contract = contract): { findings: Finding[]; s
     for (const [id, pid] of registered) {
       seen.add(pid);
       const p = c.principals[pid];
-      if (p.stack !== v.stack.stackName) {
-        findings.push({ principal: pid, message: `is bound in ${v.stack.stackName}, the contract says ${p.stack}` });
+      if (p.stack !== v.stack.node.id) {
+        findings.push({ principal: pid, message: `is bound in ${v.stack.node.id}, the contract says ${p.stack}` });
       }
       const { statements, managed } = principalStatements(v, id);
       // AWS managed policies: exactly those the contract lists, each with a reason.
@@ -228,6 +203,8 @@ describe('the IAM contract', () => {
     ['dev on Fargate', {}],
     ['prod on EC2', { 'tandem:removal': 'prod', 'tandem:compute': 'ec2' }],
     ['serving a restored table', { 'tandem:servedTable': 'Product-restored-20261130' }],
+    ['with the game day', { 'tandem:gameDaySchedule': 'rate(7 days)' }],
+    ['with the game day, in prod', { 'tandem:gameDaySchedule': 'rate(7 days)', 'tandem:removal': 'prod' }],
   ];
   const seen = new Set<string>();
 

@@ -1,11 +1,15 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { synthApp } from './helpers';
+import { ACCOUNT, NAME_PROPERTY, views } from './iam';
 
-const { app, dr, drRecovery, drStandby } = synthApp();
+const built = synthApp();
+const { app, dr, drRecovery, drStandby } = built;
 app.synth();
 const t = Template.fromStack(dr);
 const r = Template.fromStack(drRecovery);
 const sb = Template.fromStack(drStandby);
+/** The four stacks' templates, resolved as CloudFormation would deploy them. */
+const names = views(built);
 
 describe('the Product table', () => {
   test('pays per request, keeps 35 days of PITR, has a replica in the recovery region, is encrypted', () => {
@@ -61,10 +65,12 @@ describe('AWS Backup', () => {
     expect(rules[0].Lifecycle).toEqual({ DeleteAfterDays: 30 });
     expect(rules[0].CopyActions).toHaveLength(1);
     expect(rules[0].CopyActions[0].Lifecycle).toEqual({ DeleteAfterDays: 30 });
-    expect(JSON.stringify(rules[0].CopyActions[0].DestinationBackupVaultArn)).toContain(
-      ':backup:us-east-1:',
+    // The recovery stack's vault, read across regions (its name is the stack's).
+    const [dv, rv] = ['DisasterRecoveryStack', 'DisasterRecoveryRegionStack'].map((n) => names.find((v) => v.stack.stackName === n)!);
+    const recoveryVault = rv.r.str(Object.values(r.findResources('AWS::Backup::BackupVault'))[0].Properties.BackupVaultName);
+    expect(dv.r.str(rules[0].CopyActions[0].DestinationBackupVaultArn)).toBe(
+      `arn:aws:backup:us-east-1:${ACCOUNT}:backup-vault:${recoveryVault}`,
     );
-    expect(JSON.stringify(rules[0].CopyActions[0].DestinationBackupVaultArn)).toContain('backup-vault:tandem-dr-recovery');
   });
 
   test('the selection covers the table with the stack\'s own role; both vaults have their own keys', () => {
@@ -74,8 +80,8 @@ describe('AWS Backup', () => {
         Resources: [{ 'Fn::GetAtt': [Match.stringLikeRegexp('^Product'), 'Arn'] }],
       }),
     });
-    t.hasResourceProperties('AWS::Backup::BackupVault', { BackupVaultName: 'tandem-dr-primary', EncryptionKeyArn: Match.anyValue() });
-    r.hasResourceProperties('AWS::Backup::BackupVault', { BackupVaultName: 'tandem-dr-recovery', EncryptionKeyArn: Match.anyValue() });
+    t.hasResourceProperties('AWS::Backup::BackupVault', { EncryptionKeyArn: Match.anyValue() });
+    r.hasResourceProperties('AWS::Backup::BackupVault', { EncryptionKeyArn: Match.anyValue() });
     r.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
     expect(drRecovery.region).toBe('us-east-1');
     expect(dr.region).toBe('us-east-2');
@@ -86,7 +92,7 @@ describe('AWS Backup', () => {
       EventPattern: {
         source: ['aws.backup'],
         'detail-type': ['Backup Job State Change'],
-        detail: { state: ['COMPLETED'], backupVaultName: ['tandem-dr-primary'] },
+        detail: { state: ['COMPLETED'], backupVaultName: [{ 'Fn::GetAtt': [Match.stringLikeRegexp('^Vault'), 'BackupVaultName'] }] },
       },
     });
     // The daily run comes after the backup's latest completion (12:10) and the
@@ -294,20 +300,23 @@ describe('the standby region', () => {
   });
 
   test('both regions take the same key, from a secret replicated to the recovery region', () => {
-    t.hasResourceProperties('AWS::SecretsManager::Secret', {
-      Name: 'tandem/DisasterRecoveryStack/api-key',
-      ReplicaRegions: [{ Region: 'us-east-1' }],
-    });
+    t.hasResourceProperties('AWS::SecretsManager::Secret', { ReplicaRegions: [{ Region: 'us-east-1' }] });
     const value = (template: Template) => JSON.stringify((Object.values(template.findResources('AWS::ApiGateway::ApiKey'))[0] as any).Properties.Value);
     expect(value(t)).toContain('resolve:secretsmanager');
     // By name in the recovery region: its replica.
-    expect(value(sb)).toContain('{{resolve:secretsmanager:tandem/DisasterRecoveryStack/api-key:SecretString:::}}');
+    const [dv, sv] = ['DisasterRecoveryStack', 'DisasterRecoveryStandbyStack'].map((n) => names.find((v) => v.stack.stackName === n)!);
+    const secret = dv.r.str(Object.values(t.findResources('AWS::SecretsManager::Secret'))[0].Properties.Name);
+    expect(secret).toMatch(/^tandem\/DisasterRecoveryStack\/api-key-[0-9a-f]{12}$/);
+    const key = Object.values(sb.findResources('AWS::ApiGateway::ApiKey'))[0].Properties.Value;
+    expect(sv.r.str(key)).toBe(`{{resolve:secretsmanager:${secret}:SecretString:::}}`);
     // A rotation names the new version, which changes both templates (a dynamic
     // reference alone is resolved only when its resource changes).
     const v = 'EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE';
     const rotated = synthApp({ 'tandem:apiKeyVersion': v });
     expect(value(Template.fromStack(rotated.dr))).toContain(`:SecretString:::${v}}}`);
-    expect(value(Template.fromStack(rotated.drStandby))).toContain(`api-key:SecretString:::${v}}}`);
+    const rotatedStandby = views(rotated).find((x) => x.stack === rotated.drStandby)!;
+    const rotatedKey = Object.values(Template.fromStack(rotated.drStandby).findResources('AWS::ApiGateway::ApiKey'))[0].Properties.Value;
+    expect(rotatedStandby.r.str(rotatedKey)).toBe(`{{resolve:secretsmanager:${secret}:SecretString:::${v}}}`);
     expect(() => synthApp({ 'tandem:apiKeyVersion': 'v2' })).toThrow(/tandem:apiKeyVersion = "v2" is not valid/);
   });
 
@@ -364,5 +373,137 @@ describe('the standby region', () => {
     }
     expect(() => synthApp({ 'tandem:domainName': 'api.example.com' })).toThrow(/tandem:hostedZoneId.*required with tandem:domainName/);
     expect(() => synthApp({ ...dns, 'tandem:domainName': 'api.other.org' })).toThrow(/inside the hosted zone example.com/);
+  });
+});
+
+describe('names: destroy, redeploy, two deployments', () => {
+  /** Every explicit physical name of `app`'s stacks, resolved, with its stack and logical id. */
+  function physicalNames(a: ReturnType<typeof synthApp>): { where: string; name: string; retained: boolean; byId: boolean }[] {
+    return views(a).flatMap((v) =>
+      Object.entries(v.template.Resources as Record<string, any>).flatMap(([id, res]) => {
+        const prop = NAME_PROPERTY[res.Type];
+        // A stage's name is its API's, not the account's.
+        if (!prop || res.Type === 'AWS::ApiGateway::Stage' || res.Properties?.[prop] === undefined) return [];
+        return [{
+          where: `${v.stack.stackName}/${id}`,
+          name: v.r.str(res.Properties[prop]),
+          retained: res.DeletionPolicy === 'Retain',
+          byId: JSON.stringify(res.Properties[prop]).includes('AWS::StackId'),
+        }];
+      }),
+    );
+  }
+
+  test('what prod keeps after a destroy is named after the stack and its id, so the next deploy takes new names', () => {
+    const kept = physicalNames(synthApp({ 'tandem:removal': 'prod' })).filter((n) => n.retained);
+    // The vaults (one per region) and the key's secret; generated names are new on every create.
+    expect(kept.map((n) => n.where.split('/')[0]).sort()).toEqual(['DisasterRecoveryRegionStack', 'DisasterRecoveryStack', 'DisasterRecoveryStack']);
+    for (const n of kept) expect(`${n.where}: ${n.byId}`).toBe(`${n.where}: true`);
+    const vaults = kept.filter((n) => !n.name.startsWith('tandem/')).map((n) => n.name);
+    for (const v of vaults) expect(v).toMatch(/^[A-Za-z0-9_-]{2,50}$/);
+  });
+
+  test('two deployments in one account and region share no name', () => {
+    const blue = synthApp({ 'tandem:deployment': 'blue' });
+    const green = synthApp({ 'tandem:deployment': 'green' });
+    expect(blue.dr.stackName).toBe('blue-DisasterRecoveryStack');
+    expect(blue.drStandby.stackName).toBe('blue-DisasterRecoveryStandbyStack');
+    expect(green.pipeline.stackName).toBe('green-PipelineStack');
+    const of = (a: ReturnType<typeof synthApp>) => [
+      ...physicalNames(a).map((n) => n.name),
+      ...[a.pipeline, a.dr, a.drRecovery, a.drStandby].map((s) => `stack ${s.region} ${s.stackName}`),
+    ];
+    const b = new Set(of(blue));
+    expect(of(green).filter((n) => b.has(n))).toEqual([]);
+    // The backup plan is named after its stack too.
+    const plan = (a: ReturnType<typeof synthApp>) =>
+      (Object.values(Template.fromStack(a.dr).findResources('AWS::Backup::BackupPlan'))[0] as any).Properties.BackupPlan.BackupPlanName;
+    expect(plan(blue)).toBe('blue-DisasterRecoveryStack');
+    expect(() => synthApp({ 'tandem:deployment': '9lives' })).toThrow(/tandem:deployment = "9lives" is not valid/);
+  });
+});
+
+describe('the game day', () => {
+  const on = synthApp({ 'tandem:gameDaySchedule': 'rate(7 days)' });
+  const g = Template.fromStack(on.dr);
+  const task = () => (Object.values(g.findResources('AWS::ECS::TaskDefinition'))[0] as any).Properties;
+  const command = (): string[] => task().ContainerDefinitions[0].Command.map((c: unknown) => (typeof c === 'string' ? c : JSON.stringify(c)));
+
+  test('is off by default: no task, no schedule, no bucket for it', () => {
+    t.resourceCountIs('AWS::ECS::TaskDefinition', 0);
+    t.resourceCountIs('AWS::ECS::Cluster', 0);
+    expect(Object.keys(t.findOutputs('GameDayReportsBucket'))).toEqual([]);
+  });
+
+  test('runs the drill against its own stack on the schedule, as a Fargate task with a public address', () => {
+    g.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(7 days)',
+      Targets: [
+        Match.objectLike({
+          EcsParameters: Match.objectLike({
+            LaunchType: 'FARGATE',
+            NetworkConfiguration: { AwsVpcConfiguration: Match.objectLike({ AssignPublicIp: 'ENABLED' }) },
+          }),
+          RetryPolicy: { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 2 },
+        }),
+      ],
+    });
+    const c = command();
+    expect(c.slice(0, 5)).toEqual(['dr-drill', '--backend', 'dynamodb', '--stack', 'DisasterRecoveryStack']);
+    // The restore methods by default: the failover methods move the deployment's clients.
+    expect(c[c.indexOf('--methods') + 1]).toBe('pitr,backup,scheduled,cross-region');
+    expect(c).toContain('--publish-metrics');
+    expect(c[c.indexOf('--report-to') + 1]).toContain('/drills');
+    expect(task().RequiresCompatibilities).toEqual(['FARGATE']);
+    expect(task().ContainerDefinitions[0].ReadonlyRootFilesystem).toBe(true);
+    // Nothing comes in.
+    const [sg] = Object.values(g.findResources('AWS::EC2::SecurityGroup', { Properties: { GroupDescription: Match.stringLikeRegexp('game day') } })) as any[];
+    expect(sg.Properties.SecurityGroupIngress).toBeUndefined();
+    expect(sg.Properties.SecurityGroupEgress).toEqual([expect.objectContaining({ IpProtocol: 'tcp', FromPort: 443, ToPort: 443 })]);
+    // No NAT gateway: the task's public address reaches the APIs.
+    g.resourceCountIs('AWS::EC2::NatGateway', 0);
+
+    const failover = synthApp({ 'tandem:gameDaySchedule': 'cron(0 10 ? * MON *)', 'tandem:gameDayMethods': 'pitr,pilot-light' });
+    const fc = (Object.values(Template.fromStack(failover.dr).findResources('AWS::ECS::TaskDefinition'))[0] as any).Properties.ContainerDefinitions[0].Command;
+    expect(fc[fc.indexOf('--methods') + 1]).toBe('pitr,pilot-light');
+    expect(() => synthApp({ 'tandem:gameDaySchedule': 'weekly' })).toThrow(/tandem:gameDaySchedule = "weekly" is not valid/);
+    expect(() => synthApp({ 'tandem:gameDaySchedule': 'rate(7 days)', 'tandem:gameDayMethods': 'pitr,chaos' })).toThrow(/tandem:gameDayMethods = "pitr,chaos" is not valid/);
+    expect(() => synthApp({ 'tandem:gameDayMethods': 'pitr' })).toThrow(/set tandem:gameDaySchedule too/);
+  });
+
+  test('a drill that failed, missed a target or could not run pages the alert topic', () => {
+    const alarms = g.findResources('AWS::CloudWatch::Alarm', { Properties: { Namespace: 'tandem/DR' } });
+    const [alarm] = Object.values(alarms) as any[];
+    expect(alarm.Properties).toMatchObject({
+      MetricName: 'DrillPassed',
+      Dimensions: [{ Name: 'Stack', Value: 'DisasterRecoveryStack' }],
+      Statistic: 'Minimum',
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 1,
+      TreatMissingData: 'notBreaching',
+    });
+    expect(JSON.stringify(alarm.Properties.AlarmActions)).toContain('Alerts');
+    // The topic's policy lets CloudWatch publish for both alarms.
+    const [policy] = Object.values(g.findResources('AWS::SNS::TopicPolicy')) as any[];
+    const alarmPublishes = policy.Properties.PolicyDocument.Statement.find((s: any) => s.Sid === 'AlarmPublishes');
+    expect(alarmPublishes.Condition.ArnLike['aws:SourceArn']).toHaveLength(2);
+    // A task that stopped with an error (not 0, passed, nor 1, failed) or never started.
+    const stops = Object.values(g.findResources('AWS::Events::Rule', { Properties: { EventPattern: { source: ['aws.ecs'] } } })) as any[];
+    expect(stops.map((r) => r.Properties.EventPattern.detail.containers?.exitCode ?? r.Properties.EventPattern.detail.stopCode)).toEqual([
+      [{ 'anything-but': [0, 1] }],
+      ['TaskFailedToStart'],
+    ]);
+    for (const r of stops) expect(JSON.stringify(r.Properties.Targets)).toContain('Alerts');
+  });
+
+  test('keeps the reports a year, in a bucket emptied by a dev destroy and kept by a prod one', () => {
+    g.hasResourceProperties('AWS::S3::Bucket', {
+      LifecycleConfiguration: { Rules: [Match.objectLike({ ExpirationInDays: 365 })] },
+    });
+    g.resourceCountIs('Custom::S3AutoDeleteObjects', 1);
+    const prod = Template.fromStack(synthApp({ 'tandem:gameDaySchedule': 'rate(7 days)', 'tandem:removal': 'prod' }).dr);
+    prod.resourceCountIs('Custom::S3AutoDeleteObjects', 0);
+    const [bucket] = Object.values(prod.findResources('AWS::S3::Bucket')) as any[];
+    expect(bucket.DeletionPolicy).toBe('Retain');
   });
 });

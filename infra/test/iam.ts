@@ -5,6 +5,11 @@
 // ("table/Product*") is tested against the name the table really gets, not against a
 // name that happens to match. Anything it cannot resolve is an error, never a guess.
 
+import * as cdk from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { TandemApp } from '../lib/app';
+import { ContractBinding } from '../lib/contract';
+
 export const ACCOUNT = '111122223333';
 export const PARTITION = 'aws';
 
@@ -37,7 +42,10 @@ export function glob(pattern: string, value: string, ignoreCase = false): boolea
 }
 
 /** The explicit-name property of each type that has one. */
-const NAME_PROPERTY: Record<string, string> = {
+export const NAME_PROPERTY: Record<string, string> = {
+  'AWS::SecretsManager::Secret': 'Name',
+  'AWS::ECS::Cluster': 'ClusterName',
+  'AWS::ECS::TaskDefinition': 'Family',
   'AWS::S3::Bucket': 'BucketName',
   'AWS::DynamoDB::GlobalTable': 'TableName',
   'AWS::DynamoDB::Table': 'TableName',
@@ -112,6 +120,11 @@ export class TemplateResolver {
         return 'amazonaws.com';
       case 'AWS::StackName':
         return this.stackName;
+      case 'AWS::StackId':
+        return this.arn(
+          'cloudformation',
+          `stack/${this.stackName}/${suffix(this.stackName, 8, '0123456789abcdef')}-1111-2222-3333-${suffix(this.stackName + 'id', 12, '0123456789abcdef')}`,
+        );
     }
     const param = this.template.Parameters?.[id];
     if (param) {
@@ -149,6 +162,8 @@ export class TemplateResolver {
         return `sg-${suffix(id, 17, '0123456789abcdef')}`;
       case 'AWS::EC2::VPC':
         return `vpc-${suffix(id, 17, '0123456789abcdef')}`;
+      case 'AWS::ECS::TaskDefinition':
+        return this.arn('ecs', `task-definition/${name}:1`);
       case 'AWS::EC2::Subnet':
         return `subnet-${suffix(id, 17, '0123456789abcdef')}`;
       default:
@@ -205,6 +220,10 @@ export class TemplateResolver {
         return this.name(id);
       case 'AWS::SNS::Topic.TopicName':
         return this.name(id);
+      case 'AWS::ECS::Cluster.Arn':
+        return this.arn('ecs', `cluster/${this.ref(id)}`);
+      case 'AWS::ECS::TaskDefinition.TaskDefinitionArn':
+        return this.ref(id);
       case 'AWS::EC2::SecurityGroup.GroupId':
         return this.ref(id);
       default:
@@ -332,4 +351,28 @@ export function statementsOf(r: TemplateResolver, doc: Json, source: string, man
       managed,
     };
   });
+}
+
+export interface StackView {
+  readonly stack: cdk.Stack;
+  readonly template: any;
+  readonly r: TemplateResolver;
+  readonly binding?: ContractBinding;
+}
+
+/** Every stack of `app` with its template and a resolver that sees the others' exports. */
+export function views(app: TandemApp): StackView[] {
+  const stacks: [cdk.Stack, ContractBinding | undefined][] = [
+    [app.pipeline, app.pipeline.contract],
+    [app.dr, app.dr.contract],
+    [app.drRecovery, app.drRecovery.contract],
+    [app.drStandby, app.drStandby.contract],
+  ];
+  const all: StackView[] = [];
+  const exports = () => Object.assign({}, ...all.map((v) => v.r.exportsOf()));
+  for (const [stack, binding] of stacks) {
+    const template = Template.fromStack(stack).toJSON();
+    all.push({ stack, template, r: new TemplateResolver(stack.stackName, stack.region, template, exports), binding });
+  }
+  return all;
 }

@@ -34,6 +34,9 @@ pub mod embedded;
 pub mod failover;
 #[cfg(feature = "fake-aws")]
 pub mod fake_aws;
+pub mod metrics;
+#[cfg(feature = "drill-aws")]
+pub mod publish;
 pub mod report;
 pub mod restore;
 pub mod verdict;

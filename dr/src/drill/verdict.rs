@@ -29,7 +29,7 @@ pub struct Diff {
 impl Diff {
     /// No difference.
     pub fn is_empty(&self) -> bool {
-        self.missing + self.extra + self.different == 0
+        *self == Diff::default()
     }
 }
 
@@ -197,6 +197,27 @@ pub fn seed_items(n: usize, now_us: u64) -> Vec<Product> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_diff_is_empty_only_when_nothing_differs() {
+        assert!(Diff::default().is_empty());
+        let d = |missing, extra, different| Diff {
+            missing,
+            extra,
+            different,
+        };
+        // One of each kind alone, and kinds that would cancel or multiply to nothing.
+        for diff in [
+            d(1, 0, 0),
+            d(0, 1, 0),
+            d(0, 0, 1),
+            d(1, 1, 0),
+            d(2, 1, 1),
+            d(3, 0, 2),
+        ] {
+            assert!(!diff.is_empty(), "{diff:?}");
+        }
+    }
 
     fn p(id: &str, title: &str, at: u64) -> Product {
         Product {

@@ -12,7 +12,9 @@ mod account;
 mod apis;
 
 pub use apis::{Refused, USAGE_PLAN_RATE, WAF_LIMIT};
+pub use cloudwatch::Published;
 mod backup;
+mod cloudwatch;
 mod control;
 mod dynamodb;
 
@@ -132,6 +134,8 @@ pub struct FakeAws {
     calls: tandem_sdk::calls::CallLog,
     /// The deployed APIs' web ACL and usage plan limits.
     stages: apis::Stages,
+    /// What CloudWatch stored (the game day's metrics).
+    metrics: Arc<Mutex<Vec<Published>>>,
 }
 
 impl FakeAws {
@@ -164,6 +168,7 @@ impl FakeAws {
             dns,
             calls: tandem_sdk::calls::CallLog::memory(),
             stages: Default::default(),
+            metrics: Default::default(),
         }
     }
 
