@@ -764,3 +764,79 @@ async fn publishing_refuses_what_cloudwatch_refuses_and_splits_what_it_cannot_ta
         .count();
     assert_eq!(requests, 3, "1,000 datums a request at most");
 }
+
+/// Every AWS Backup start call the drill makes carries its own idempotency token, named
+/// after what it makes, and the fake account honours tokens as AWS Backup does
+/// ("Retrying a successful request with the same idempotency token results in a success
+/// message with no action taken", the API reference of StartBackupJob, StartCopyJob,
+/// StartRestoreJob): the same start sent again (by the SDK after a lost answer, or by
+/// the drill) starts nothing new, so the drill knows every job it made. (Without one
+/// the SDK fills in a token per call, which covers its own retries only.)
+#[tokio::test(start_paused = true)]
+async fn every_start_call_carries_a_token_and_a_repeated_one_starts_nothing() {
+    let mut opts = options(50);
+    opts.methods = vec![Method::Scheduled, Method::CrossRegion];
+    let aws = account_for(&opts.methods, Faults::default());
+    let (report, _, left) = drill_on(&aws, &opts).await;
+    assert!(report.passed, "{report:#?}");
+    assert!(left.is_empty(), "{left:?}");
+    let starts = aws.start_calls();
+    let ops: Vec<&str> = starts.iter().map(|(op, _)| *op).collect();
+    for op in ["StartBackupJob", "StartCopyJob", "StartRestoreJob"] {
+        assert!(ops.contains(&op), "{op} never called: {ops:?}");
+    }
+    // The drill's own, named after what it makes (not the SDK's per-call fill-in).
+    for (op, token) in &starts {
+        assert!(
+            token.as_deref().is_some_and(|t| t.contains("drill")),
+            "{op} with token {token:?}"
+        );
+    }
+
+    // The same copy twice: one job with a token, two without.
+    let backup = aws.backup("us-east-2");
+    let (_, copies_before, _) = aws.jobs_started();
+    let point = backup
+        .start_backup_job()
+        .backup_vault_name(aws.setup().primary_vault.unwrap())
+        .resource_arn(aws.table_arn())
+        .iam_role_arn(aws.setup().role_arn.unwrap())
+        .idempotency_token("test-backup")
+        .send()
+        .await
+        .unwrap()
+        .recovery_point_arn()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let copy = |token: Option<&'static str>| {
+        backup
+            .start_copy_job()
+            .recovery_point_arn(&point)
+            .source_backup_vault_name(aws.setup().primary_vault.unwrap())
+            .destination_backup_vault_arn(aws.setup().recovery_vault_arn.unwrap())
+            .iam_role_arn(aws.setup().role_arn.unwrap())
+            .set_idempotency_token(token.map(str::to_string))
+            .send()
+    };
+    let a = copy(Some("same"))
+        .await
+        .unwrap()
+        .copy_job_id()
+        .unwrap()
+        .to_string();
+    let b = copy(Some("same"))
+        .await
+        .unwrap()
+        .copy_job_id()
+        .unwrap()
+        .to_string();
+    assert_eq!(a, b);
+    assert_eq!(aws.jobs_started().1, copies_before + 1);
+    copy(Some("other")).await.unwrap();
+    assert_eq!(
+        aws.jobs_started().1,
+        copies_before + 2,
+        "another token, another job"
+    );
+}

@@ -202,6 +202,11 @@ pub(super) struct Account {
     pub mode: StandbyMode,
     /// When the served table was created (its history starts there).
     pub born_us: u64,
+    /// AWS Backup's idempotency tokens: (operation, region, token) to the job the
+    /// first call with it started.
+    pub idempotent: HashMap<(&'static str, String, String), String>,
+    /// Every AWS Backup start call: the operation and its idempotency token.
+    pub start_calls: Vec<(&'static str, Option<String>)>,
     requests: u64,
     next_id: u64,
 }
@@ -270,6 +275,8 @@ impl Account {
                 .collect(),
             mode,
             born_us: now - 3 * DAY_US,
+            idempotent: HashMap::new(),
+            start_calls: Vec::new(),
             requests: 0,
             next_id: 0,
             names,
@@ -340,6 +347,31 @@ impl Account {
 
     pub fn vault_arn(region: &str, name: &str) -> String {
         format!("arn:aws:backup:{region}:{ACCOUNT}:backup-vault:{name}")
+    }
+
+    /// The job an earlier `operation` call with `token` started in `region`: AWS
+    /// Backup answers a retry "with the same idempotency token" with "a success
+    /// message with no action taken" (StartBackupJob, StartCopyJob, StartRestoreJob
+    /// in the AWS Backup API reference). A call without a token starts a new job.
+    pub fn started_before(
+        &mut self,
+        operation: &'static str,
+        region: &str,
+        token: Option<&str>,
+    ) -> Option<String> {
+        self.start_calls.push((operation, token.map(str::to_string)));
+        let token = token?;
+        self.idempotent
+            .get(&(operation, region.to_string(), token.to_string()))
+            .cloned()
+    }
+
+    /// Remembers that `operation` with `token` started `job`.
+    pub fn started(&mut self, operation: &'static str, region: &str, token: Option<&str>, job: &str) {
+        if let Some(t) = token {
+            self.idempotent
+                .insert((operation, region.to_string(), t.to_string()), job.to_string());
+        }
     }
 
     pub fn next_id(&mut self) -> String {

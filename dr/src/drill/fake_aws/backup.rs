@@ -27,6 +27,17 @@ impl FakeAws {
     pub(super) fn backup_client(&self, region: &str) -> Client {
         let mut rules = Rules::new(self, region, rest_error);
         rules.answer(mock!(Client::start_backup_job), |a, now, region, req| {
+            if let Some(id) = a.started_before("StartBackupJob", region, req.idempotency_token()) {
+                let point = a
+                    .backup_jobs
+                    .get(&id)
+                    .map(|j| j.output.clone())
+                    .unwrap_or_default();
+                return Ok(StartBackupJobOutput::builder()
+                    .backup_job_id(id)
+                    .recovery_point_arn(point)
+                    .build());
+            }
             let vault = req.backup_vault_name().unwrap_or_default();
             let table_arn = req.resource_arn().unwrap_or_default().to_string();
             if vault != a.names.primary_vault || *region != a.names.primary {
@@ -60,6 +71,7 @@ impl FakeAws {
                 // Its point exists from the start (PARTIAL until the job ends).
                 job.settled = true;
                 a.backup_jobs.insert(id.clone(), job);
+                a.started("StartBackupJob", region, req.idempotency_token(), &id);
                 Ok(StartBackupJobOutput::builder()
                     .backup_job_id(id)
                     .recovery_point_arn(point)
@@ -89,6 +101,9 @@ impl FakeAws {
         });
         rules.answer(mock!(Client::start_copy_job), |a, now, region, req| {
             a.settle(now);
+            if let Some(id) = a.started_before("StartCopyJob", region, req.idempotency_token()) {
+                return Ok(StartCopyJobOutput::builder().copy_job_id(id).build());
+            }
             let point = req.recovery_point_arn().unwrap_or_default().to_string();
             let dest = req.destination_backup_vault_arn().unwrap_or_default();
             let dest_region = dest.split(':').nth(3).unwrap_or_default().to_string();
@@ -113,6 +128,7 @@ impl FakeAws {
                             dest_region,
                         ),
                     );
+                    a.started("StartCopyJob", region, req.idempotency_token(), &id);
                     Ok(StartCopyJobOutput::builder()
                         .copy_job_id(id)
                         .creation_date(date(now))
@@ -149,6 +165,9 @@ impl FakeAws {
         rules.answer(mock!(Client::start_restore_job), |a, now, region, req| {
             a.settle(now);
             a.run_plan(now);
+            if let Some(id) = a.started_before("StartRestoreJob", region, req.idempotency_token()) {
+                return Ok(StartRestoreJobOutput::builder().restore_job_id(id).build());
+            }
             let point = req.recovery_point_arn().unwrap_or_default().to_string();
             let target = req
                 .metadata()
@@ -178,6 +197,7 @@ impl FakeAws {
                 let mut job = Job::new(region, now, takes, point, String::new(), target);
                 job.failed = failed;
                 a.restore_jobs.insert(id.clone(), job);
+                a.started("StartRestoreJob", region, req.idempotency_token(), &id);
                 Ok(StartRestoreJobOutput::builder().restore_job_id(id).build())
             }
         });

@@ -282,6 +282,28 @@ impl FakeAws {
         self.lock().pitr_periods.clone()
     }
 
+    /// The AWS Backup jobs started so far: (backup, copy, restore).
+    pub fn jobs_started(&self) -> (usize, usize, usize) {
+        let a = self.lock();
+        (a.backup_jobs.len(), a.copy_jobs.len(), a.restore_jobs.len())
+    }
+
+    /// Every AWS Backup start call so far: its operation and idempotency token.
+    pub fn start_calls(&self) -> Vec<(&'static str, Option<String>)> {
+        self.lock().start_calls.clone()
+    }
+
+    /// The served table's ARN.
+    pub fn table_arn(&self) -> String {
+        let n = self.names();
+        Account::table_arn(&n.primary, &n.table)
+    }
+
+    /// An AWS Backup client of this account in `region`, as the drill's.
+    pub fn backup(&self, region: &str) -> aws_sdk_backup::Client {
+        self.backup_client(region)
+    }
+
     /// What the deployed APIs' limits refused so far.
     pub fn refused(&self) -> apis::Refused {
         self.stages.lock().unwrap_or_else(|e| e.into_inner()).1
