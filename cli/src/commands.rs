@@ -62,6 +62,8 @@ fn component(command: &Command) -> &'static str {
         Command::Watch(_) => "tandem watch",
         Command::Start(_) => "tandem start",
         Command::Api { .. } => "tandem api serve",
+        // The game day's flags: the task's role (the drill's calls and its own).
+        Command::DrDrill(a) if a.publish_metrics || a.report_to.is_some() => "tandem dr game day",
         Command::DrDrill(_) => "tandem dr-drill",
         Command::Dr {
             command: crate::args::DrCommand::EmptyVaults(_),

@@ -131,6 +131,15 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
         .context("--report-to")?;
     let rt = runtime()?;
     let result = drill_report(&a, &rt);
+    // The report is kept first, then the metrics go: a failure of either is said and
+    // exits 2 (the game day's task-stopped rule pages on it), never hides the report.
+    let mut lost: Vec<anyhow::Error> = Vec::new();
+    if let Some(store) = &reports {
+        match keep_report(store.as_ref(), a.stack.as_deref(), &result) {
+            Ok(at) => crate::note!("tandem: kept the report at {at}"),
+            Err(e) => lost.push(e),
+        }
+    }
     if let Some(stack) = &publish_to {
         let metrics = match &result {
             Ok(report) => drill::metrics::of_report(report),
@@ -141,34 +150,66 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
             let client = tandem_dr::calls::cloudwatch_client(&config, Some(a.primary_region.as_str()));
             drill::publish::put(&client, stack, &metrics, tandem_core::time::now_micros()).await
         });
-        match (&result, published) {
-            (_, Ok(())) => crate::note!(
+        match published {
+            Ok(()) => crate::note!(
                 "tandem: published {} metrics to CloudWatch ({}, Stack={stack})",
                 metrics.len(),
                 drill::metrics::NAMESPACE
             ),
-            // The drill's own error is the one to report; the lost metrics are said.
-            (Err(_), Err(e)) => crate::note!("tandem: could not publish the drill's metrics: {e}"),
-            (Ok(_), Err(e)) => return Err(anyhow::Error::new(e).context("publishing the drill's metrics")),
+            Err(e) => lost.push(anyhow::Error::new(e).context("publishing the drill's metrics")),
         }
     }
-    let report = result?;
-    if let Some(store) = &reports {
-        let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
-        let dir = format!("{}/{stamp}", a.stack.as_deref().unwrap_or("embedded"));
-        let json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
-        for (name, body) in [
-            ("report.html", drill::report::html(&report).into_bytes()),
-            ("report.json", json),
-        ] {
-            let key = format!("{dir}/{name}");
-            store
-                .put(&key, body.into())
-                .with_context(|| format!("keeping the report at {}/{key}", store.url()))?;
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            for l in &lost {
+                crate::note!("tandem: {l:#}");
+            }
+            return Err(e);
         }
-        crate::note!("tandem: kept the report at {}/{dir}/", store.url());
+    };
+    let verdict = finish(&a, report);
+    match lost.into_iter().next() {
+        None => verdict,
+        Some(first) => {
+            if let Err(e) = verdict {
+                crate::note!("tandem: {e:#}");
+            }
+            Err(first)
+        }
     }
-    finish(&a, report)
+}
+
+/// Keeps the drill's report (HTML and JSON), or the error that stopped it
+/// (`error.json`), in `store` under `STACK/TIME/`; returns where.
+fn keep_report(
+    store: &dyn tandem_core::store::ObjectStore,
+    stack: Option<&str>,
+    result: &Result<DrillReport>,
+) -> Result<String> {
+    let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
+    let dir = format!("{}/{stamp}", stack.unwrap_or("embedded"));
+    let files: Vec<(&str, Vec<u8>)> = match result {
+        Ok(report) => vec![
+            ("report.html", drill::report::html(report).into_bytes()),
+            (
+                "report.json",
+                serde_json::to_vec_pretty(report).context("encoding the report")?,
+            ),
+        ],
+        Err(e) => vec![(
+            "error.json",
+            serde_json::to_vec_pretty(&serde_json::json!({"passed": false, "error": format!("{e:#}")}))
+                .context("encoding the error")?,
+        )],
+    };
+    for (name, body) in files {
+        let key = format!("{dir}/{name}");
+        store
+            .put(&key, body.into())
+            .with_context(|| format!("keeping the report at {}/{key}", store.url()))?;
+    }
+    Ok(format!("{}/{dir}/", store.url()))
 }
 
 /// Runs the drill `a` describes on `rt`.

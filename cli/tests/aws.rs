@@ -218,6 +218,47 @@ fn a_run_id_whose_results_already_exist_in_the_bucket_is_refused() {
     assert!(tandem(a.path(), &["verify", "--run", "nightly"]).status.success());
 }
 
+/// The game day's reports: `--report-to s3://` checks the bucket before the drill
+/// (HeadBucket) and puts the HTML and JSON under drills/STACK/TIME/, every call inside
+/// the game day's contract (s3:ListBucket on the bucket, s3:PutObject under drills/);
+/// a bucket that does not exist stops it before any drilling.
+#[test]
+#[ignore = "needs the emulator"]
+fn a_drill_keeps_its_reports_in_s3_within_the_game_days_contract() {
+    let aws = fixtures::emulator();
+    let url = format!("{}/drills", fixtures::bucket(&aws, "tandem-cli-gameday"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = tandem(
+        dir.path(),
+        &[
+            "dr-drill",
+            "--products",
+            "50",
+            "--methods",
+            "pitr",
+            "--report-to",
+            &url,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calls = tandem_aws::calls::contract::assert_log_within(
+        &dir.path().join("aws-calls-dr-drill.jsonl"),
+        &[("GameDayReports", "tandem-cli-gameday")],
+    );
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    assert_eq!(ops, ["HeadBucket", "PutObject", "PutObject"], "{calls:?}");
+    assert!(calls.iter().all(|c| c.component == "tandem dr game day"));
+    assert!(stderr(&out).contains("kept the report at s3://tandem-cli-gameday/drills/embedded/"));
+
+    let out = tandem(
+        dir.path(),
+        &["dr-drill", "--report-to", "s3://tandem-nowhere/drills"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--report-to"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("pitr"), "it drilled: {}", stderr(&out));
+}
+
 #[test]
 #[ignore = "needs the emulator"]
 fn a_bucket_that_does_not_exist_fails_before_any_work() {

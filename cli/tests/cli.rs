@@ -980,3 +980,32 @@ fn verify_names_children_with_wrong_values_and_unreadable_objects() {
     assert_eq!((r.children_rerun, r.from_stage), (2, [0, 0, 2]));
     assert!(env.tandem(&["verify", "--run", &lt.run_id]).status.success());
 }
+
+/// A drill that cannot run still keeps what stopped it (`error.json`) where the game
+/// day's reports go, and exits 2: here its regions are the same one.
+#[test]
+fn a_drill_that_cannot_run_keeps_its_error_with_the_reports() {
+    let env = Env::new();
+    let reports = env.dir.path().join("reports");
+    let out = env.tandem(&[
+        "dr-drill",
+        "--region",
+        "us-east-2",
+        "--report-to",
+        &format!("file://{}", reports.display()),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let kept: Vec<std::path::PathBuf> = std::fs::read_dir(reports.join("embedded"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let error: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(kept[0].join("error.json")).unwrap()).unwrap();
+    assert_eq!(error["passed"], false);
+    assert!(
+        error["error"].as_str().unwrap().contains("must be another one"),
+        "{error}"
+    );
+    assert!(!kept[0].join("report.json").exists());
+}

@@ -752,17 +752,37 @@ async fn publishing_refuses_what_cloudwatch_refuses_and_splits_what_it_cannot_ta
     let e = publish::put(&cw, "", &[m(1.0)], aws.now_us()).await.unwrap_err();
     assert!(e.to_string().contains("stack's name"), "{e}");
 
+    // CloudWatch's own refusals: a timestamp from before the drill's two weeks, a
+    // blank dimension (an empty stack name is caught before the call).
+    let e = publish::put(
+        &cw,
+        "DisasterRecoveryStack",
+        &[m(1.0)],
+        aws.now_us() - 15 * 24 * 3_600_000_000,
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{e:?}").contains("two weeks in the past"), "{e:?}");
+    let e = publish::put(&cw, "  ", &[m(1.0)], aws.now_us())
+        .await
+        .unwrap_err();
+    let said = format!("{e:?}");
+    assert!(said.contains("the dimension") && said.contains("Stack"), "{said}");
+    assert!(aws.published().is_empty());
+
+    let requests = || {
+        aws.calls()
+            .iter()
+            .filter(|c| c.operation == "PutMetricData")
+            .count()
+    };
+    let before = requests();
     let many = vec![m(2.0); 2500];
     publish::put(&cw, "DisasterRecoveryStack", &many, aws.now_us())
         .await
         .unwrap();
     assert_eq!(aws.published().len(), 2500);
-    let requests = aws
-        .calls()
-        .iter()
-        .filter(|c| c.operation == "PutMetricData")
-        .count();
-    assert_eq!(requests, 3, "1,000 datums a request at most");
+    assert_eq!(requests() - before, 3, "1,000 datums a request at most");
 }
 
 /// Every AWS Backup start call the drill makes carries its own idempotency token, named
@@ -838,5 +858,30 @@ async fn every_start_call_carries_a_token_and_a_repeated_one_starts_nothing() {
         aws.jobs_started().1,
         copies_before + 2,
         "another token, another job"
+    );
+}
+
+/// The namespace the drill publishes to is the one the game day's role may publish to
+/// (the contract's `cloudwatch:namespace` condition, which the calls' check cannot see).
+#[test]
+fn the_metrics_namespace_is_the_one_the_contract_allows() {
+    let contract: serde_json::Value =
+        serde_json::from_str(tandem_sdk::calls::contract::CONTRACT_JSON).unwrap();
+    let calls = contract["components"]["tandem dr game day"]["calls"]
+        .as_array()
+        .unwrap();
+    let put = calls
+        .iter()
+        .find(|e| {
+            e["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "cloudwatch:PutMetricData")
+        })
+        .unwrap();
+    assert_eq!(
+        put["conditions"]["StringEquals"]["cloudwatch:namespace"],
+        tandem_dr::drill::metrics::NAMESPACE
     );
 }

@@ -138,8 +138,28 @@ export const CONTEXT_KEYS = [
 ] as const;
 
 const REGION = /^[a-z]{2}(-gov)?-[a-z]+-\d$/;
-/** An EventBridge schedule expression. */
-const SCHEDULE = /^(cron\(\S+ \S+ \S+ \S+ \S+ \S+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\))$/;
+/**
+ * Why EventBridge would refuse schedule `s`, or undefined: `rate(1 unit)` with the unit
+ * singular and `rate(N units)` plural for N > 1; `cron(...)` with six fields, one of
+ * day-of-month and day-of-week `?` (the EventBridge user guide, schedule expressions).
+ */
+export function scheduleProblem(s: string): string | undefined {
+  const rate = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(s);
+  if (rate) {
+    const n = Number(rate[1]);
+    if (n < 1) return 'a rate of at least 1';
+    if (n === 1 && rate[2].endsWith('s')) return `rate(1 ${rate[2].slice(0, -1)}): the unit is singular for 1`;
+    if (n > 1 && !rate[2].endsWith('s')) return `rate(${n} ${rate[2]}s): the unit is plural above 1`;
+    return undefined;
+  }
+  const cron = /^cron\((\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\)$/.exec(s);
+  if (cron) {
+    const [dayOfMonth, dayOfWeek] = [cron[3], cron[5]];
+    if ((dayOfMonth === '?') === (dayOfWeek === '?')) return 'exactly one of day-of-month and day-of-week as ?, such as cron(0 10 ? * MON *)';
+    return undefined;
+  }
+  return 'cron(min hour day-of-month month day-of-week year) or rate(N unit), such as rate(7 days)';
+}
 
 function fail(key: string, value: unknown, want: string): never {
   throw new Error(`context tandem:${key} = ${JSON.stringify(value)} is not valid: ${want}`);
@@ -185,9 +205,8 @@ export function readConfig(node: Node): TandemConfig {
     fail('recoveryRegion', recoveryRegion, 'the recovery region must differ from the primary region');
   }
   const schedule = str(node, 'pipelineSchedule', 'cron(0 6 * * ? *)');
-  if (!SCHEDULE.test(schedule)) {
-    fail('pipelineSchedule', schedule, 'expected cron(min hour day month weekday year) or rate(N unit)');
-  }
+  const scheduleWrong = scheduleProblem(schedule);
+  if (scheduleWrong) fail('pipelineSchedule', schedule, `expected ${scheduleWrong}`);
   const records = int(node, 'records', 400_000, 1, Number.MAX_SAFE_INTEGER);
   const idsPerNode = int(node, 'idsPerNode', 40, 1, Number.MAX_SAFE_INTEGER);
   const children = Math.ceil(records / idsPerNode);
@@ -239,9 +258,13 @@ export function readConfig(node: Node): TandemConfig {
   if (deployment !== undefined && !(typeof deployment === 'string' && /^[A-Za-z][A-Za-z0-9-]{0,23}$/.test(deployment))) {
     fail('deployment', deployment, 'expected 1 to 24 letters, digits and hyphens, starting with a letter');
   }
+  // CloudFormation names buckets after the stack, lower-cased: S3 reserves these prefixes.
+  const reserved = ['xn--', 'sthree-', 'amzn-s3-demo-'].find((p) => deployment?.toLowerCase().startsWith(p));
+  if (reserved) fail('deployment', deployment, `a name not starting with ${reserved}, which S3 reserves (the buckets are named after the stacks)`);
   const gameDaySchedule = node.tryGetContext('tandem:gameDaySchedule');
-  if (gameDaySchedule !== undefined && !(typeof gameDaySchedule === 'string' && SCHEDULE.test(gameDaySchedule))) {
-    fail('gameDaySchedule', gameDaySchedule, 'expected cron(min hour day month weekday year) or rate(N unit), such as rate(7 days)');
+  if (gameDaySchedule !== undefined) {
+    const wrong = typeof gameDaySchedule === 'string' ? scheduleProblem(gameDaySchedule) : 'a string';
+    if (wrong) fail('gameDaySchedule', gameDaySchedule, `expected ${wrong}`);
   }
   const methodsRaw = node.tryGetContext('tandem:gameDayMethods') ?? GAME_DAY_METHODS.join(',');
   const gameDayMethods = typeof methodsRaw === 'string' ? methodsRaw.split(',').map((m) => m.trim()) : [];

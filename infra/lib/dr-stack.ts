@@ -51,20 +51,22 @@ export const BACKUP_COMPLETION_WINDOW = cdk.Duration.hours(2);
 export const POST_BACKUP_SCHEDULE = events.Schedule.cron({ minute: '0', hour: '14' });
 export const RETENTION_DAYS = 30;
 /**
- * A name CloudFormation has not given before: `base` (cut to 32 characters) and the
- * last 12 hex digits of the stack's id, which is new every time the stack is created.
+ * A name CloudFormation has not given before: `base` and 20 hex digits of the stack's
+ * id, which is new every time the stack is created. The id is a version-1 UUID: its
+ * last 12 digits name the host that made it, so they may repeat; the first 8 are the
+ * time it was made.
  * What `removal: prod` retains (the vaults, the key's secret) keeps its name after a
  * destroy, and Secrets Manager holds a deleted secret's name for its recovery window,
  * so the next deploy of the same stack must not reuse them (AlreadyExists).
  */
 export function uniqueName(stack: cdk.Stack, base: string): string {
-  const uuid = cdk.Fn.select(2, cdk.Fn.split('/', stack.stackId));
-  return `${base}-${cdk.Fn.select(4, cdk.Fn.split('-', uuid))}`;
+  const parts = cdk.Fn.split('-', cdk.Fn.select(2, cdk.Fn.split('/', stack.stackId)));
+  return `${base}-${cdk.Fn.select(0, parts)}${cdk.Fn.select(4, parts)}`;
 }
 
 /** A backup vault's name: 2 to 50 of letters, digits, - and _ (AWS Backup). */
 function vaultName(stack: cdk.Stack): string {
-  return uniqueName(stack, stack.stackName.slice(0, 32));
+  return uniqueName(stack, stack.stackName.slice(0, 29));
 }
 /** The scratch tables `tandem dr-drill` creates and restores into (dr/src/drill). */
 export const DRILL_TABLE_PREFIX = 'Product-drill-';
@@ -382,7 +384,7 @@ export class DisasterRecoveryStack extends cdk.Stack {
         contract: this.contract,
         alerts: this.alerts,
       });
-      alarms.push(gameDay.failed);
+      alarms.push(gameDay.failed, gameDay.notStarted);
     }
     // CloudWatch publishes with its service principal: the topic's policy (which
     // replaces SNS's default once CDK writes one) must allow it, for these alarms.

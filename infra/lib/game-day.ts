@@ -53,6 +53,8 @@ export class GameDay extends Construct {
   readonly cluster: ecs.Cluster;
   /** DrillPassed below 1: a method failed or missed its target, or the drill could not run. */
   readonly failed: cloudwatch.Alarm;
+  /** EventBridge failed to start the task (FailedInvocations of the schedule's rule). */
+  readonly notStarted: cloudwatch.Alarm;
   readonly rule: events.Rule;
 
   constructor(scope: Construct, id: string, props: GameDayProps) {
@@ -118,12 +120,10 @@ export class GameDay extends Construct {
       }),
       command,
       // No environment: Fargate sets AWS_REGION, and everything else is in the command.
+      // The DynamoDB drill keeps nothing on disk.
       readonlyRootFilesystem: true,
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'drill', logGroup, mode: ecs.AwsLogDriverMode.NON_BLOCKING }),
     });
-    // A read-only root file system: the drill keeps nothing on disk, but give it a /tmp.
-    this.taskDefinition.addVolume({ name: 'tmp' });
-    this.taskDefinition.defaultContainer?.addMountPoints({ containerPath: '/tmp', sourceVolume: 'tmp', readOnly: false });
     const executionRole = this.taskDefinition.obtainExecutionRole();
     acknowledge(executionRole, 'AwsSolutions-IAM5', 'ecr:GetAuthorizationToken supports no resource-level permissions; the image pull itself is limited to the image repository.', ['Resource::*']);
 
@@ -150,6 +150,25 @@ export class GameDay extends Construct {
         }),
       ],
     });
+
+    // A start that failed for good (RunTask refused: no address left in the subnets,
+    // no Fargate capacity, a permission) makes no task and no metric: EventBridge
+    // counts it in FailedInvocations (after its retries) and drops the event.
+    this.notStarted = new cloudwatch.Alarm(this, 'NotStarted', {
+      alarmDescription: `EventBridge could not start the game day's task of ${stack.stackName} (RunTask failed after its retries): no drill ran. The rule's target and the account's ECS and VPC quotas say why.`,
+      metric: new cloudwatch.Metric({
+        namespace: 'AWS/Events',
+        metricName: 'FailedInvocations',
+        dimensionsMap: { RuleName: this.rule.ruleName },
+        statistic: cloudwatch.Stats.SUM,
+        period: cdk.Duration.hours(1),
+      }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.notStarted.addAlarmAction(new cwActions.SnsAction(props.alerts));
 
     // Alarms: a drill that failed or could not run publishes DrillPassed 0.
     this.failed = new cloudwatch.Alarm(this, 'Failed', {

@@ -1,6 +1,8 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { synthApp } from './helpers';
 import { ACCOUNT, NAME_PROPERTY, views } from './iam';
+import { loadContract } from '../lib/contract';
+import { GAME_DAY_NAMESPACE } from '../lib/game-day';
 
 const built = synthApp();
 const { app, dr, drRecovery, drStandby } = built;
@@ -306,7 +308,7 @@ describe('the standby region', () => {
     // By name in the recovery region: its replica.
     const [dv, sv] = ['DisasterRecoveryStack', 'DisasterRecoveryStandbyStack'].map((n) => names.find((v) => v.stack.stackName === n)!);
     const secret = dv.r.str(Object.values(t.findResources('AWS::SecretsManager::Secret'))[0].Properties.Name);
-    expect(secret).toMatch(/^tandem\/DisasterRecoveryStack\/api-key-[0-9a-f]{12}$/);
+    expect(secret).toMatch(/^tandem\/DisasterRecoveryStack\/api-key-[0-9a-f]{20}$/);
     const key = Object.values(sb.findResources('AWS::ApiGateway::ApiKey'))[0].Properties.Value;
     expect(sv.r.str(key)).toBe(`{{resolve:secretsmanager:${secret}:SecretString:::}}`);
     // A rotation names the new version, which changes both templates (a dynamic
@@ -378,8 +380,8 @@ describe('the standby region', () => {
 
 describe('names: destroy, redeploy, two deployments', () => {
   /** Every explicit physical name of `app`'s stacks, resolved, with its stack and logical id. */
-  function physicalNames(a: ReturnType<typeof synthApp>): { where: string; name: string; retained: boolean; byId: boolean }[] {
-    return views(a).flatMap((v) =>
+  function physicalNames(a: ReturnType<typeof synthApp>, generation = 0): { where: string; name: string; retained: boolean; byId: boolean }[] {
+    return views(a, generation).flatMap((v) =>
       Object.entries(v.template.Resources as Record<string, any>).flatMap(([id, res]) => {
         const prop = NAME_PROPERTY[res.Type];
         // A stage's name is its API's, not the account's.
@@ -401,6 +403,13 @@ describe('names: destroy, redeploy, two deployments', () => {
     for (const n of kept) expect(`${n.where}: ${n.byId}`).toBe(`${n.where}: true`);
     const vaults = kept.filter((n) => !n.name.startsWith('tandem/')).map((n) => n.name);
     for (const v of vaults) expect(v).toMatch(/^[A-Za-z0-9_-]{2,50}$/);
+    // The same stacks created again (new ids from the same host: the ids' last group
+    // is the same) take names the kept ones do not hold.
+    const again = new Set(physicalNames(synthApp({ 'tandem:removal': 'prod' }), 1).filter((n) => n.retained).map((n) => n.name));
+    expect(kept.filter((n) => again.has(n.name))).toEqual([]);
+    // The longest stack name a deployment may give still makes a valid vault name.
+    const longest = physicalNames(synthApp({ 'tandem:removal': 'prod', 'tandem:deployment': 'a'.repeat(24) })).filter((n) => n.retained && !n.name.startsWith('tandem/'));
+    for (const v of longest) expect(v.name).toMatch(/^[A-Za-z0-9_-]{2,50}$/);
   });
 
   test('two deployments in one account and region share no name', () => {
@@ -420,6 +429,7 @@ describe('names: destroy, redeploy, two deployments', () => {
       (Object.values(Template.fromStack(a.dr).findResources('AWS::Backup::BackupPlan'))[0] as any).Properties.BackupPlan.BackupPlanName;
     expect(plan(blue)).toBe('blue-DisasterRecoveryStack');
     expect(() => synthApp({ 'tandem:deployment': '9lives' })).toThrow(/tandem:deployment = "9lives" is not valid/);
+    expect(() => synthApp({ 'tandem:deployment': 'xn--blue' })).toThrow(/which S3 reserves/);
   });
 });
 
@@ -467,8 +477,20 @@ describe('the game day', () => {
     const fc = (Object.values(Template.fromStack(failover.dr).findResources('AWS::ECS::TaskDefinition'))[0] as any).Properties.ContainerDefinitions[0].Command;
     expect(fc[fc.indexOf('--methods') + 1]).toBe('pitr,pilot-light');
     expect(() => synthApp({ 'tandem:gameDaySchedule': 'weekly' })).toThrow(/tandem:gameDaySchedule = "weekly" is not valid/);
+    // What EventBridge would refuse at deploy is refused at synth.
+    expect(() => synthApp({ 'tandem:gameDaySchedule': 'rate(1 days)' })).toThrow(/the unit is singular for 1/);
+    expect(() => synthApp({ 'tandem:gameDaySchedule': 'rate(7 day)' })).toThrow(/the unit is plural above 1/);
+    expect(() => synthApp({ 'tandem:gameDaySchedule': 'cron(0 10 * * MON *)' })).toThrow(/exactly one of day-of-month and day-of-week/);
+    expect(() => synthApp({ 'tandem:pipelineSchedule': 'rate(0 hours)' })).toThrow(/a rate of at least 1/);
+    synthApp({ 'tandem:gameDaySchedule': 'rate(1 day)' });
     expect(() => synthApp({ 'tandem:gameDaySchedule': 'rate(7 days)', 'tandem:gameDayMethods': 'pitr,chaos' })).toThrow(/tandem:gameDayMethods = "pitr,chaos" is not valid/);
     expect(() => synthApp({ 'tandem:gameDayMethods': 'pitr' })).toThrow(/set tandem:gameDaySchedule too/);
+  });
+
+  test('the alarm watches the namespace the task role may publish to', () => {
+    const put = loadContract().components['tandem dr game day'].calls.find((e) => e.actions.includes('cloudwatch:PutMetricData'))!;
+    expect(put.conditions).toEqual({ StringEquals: { 'cloudwatch:namespace': GAME_DAY_NAMESPACE } });
+    g.hasResourceProperties('AWS::CloudWatch::Alarm', { Namespace: GAME_DAY_NAMESPACE, MetricName: 'DrillPassed' });
   });
 
   test('a drill that failed, missed a target or could not run pages the alert topic', () => {
@@ -486,7 +508,12 @@ describe('the game day', () => {
     // The topic's policy lets CloudWatch publish for both alarms.
     const [policy] = Object.values(g.findResources('AWS::SNS::TopicPolicy')) as any[];
     const alarmPublishes = policy.Properties.PolicyDocument.Statement.find((s: any) => s.Sid === 'AlarmPublishes');
-    expect(alarmPublishes.Condition.ArnLike['aws:SourceArn']).toHaveLength(2);
+    expect(alarmPublishes.Condition.ArnLike['aws:SourceArn']).toHaveLength(3);
+    // A start EventBridge gave up on (RunTask refused) makes no task and no metric.
+    const [notStarted] = Object.values(g.findResources('AWS::CloudWatch::Alarm', { Properties: { Namespace: 'AWS/Events' } })) as any[];
+    expect(notStarted.Properties).toMatchObject({ MetricName: 'FailedInvocations', Statistic: 'Sum', Threshold: 1 });
+    expect(JSON.stringify(notStarted.Properties.Dimensions)).toContain('GameDaySchedule');
+    expect(JSON.stringify(notStarted.Properties.AlarmActions)).toContain('Alerts');
     // A task that stopped with an error (not 0, passed, nor 1, failed) or never started.
     const stops = Object.values(g.findResources('AWS::Events::Rule', { Properties: { EventPattern: { source: ['aws.ecs'] } } })) as any[];
     expect(stops.map((r) => r.Properties.EventPattern.detail.containers?.exitCode ?? r.Properties.EventPattern.detail.stopCode)).toEqual([

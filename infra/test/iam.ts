@@ -84,6 +84,8 @@ export class TemplateResolver {
     readonly region: string,
     readonly template: Json,
     private readonly exports: () => Record<string, string> = () => ({}),
+    /** Which creation of the stack this is: each gets its own stack id. */
+    private readonly generation = 0,
   ) {
     this.resources = template.Resources ?? {};
   }
@@ -123,7 +125,8 @@ export class TemplateResolver {
       case 'AWS::StackId':
         return this.arn(
           'cloudformation',
-          `stack/${this.stackName}/${suffix(this.stackName, 8, '0123456789abcdef')}-1111-2222-3333-${suffix(this.stackName + 'id', 12, '0123456789abcdef')}`,
+          // A version-1 UUID: time first, the host last (the same host may make the next).
+          `stack/${this.stackName}/${suffix(`${this.generation}#${this.stackName}`, 8, '0123456789abcdef')}-1111-11e4-3333-${suffix('host#' + this.stackName, 12, '0123456789abcdef')}`,
         );
     }
     const param = this.template.Parameters?.[id];
@@ -361,7 +364,7 @@ export interface StackView {
 }
 
 /** Every stack of `app` with its template and a resolver that sees the others' exports. */
-export function views(app: TandemApp): StackView[] {
+export function views(app: TandemApp, generation = 0): StackView[] {
   const stacks: [cdk.Stack, ContractBinding | undefined][] = [
     [app.pipeline, app.pipeline.contract],
     [app.dr, app.dr.contract],
@@ -372,7 +375,7 @@ export function views(app: TandemApp): StackView[] {
   const exports = () => Object.assign({}, ...all.map((v) => v.r.exportsOf()));
   for (const [stack, binding] of stacks) {
     const template = Template.fromStack(stack).toJSON();
-    all.push({ stack, template, r: new TemplateResolver(stack.stackName, stack.region, template, exports), binding });
+    all.push({ stack, template, r: new TemplateResolver(stack.stackName, stack.region, template, exports, generation), binding });
   }
   return all;
 }

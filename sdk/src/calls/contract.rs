@@ -42,10 +42,21 @@ pub struct Component {
     pub calls: Vec<Entry>,
 }
 
+/// One principal, as far as the tests read it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Principal {
+    /// Principals whose components' calls it may make too (a role that runs an
+    /// operator's command: the game day's task runs `tandem dr-drill`).
+    #[serde(default)]
+    pub includes: Vec<String>,
+}
+
 /// The parts of the contract the Rust tests read.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Contract {
     pub components: BTreeMap<String, Component>,
+    #[serde(default)]
+    pub principals: BTreeMap<String, Principal>,
 }
 
 impl Contract {
@@ -56,6 +67,23 @@ impl Contract {
 
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
+    }
+
+    /// What `component` may call: its own entries and those of every component whose
+    /// principal its principal includes.
+    fn entries<'a>(&'a self, component: &'a Component) -> Vec<&'a Entry> {
+        let mut out: Vec<&Entry> = component.calls.iter().collect();
+        let includes = self
+            .principals
+            .get(&component.principal)
+            .map(|p| p.includes.as_slice())
+            .unwrap_or_default();
+        for c in self.components.values() {
+            if includes.contains(&c.principal) {
+                out.extend(c.calls.iter());
+            }
+        }
+        out
     }
 
     /// Every recorded call that its component's contract does not allow, as one
@@ -76,14 +104,13 @@ impl Contract {
                     call.component, call.service, call.operation
                 ));
             }
+            let entries = self.entries(component);
             for need in &call.needs {
-                let allowed = component
-                    .calls
+                let allowed = entries
                     .iter()
                     .any(|e| e.allows(&need.action, &need.resource, bindings));
                 if !allowed {
-                    let same_action: Vec<String> = component
-                        .calls
+                    let same_action: Vec<String> = entries
                         .iter()
                         .filter(|e| e.actions.contains(&need.action))
                         .flat_map(|e| e.resources.iter().map(|r| bind(r, bindings)))
@@ -319,6 +346,33 @@ mod tests {
         unmapped.needs.clear();
         let p = c.outside(&[unmapped], &b);
         assert!(p[0].contains("has no IAM mapping"), "{p:?}");
+    }
+
+    #[test]
+    fn a_component_may_make_the_calls_of_the_principals_its_principal_includes() {
+        let c = Contract::parse(
+            r#"{"components": {
+                "operator": {"principal": "op", "calls": [
+                    {"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::b/*"], "why": "w"}]},
+                "task": {"principal": "task-role", "calls": [
+                    {"actions": ["s3:PutObject"], "resources": ["arn:aws:s3:::b/*"], "why": "w"}]},
+                "other": {"principal": "lonely", "calls": []}},
+              "principals": {"task-role": {"includes": ["op"]}, "op": {}, "lonely": {}}}"#,
+        )
+        .unwrap();
+        let get = |who| call(who, "s3:GetObject", "arn:aws:s3:::b/k");
+        assert!(c.outside(&[get("task")], &[]).is_empty());
+        assert!(
+            c.outside(&[call("task", "s3:PutObject", "arn:aws:s3:::b/k")], &[])
+                .is_empty()
+        );
+        // Not the other way round, and not for a principal that includes nothing.
+        assert_eq!(
+            c.outside(&[call("operator", "s3:PutObject", "arn:aws:s3:::b/k")], &[])
+                .len(),
+            1
+        );
+        assert_eq!(c.outside(&[get("other")], &[]).len(), 1);
     }
 
     #[test]
