@@ -290,6 +290,29 @@ mod tests {
     }
 
     #[test]
+    fn rpo_counts_from_the_newest_write_that_survived_before_the_first_loss() {
+        // A write that survived after the first lost one does not shorten the span.
+        let a = acked(&[("s1", 100), ("l1", 200), ("s2", 300), ("l2", 400)]);
+        let recovered = [p("s1", "", 1), p("s2", "", 1)];
+        assert_eq!(rpo(&a, &recovered), (300, 2));
+        // Nor does one acknowledged at the same instant as the first lost one: only a
+        // write strictly before it is known to be in the recovery point's past.
+        let a = acked(&[("s0", 100), ("s1", 200), ("l", 200)]);
+        let recovered = [p("s0", "", 1), p("s1", "", 1)];
+        assert_eq!(rpo(&a, &recovered), (100, 1));
+    }
+
+    #[test]
+    fn a_write_acknowledged_exactly_at_the_windows_edge_is_within_the_window() {
+        // The window is [disaster - window, disaster]: c2 at 400 is within it, so its
+        // absence is a loss, not a broken promise.
+        let a = acked(&[("c1", 100), ("c2", 400)]);
+        let present: HashSet<String> = ["c1"].map(String::from).into();
+        let c = convergence(&a, &present, 500, 100);
+        assert_eq!((c.late.len(), c.lost, c.rpo_us), (0, 1, 100));
+    }
+
+    #[test]
     fn a_replica_converges_item_by_item_in_any_order() {
         // Replicated out of order: c4 arrived, c3 not yet; both within the 100 µs
         // window before the disaster at 500.
