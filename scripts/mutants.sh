@@ -14,6 +14,8 @@
 #                     RPO, convergence) and its checks' verdict
 #   drill-judges      dr/src/drill/{restore,failover}.rs: the restore and failover
 #                     methods' judgements (the bad deploy, correct answers, items)
+#   post-backup       lambdas/src/post_backup.rs: the daily check of the plan's backup
+#                     and its copy, and the failed check failing the invocation
 # A mutant that survives and cannot be caught (it behaves exactly like the original)
 # is explained in a comment where it lives and excluded below by name.
 #
@@ -46,6 +48,7 @@ scopes=(
     "embedded-commit;tandem-dr;dr/src/embedded.rs;(replace|in) (TableFile::commit_group|TableFile::apply_all|TableFile::writer|TableFile::next_ts|Writer<'_>::write|Committer::start|Committer::submit)( |\$);--lib"
     "api-guards;tandem-dr;dr/src/api.rs;(replace|in) (guard_writes|check_api_key|check_same_origin|check_json_content_type|object|string_field|id_param|.*visit_map)( |\$);--test api --test serve"
     "drill-verdict;tandem-dr;dr/src/drill/verdict.rs dr/src/drill/check.rs;(replace|in) (Diff::is_empty|compare|differing_ids|settled|rpo|convergence|Checks::(push|get|failed|all_held))( |\$);--lib --test drill --features drill-aws"
+    "post-backup;tandem-lambdas;lambdas/src/post_backup.rs;(replace|in) (handle|outcome|plan_points|existing_copy)( |\$);--lib"
     "drill-judges;tandem-dr;dr/src/drill/restore.rs dr/src/drill/failover.rs;(replace|in) (bad_deploy|correct_answer|first_answer|judge_restore|judge_restore_around|items_match|is_answer|served_from)( |\$);--lib --test drill --features drill-aws"
 )
 # Equivalent mutants, by name (each explained where it lives).
