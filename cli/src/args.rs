@@ -37,6 +37,9 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Watch a run's AWS Batch jobs until they succeed or fail, naming failed children.
     Watch(WatchArgs),
+    /// Before a run: its children, container starts, wall time and cost on AWS Batch,
+    /// and with --within, the IDs per child that cost least in that time.
+    Plan(PlanArgs),
     /// Start the deployed run state machine and follow the execution to its end.
     Start(StartArgs),
     /// The product API.
@@ -681,4 +684,50 @@ pub struct FollowArgs {
     /// Stop following when the execution has not changed for this long (it goes on).
     #[arg(long = "follow-timeout", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+}
+
+/// Where `tandem plan` runs the containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanCompute {
+    /// AWS Batch on Fargate (the stack's default): 0.25 vCPU and 0.5 GiB a task.
+    Fargate,
+    /// AWS Batch on a managed EC2 compute environment: 1 vCPU a task.
+    Ec2,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// How many IDs the run processes (N).
+    #[arg(long, default_value_t = workload::DEFAULT_RECORDS, value_name = "N")]
+    pub records: u64,
+    /// IDs per child (K); the array size is ceil(N / K), at most 10,000.
+    #[arg(long, default_value_t = workload::DEFAULT_IDS_PER_NODE, value_name = "K")]
+    pub ids_per_node: u64,
+    /// Where the containers run.
+    #[arg(long, value_enum, default_value_t = PlanCompute::Fargate)]
+    pub compute: PlanCompute,
+    /// The region whose prices apply.
+    #[arg(long, default_value = "us-east-2")]
+    pub region: String,
+    /// Also find the IDs per child that cost least with the run done within this
+    /// (30m, 2h, 90s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub within: Option<std::time::Duration>,
+    /// The stack's tandem:maxvCpus (default 256).
+    #[arg(long, default_value_t = 256)]
+    pub max_vcpus: u32,
+    /// Seconds a task takes to be scheduled, pull its image and start (default: 40 on
+    /// Fargate, 5 on EC2; an assumption, shown with the answer).
+    #[arg(long, value_name = "SECONDS")]
+    pub startup: Option<f64>,
+    /// Milliseconds of work per ID per stage (default: measured by tandem loadtest).
+    #[arg(long, value_name = "MS")]
+    pub work_ms_per_id: Option<f64>,
+    /// A price table to use instead of the committed one (same shape as
+    /// core/data/prices.json; its regions replace the committed ones).
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Submit(a) => crate::aws::submit(a),
         Command::Watch(a) => crate::aws::watch(a),
         Command::Start(a) => crate::aws::start(a),
+        Command::Plan(a) => crate::plan::plan(a),
         Command::Api {
             command: ApiCommand::Serve(a),
         } => crate::dr::serve(a),
@@ -61,6 +62,7 @@ fn component(command: &Command) -> &'static str {
         Command::Submit(_) => "tandem submit",
         Command::Watch(_) => "tandem watch",
         Command::Start(_) => "tandem start",
+        Command::Plan(_) => "tandem plan",
         Command::Api { .. } => "tandem api serve",
         // The game day's flags: the task's role (the drill's calls and its own).
         Command::DrDrill(a) if a.publish_metrics || a.report_to.is_some() => "tandem dr game day",

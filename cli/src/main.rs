@@ -9,6 +9,7 @@ mod aws;
 mod commands;
 mod dr;
 mod output;
+mod plan;
 mod progress;
 mod run;
 

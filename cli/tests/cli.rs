@@ -1009,3 +1009,58 @@ fn a_drill_that_cannot_run_keeps_its_error_with_the_reports() {
     );
     assert!(!kept[0].join("report.json").exists());
 }
+
+/// `tandem plan`: the model's answer with its inputs, the cheapest K within a target,
+/// and the inputs it refuses, each named.
+#[test]
+fn plan_estimates_a_run_and_finds_the_cheapest_split_within_a_target() {
+    let env = Env::new();
+    let out = env.tandem(&["plan", "--records", "400000", "--ids-per-node", "40", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["estimate"]["children"], 10_000);
+    assert_eq!(v["estimate"]["container_starts"], 30_000);
+    assert_eq!(v["estimate"]["billed_s_per_task"], 60.0);
+    // 30,000 tasks billed a minute each at 0.25 vCPU and 0.5 GB.
+    let compute = v["estimate"]["costs"]["compute"].as_f64().unwrap();
+    assert!((compute - 6.17125).abs() < 1e-6, "{compute}");
+    assert_eq!(v["inputs"]["platform"]["startup_s"], 40.0);
+    assert_eq!(v["inputs"]["prices"]["fargate_vcpu_hour"], 0.04048);
+
+    let out = env.tandem(&["plan", "--within", "30m", "--work-ms-per-id", "10", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let k = v["cheapest"]["ids_per_node"].as_u64().unwrap();
+    assert!(v["cheapest"]["estimate"]["wall_s"].as_f64().unwrap() <= 1800.0);
+    assert!(k > 40 && k < 400_000, "{k}");
+    let text = env.tandem(&["plan", "--within", "10s"]);
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains("no IDs per child finishes in time"));
+
+    let prices = env.dir.path().join("prices.json");
+    std::fs::write(
+        &prices,
+        r#"{"as_of": "x", "regions": {"us-east-2": {"fargate_vcpu_hour": "cheap"}}}"#,
+    )
+    .unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["plan", "--ids-per-node", "10"],
+            "40000 children, over AWS Batch's 10000: use --ids-per-node 40",
+        ),
+        (&["plan", "--region", "eu-west-9"], "no region \"eu-west-9\""),
+        (&["plan", "--records", "0"], "both must be at least 1"),
+        (&["plan", "--startup=-1"], "--startup -1 is out of range"),
+        (&["plan", "--max-vcpus", "0"], "--max-vcpus 0"),
+        (&["plan", "--prices", prices.to_str().unwrap()], "price table"),
+        (
+            &["plan", "--prices", "/nonexistent/prices.json"],
+            "reading --prices",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = env.tandem(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -18,6 +18,7 @@
 //! The library has no async runtime and no AWS SDK: I/O sits behind small traits
 //! at the edges so that cloud backends can be added without touching the stages.
 
+pub mod cost;
 pub mod error;
 pub mod exchange;
 pub mod executor;
