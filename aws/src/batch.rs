@@ -1280,6 +1280,88 @@ pub async fn watch(
 
 /// SDK-level behaviour the emulator cannot show: failed and stuck children,
 /// throttling, a submission that fails half way.
+/// DescribeJobs takes at most 100 job ids a call.
+pub const DESCRIBE_BATCH: usize = 100;
+
+/// The pause between DescribeJobs calls when collecting a run's children: ten calls
+/// a second, well under Batch's request rate; the SDK's retries absorb the rest.
+pub const DESCRIBE_PACE: Duration = Duration::from_millis(100);
+
+/// One child as Batch recorded it: `None` for a description without a creation time.
+pub fn observed_child(
+    stage: Stage,
+    job: &aws_sdk_batch::types::JobDetail,
+) -> Option<tandem_core::cost::ObservedChild> {
+    let s = |ms: i64| ms as f64 / 1000.0;
+    let index = job
+        .array_properties()
+        .and_then(|a| a.index())
+        .map(|i| i as u32)
+        .or_else(|| {
+            job.job_id()
+                .and_then(|id| id.rsplit_once(':'))
+                .and_then(|(_, i)| i.parse().ok())
+        })
+        .unwrap_or(0);
+    Some(tandem_core::cost::ObservedChild {
+        stage,
+        index,
+        created_s: s(job.created_at()?),
+        attempts: job
+            .attempts()
+            .iter()
+            .filter_map(|a| Some((s(a.started_at()?), s(a.stopped_at()?))))
+            .collect(),
+        worker_started_s: None,
+    })
+}
+
+/// Whether Batch ran `job` on Fargate (its platform capabilities), else EC2.
+pub fn on_fargate(job: &aws_sdk_batch::types::JobDetail) -> bool {
+    job.platform_capabilities()
+        .iter()
+        .any(|p| *p == aws_sdk_batch::types::PlatformCapability::Fargate)
+}
+
+/// Every child of `job_id`, as Batch describes them: an array job's `size` children
+/// (`JOB:0` .. `JOB:size-1`, 100 to a DescribeJobs call, paced by
+/// [`DESCRIBE_PACE`]), or the job itself when it is not an array. Returns them and
+/// whether they ran on Fargate.
+pub async fn observed_children(
+    client: &Client,
+    stage: Stage,
+    job_id: &str,
+) -> Result<(Vec<tandem_core::cost::ObservedChild>, bool)> {
+    let describe = |ids: Vec<String>| async move {
+        client
+            .describe_jobs()
+            .set_jobs(Some(ids.clone()))
+            .send()
+            .await
+            .map_err(|e| backend("describe jobs", format!("{} ...", ids[0]), sdk_message(&e)))
+    };
+    let parent = describe(vec![job_id.to_string()]).await?;
+    let job = parent.jobs().first().ok_or_else(|| Error::NotFound {
+        what: format!("{stage} job"),
+        location: job_id.to_string(),
+    })?;
+    let fargate = on_fargate(job);
+    let Some(size) = job.array_properties().and_then(|a| a.size()) else {
+        return Ok((observed_child(stage, job).into_iter().collect(), fargate));
+    };
+    let ids: Vec<String> = (0..size).map(|i| format!("{job_id}:{i}")).collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for (n, chunk) in ids.chunks(DESCRIBE_BATCH).enumerate() {
+        if n > 0 {
+            tokio::time::sleep(DESCRIBE_PACE).await;
+        }
+        let page = describe(chunk.to_vec()).await?;
+        out.extend(page.jobs().iter().filter_map(|j| observed_child(stage, j)));
+    }
+    out.sort_by_key(|c| c.index);
+    Ok((out, fargate))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1291,6 +1373,170 @@ mod tests {
     use aws_sdk_batch::types::{ArrayPropertiesDetail, ArrayPropertiesSummary, ContainerSummary, JobSummary};
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use std::collections::HashMap;
+
+    /// An array of 250 children takes three DescribeJobs calls of at most 100 ids
+    /// after its parent's, and every child comes back once, in index order.
+    #[tokio::test]
+    async fn the_children_of_a_large_array_are_described_a_hundred_at_a_time() {
+        let describe = mock!(Client::describe_jobs).then_compute_output(|req| {
+            assert!(req.jobs().len() <= DESCRIBE_BATCH, "{}", req.jobs().len());
+            let jobs = req
+                .jobs()
+                .iter()
+                .map(|id| {
+                    let b = JobDetail::builder()
+                        .job_id(id)
+                        .job_name("n")
+                        .status(JobStatus::Succeeded)
+                        .created_at(1_000);
+                    if id == "big" {
+                        b.array_properties(ArrayPropertiesDetail::builder().size(250).build())
+                            .build()
+                    } else {
+                        b.build()
+                    }
+                })
+                .collect();
+            DescribeJobsOutput::builder().set_jobs(Some(jobs)).build()
+        });
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe]);
+        let (children, fargate) = observed_children(&client, Stage::Egress, "big").await.unwrap();
+        assert!(!fargate);
+        assert_eq!(describe.num_calls(), 4);
+        assert_eq!(
+            children.iter().map(|c| c.index).collect::<Vec<_>>(),
+            (0..250).collect::<Vec<_>>()
+        );
+    }
+
+    /// A job description of the fixture (the API's JSON shape) as the SDK's type.
+    fn described(v: &serde_json::Value) -> JobDetail {
+        let ms = |k: &str| v[k].as_i64();
+        let mut b = JobDetail::builder()
+            .job_id(v["jobId"].as_str().unwrap())
+            .job_name(v["jobName"].as_str().unwrap())
+            .status(JobStatus::from(v["status"].as_str().unwrap()))
+            .set_created_at(ms("createdAt"))
+            .set_started_at(ms("startedAt"))
+            .set_stopped_at(ms("stoppedAt"))
+            .set_status_reason(v["statusReason"].as_str().map(str::to_string))
+            .array_properties(
+                ArrayPropertiesDetail::builder()
+                    .set_index(v["arrayProperties"]["index"].as_i64().map(|i| i as i32))
+                    .set_size(v["arrayProperties"]["size"].as_i64().map(|i| i as i32))
+                    .build(),
+            );
+        for p in v["platformCapabilities"].as_array().into_iter().flatten() {
+            b = b.platform_capabilities(aws_sdk_batch::types::PlatformCapability::from(
+                p.as_str().unwrap(),
+            ));
+        }
+        for a in v["attempts"].as_array().into_iter().flatten() {
+            b = b.attempts(
+                aws_sdk_batch::types::AttemptDetail::builder()
+                    .set_started_at(a["startedAt"].as_i64())
+                    .set_stopped_at(a["stoppedAt"].as_i64())
+                    .build(),
+            );
+        }
+        b.build()
+    }
+
+    const CHILDREN: &str = include_str!("../testdata/describe-jobs-children.json");
+
+    /// The children of a recorded run, described 100 to a call, priced by the cost
+    /// model: the figures by hand in `tandem_core::cost`'s terms (Fargate, 0.25 vCPU
+    /// and 0.5 GB: $3.4284722e-6 a second).
+    #[tokio::test]
+    async fn a_runs_children_are_described_in_hundreds_and_priced_by_hand() {
+        let fixture: serde_json::Value = serde_json::from_str(CHILDREN).unwrap();
+        let children = |stage: &str| -> Vec<JobDetail> {
+            fixture[stage].as_array().unwrap().iter().map(described).collect()
+        };
+        let (procure, process) = (children("procure"), children("process"));
+        let parent = |id: &str, size: i32| {
+            JobDetail::builder()
+                .job_id(id)
+                .job_name(id)
+                .status(JobStatus::Failed)
+                .platform_capabilities(aws_sdk_batch::types::PlatformCapability::Fargate)
+                .array_properties(ArrayPropertiesDetail::builder().size(size).build())
+                .build()
+        };
+        let (p, q) = (parent("p0", 4), parent("q0", 4));
+        let answer = move |ids: &[String]| -> DescribeJobsOutput {
+            let all: Vec<JobDetail> = [p.clone(), q.clone()]
+                .into_iter()
+                .chain(procure.clone())
+                .chain(process.clone())
+                .collect();
+            DescribeJobsOutput::builder()
+                .set_jobs(Some(
+                    all.into_iter()
+                        .filter(|j| ids.iter().any(|i| Some(i.as_str()) == j.job_id()))
+                        .collect(),
+                ))
+                .build()
+        };
+        let describe = mock!(Client::describe_jobs).then_compute_output(move |req| {
+            assert!(req.jobs().len() <= DESCRIBE_BATCH);
+            answer(req.jobs())
+        });
+        let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe]);
+        let (mut observed, fargate) = observed_children(&client, Stage::Procure, "p0").await.unwrap();
+        assert!(fargate);
+        let (more, _) = observed_children(&client, Stage::Process, "q0").await.unwrap();
+        observed.extend(more);
+        assert_eq!(observed.len(), 8);
+        assert_eq!(
+            describe.num_calls(),
+            4,
+            "a parent and one page of children per stage"
+        );
+        // The retried child: both attempts; the child that never started: none.
+        let retried = observed
+            .iter()
+            .find(|c| c.stage == Stage::Procure && c.index == 1)
+            .unwrap();
+        assert_eq!(retried.attempts, [(1045.0, 1110.0), (1130.0, 1131.5)]);
+        assert!(
+            observed
+                .iter()
+                .any(|c| c.stage == Stage::Process && c.index == 3 && c.attempts.is_empty())
+        );
+        // The worker's own start of procure child 0 (from its completion record).
+        observed[0].worker_started_s = Some(1041.5);
+
+        let table = tandem_core::cost::PriceTable::committed();
+        let inputs = tandem_core::cost::Inputs {
+            records: 160,
+            ids_per_node: 40,
+            region: "us-east-2".into(),
+            platform: tandem_core::cost::Platform::stack_default(tandem_core::cost::Compute::Fargate),
+            rate: tandem_core::cost::WorkRate::measured(),
+            prices: table.region("us-east-2").unwrap().clone(),
+            prices_as_of: table.as_of.clone(),
+        };
+        let m = tandem_core::cost::measured(&inputs, &observed);
+        let (pr, pc, eg) = (&m.stages[0], &m.stages[1], &m.stages[2]);
+        // procure: waits 40 + 45 + 50 + 60; runs 2 + 65 + 1.5 + 1 + 1, of which child
+        // 0's first 1.5 s were starting; billed 60 + (65 + 60) + 60 + 60.
+        assert_eq!((pr.children, pr.attempts, pr.never_started), (4, 5, 0));
+        assert_eq!(pr.waiting_s, 195.0);
+        assert_eq!((pr.starting_s, pr.working_s), (1.5, 69.0));
+        assert_eq!(pr.billed_s, 305.0);
+        // process: each waits 40 s after its procure child stopped; child 3 never ran.
+        assert_eq!((pc.children, pc.attempts, pc.never_started), (4, 3, 1));
+        assert_eq!((pc.waiting_s, pc.working_s, pc.billed_s), (120.0, 3.0, 180.0));
+        assert_eq!(eg.children, 0);
+        assert_eq!(m.wall_s, 172.5);
+        let per_second = (0.25 * 0.04048 + 0.5 * 0.004445) / 3600.0;
+        assert!(
+            (m.costs.compute - 485.0 * per_second).abs() < 1e-12,
+            "{}",
+            m.costs.compute
+        );
+    }
 
     fn job(id: &str, status: JobStatus, summary: &[(&str, i32)]) -> JobDetail {
         JobDetail::builder()

@@ -595,6 +595,14 @@ pub struct WatchArgs {
     /// Give up when nothing has changed for this long (e.g. 30m).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Once the run has finished: every child's times from Batch (waiting, running,
+    /// billed, per stage) and what the run cost, by the model of `tandem plan`
+    /// (docs/cost.md). Needs --run, for the run's workload.
+    #[arg(long, requires = "run_id")]
+    pub costs: bool,
+    /// With --costs: the region whose prices apply (default: the SDK's region).
+    #[arg(long, value_name = "REGION", requires = "costs")]
+    pub price_region: Option<String>,
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -246,6 +246,91 @@ struct WatchOutput<'a> {
     #[serde(flatten)]
     report: &'a WatchReport,
     timed_out: bool,
+    /// With --costs: where the run's time went and what it cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    costs: Option<&'a tandem_core::cost::Measured>,
+}
+
+/// What the finished run `run` cost: every child of `jobs` as Batch described it,
+/// priced by the cost model with the run's workload (its manifest).
+fn run_costs(
+    aws: &Aws,
+    client: &tandem_aws::batch::Client,
+    jobs: &[(Stage, String)],
+    run: &RunRecords,
+    region: Option<&str>,
+) -> Result<tandem_core::cost::Measured> {
+    let manifest = match (&run.root, &run.store) {
+        (Some(root), _) => {
+            tandem_core::manifest::Manifest::load(&tandem_core::layout::RunLayout::new(root, &run.run_id))?
+        }
+        (None, Some(store)) => tandem_core::manifest::Manifest::fetch(store.as_ref(), &run.run_id)?,
+        (None, None) => bail!(
+            "--costs needs run {}'s manifest (its workload): it is neither on the volume nor in a known bucket (give --stack)",
+            run.run_id
+        ),
+    };
+    let mut observed = Vec::new();
+    let mut fargate = true;
+    for (stage, id) in jobs {
+        let (children, on_fargate) = aws.block_on(batch::observed_children(client, *stage, id))?;
+        fargate &= on_fargate;
+        observed.extend(children);
+    }
+    let region = region
+        .map(str::to_string)
+        .or_else(|| aws.config().region().map(|r| r.to_string()))
+        .unwrap_or_else(|| "us-east-2".into());
+    let table = tandem_core::cost::PriceTable::committed();
+    let compute = if fargate {
+        tandem_core::cost::Compute::Fargate
+    } else {
+        tandem_core::cost::Compute::Ec2
+    };
+    let inputs = tandem_core::cost::Inputs {
+        records: manifest.plan.records,
+        ids_per_node: manifest.plan.ids_per_node,
+        prices: table.region(&region)?.clone(),
+        prices_as_of: table.as_of.clone(),
+        region,
+        platform: tandem_core::cost::Platform::stack_default(compute),
+        rate: tandem_core::cost::WorkRate::measured(),
+    };
+    Ok(tandem_core::cost::measured(&inputs, &observed))
+}
+
+/// The cost section of `tandem watch --costs`, for people.
+pub fn costs_text(m: &tandem_core::cost::Measured) -> String {
+    let mut s = format!(
+        "time per stage (waiting / starting / working, billed), {:.0} s wall:\n",
+        m.wall_s
+    );
+    for st in &m.stages {
+        s.push_str(&format!(
+            "  {:<8} {} children ({} attempts, {} never started): {:.0} / {:.0} / {:.0} s, billed {:.0} s\n",
+            st.stage.name(),
+            st.children,
+            st.attempts,
+            st.never_started,
+            st.waiting_s,
+            st.starting_s,
+            st.working_s,
+            st.billed_s
+        ));
+    }
+    s.push_str(&format!("cost: ${:.4}", m.costs.total));
+    let parts = [
+        m.costs.compute,
+        m.costs.s3,
+        m.costs.efs,
+        m.costs.step_functions,
+        m.costs.lambda,
+    ];
+    for ((name, share), v) in m.costs.shares().iter().zip(parts) {
+        s.push_str(&format!(", {name} ${v:.4} ({:.0}%)", share * 100.0));
+    }
+    s.push('\n');
+    s
 }
 
 fn status_line(r: &WatchReport) -> String {
@@ -434,13 +519,24 @@ pub fn watch(a: WatchArgs) -> Result<()> {
             }
         }
     }
+    let costs = match (&run, a.costs && report.finished) {
+        (Some(run), true) => Some(run_costs(&aws, &client, &jobs, run, a.price_region.as_deref())?),
+        _ => None,
+    };
+    if a.costs && costs.is_none() {
+        crate::note!("tandem: --costs: the run has not finished; its costs come once it has");
+    }
     if a.json {
         output::json(&WatchOutput {
             report: &report,
             timed_out,
+            costs: costs.as_ref(),
         })?;
     } else {
         output::text(&watch_text(&report))?;
+        if let Some(m) = &costs {
+            output::text(&costs_text(m))?;
+        }
     }
     if timed_out {
         return Err(Failed(format!(

@@ -331,6 +331,52 @@ fn submit_then_watch_a_run_on_batch() {
         &["watch", "--jobs", &ids.join(","), "--interval", "100ms"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // --costs describes every child (100 to a call, within watch's contract) and prices
+    // the run; moto keeps no child jobs and no attempts, so nothing was billed.
+    let small = prepare(dir.path(), &url, &["--records", "160"]);
+    let out = tandem(
+        dir.path(),
+        &[
+            "submit",
+            "--run",
+            &small,
+            "--queue",
+            "tandem-cli-queue",
+            "--job-definition",
+            "tandem-cli-worker",
+            "--container-root",
+            "/mnt/efs",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tandem(
+        dir.path(),
+        &[
+            "watch",
+            "--run",
+            &small,
+            "--interval",
+            "100ms",
+            "--timeout",
+            "20s",
+            "--costs",
+            "--price-region",
+            "us-east-2",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stages = v["costs"]["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3, "{v}");
+    assert!(stages.iter().all(|s| s["billed_s"] == 0.0), "{v}");
+    assert!(v["costs"]["costs"]["s3"].as_f64().unwrap() > 0.0, "{v}");
+    let describes = recorded(dir.path(), "watch")
+        .iter()
+        .filter(|c| c.operation == "DescribeJobs")
+        .count();
+    assert!(describes >= 3, "{describes}");
 }
 
 #[test]

@@ -27,6 +27,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::names::Stage;
 
 /// The price table committed with tandem (`core/data/prices.json`).
 pub const PRICES_JSON: &str = include_str!("../data/prices.json");
@@ -295,25 +296,19 @@ pub fn estimate(i: &Inputs) -> Result<Estimate> {
 
     let (billed_s_per_task, compute) = match pf.compute {
         Compute::Fargate => {
-            let billed = task_s.ceil().max(60.0);
-            let per_second =
-                (pf.task_vcpus * p.fargate_vcpu_hour + pf.task_memory_gb * p.fargate_gb_hour) / 3600.0;
-            (billed, starts as f64 * billed * per_second)
+            let billed = fargate_billed_s(task_s);
+            (billed, starts as f64 * billed * fargate_per_second(pf, p))
         }
         Compute::Ec2 => {
             // The instances Batch starts for the queue: its vCPUs up to maxvCpus.
             let busy_vcpus = (starts as f64 * pf.task_vcpus).min(pf.max_vcpus);
-            let per_vcpu_second = p.ec2_instance_hour / f64::from(p.ec2_instance_vcpus) / 3600.0;
-            (task_s.ceil(), busy_vcpus * wall_s.max(60.0) * per_vcpu_second)
+            (
+                task_s.ceil(),
+                busy_vcpus * wall_s.max(60.0) * ec2_per_vcpu_second(p),
+            )
         }
     };
-    let file_gb = (i.rate.file_bytes_fixed + i.rate.file_bytes_per_id * k) / 1e9;
-    let s3 = children as f64 * (p.s3_put_per_1000 + p.s3_get_per_1000) / 1000.0
-        + children.div_ceil(1000) as f64 * p.s3_list_per_1000 / 1000.0;
-    let efs = 3.0 * children as f64 * file_gb * (p.efs_write_per_gb + p.efs_read_per_gb);
-    let step_functions = RUN_TRANSITIONS * p.sfn_transition_per_1000 / 1000.0;
-    let lambda_gb_s = 1.0 * (PREPARE_S_FIXED + PREPARE_S_PER_CHILD * children as f64) + 0.5 * WATCH_S;
-    let lambda = lambda_gb_s * p.lambda_gb_second + 2.0 * p.lambda_request_per_million / 1e6;
+    let (s3, efs, step_functions, lambda) = run_costs(i, children);
     Ok(Estimate {
         children,
         container_starts: starts,
@@ -333,6 +328,187 @@ pub fn estimate(i: &Inputs) -> Result<Estimate> {
         }
         .summed(),
     })
+}
+
+/// Fargate's bill for a task that ran `s` seconds: per second, at least a minute.
+fn fargate_billed_s(s: f64) -> f64 {
+    s.ceil().max(60.0)
+}
+
+/// A second of one task's vCPUs and memory on Fargate, dollars.
+fn fargate_per_second(pf: &Platform, p: &RegionPrices) -> f64 {
+    (pf.task_vcpus * p.fargate_vcpu_hour + pf.task_memory_gb * p.fargate_gb_hour) / 3600.0
+}
+
+/// A second of one EC2 vCPU, dollars (the instance's price over its vCPUs).
+fn ec2_per_vcpu_second(p: &RegionPrices) -> f64 {
+    p.ec2_instance_hour / f64::from(p.ec2_instance_vcpus) / 3600.0
+}
+
+/// What a run of `children` costs besides its compute: (S3, EFS, Step Functions,
+/// Lambda).
+fn run_costs(i: &Inputs, children: u64) -> (f64, f64, f64, f64) {
+    let p = &i.prices;
+    let k = i.ids_per_node.min(i.records) as f64;
+    let file_gb = (i.rate.file_bytes_fixed + i.rate.file_bytes_per_id * k) / 1e9;
+    let s3 = children as f64 * (p.s3_put_per_1000 + p.s3_get_per_1000) / 1000.0
+        + children.div_ceil(1000) as f64 * p.s3_list_per_1000 / 1000.0;
+    let efs = 3.0 * children as f64 * file_gb * (p.efs_write_per_gb + p.efs_read_per_gb);
+    let step_functions = RUN_TRANSITIONS * p.sfn_transition_per_1000 / 1000.0;
+    let lambda_gb_s = PREPARE_S_FIXED + PREPARE_S_PER_CHILD * children as f64 + 0.5 * WATCH_S;
+    let lambda = lambda_gb_s * p.lambda_gb_second + 2.0 * p.lambda_request_per_million / 1e6;
+    (s3, efs, step_functions, lambda)
+}
+
+/// One stage child as AWS Batch saw it, in seconds since the epoch: when its job was
+/// created, each attempt's start and stop (Batch's `startedAt`, when the container
+/// started running, and `stoppedAt`), and the worker's own first timestamp when known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedChild {
+    pub stage: Stage,
+    pub index: u32,
+    pub created_s: f64,
+    pub attempts: Vec<(f64, f64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_started_s: Option<f64>,
+}
+
+/// Where one stage's time went, summed over its children, seconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageTimes {
+    pub stage: Stage,
+    pub children: u64,
+    /// Children with no attempt that started (cancelled, never scheduled).
+    pub never_started: u64,
+    pub attempts: u64,
+    /// From ready (created, or its previous stage done) to its first attempt's start.
+    pub waiting_s: f64,
+    /// From an attempt's start to the worker's first timestamp (0 when unknown).
+    pub starting_s: f64,
+    /// The rest of the attempts: the worker's own time.
+    pub working_s: f64,
+    /// What Fargate bills for the attempts (per second, a minute at least); on EC2
+    /// the attempts' own seconds.
+    pub billed_s: f64,
+}
+
+/// A run as it happened, priced with the same model as [`estimate`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measured {
+    pub stages: Vec<StageTimes>,
+    /// First job created to the last attempt's stop.
+    pub wall_s: f64,
+    pub costs: Costs,
+}
+
+/// The measured times and cost of a run of `i` from what Batch recorded of its
+/// children. On Fargate each attempt is billed from its start (the image pull before
+/// Batch's `startedAt` is not seen, so this is the least the bill can be); on EC2 the
+/// instances are the running attempts' vCPUs rounded up to whole instances, over time.
+pub fn measured(i: &Inputs, observed: &[ObservedChild]) -> Measured {
+    use std::collections::HashMap;
+    let pf = &i.platform;
+    let p = &i.prices;
+    let done: HashMap<(Stage, u32), f64> = observed
+        .iter()
+        .filter_map(|c| c.attempts.last().map(|a| ((c.stage, c.index), a.1)))
+        .collect();
+    let mut stages: Vec<StageTimes> = Stage::ALL
+        .iter()
+        .map(|&stage| StageTimes {
+            stage,
+            children: 0,
+            never_started: 0,
+            attempts: 0,
+            waiting_s: 0.0,
+            starting_s: 0.0,
+            working_s: 0.0,
+            billed_s: 0.0,
+        })
+        .collect();
+    let (mut first, mut last, mut compute) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
+    for c in observed {
+        let Some(st) = stages.iter_mut().find(|s| s.stage == c.stage) else {
+            continue;
+        };
+        st.children += 1;
+        first = first.min(c.created_s);
+        let Some(&(start, _)) = c.attempts.first() else {
+            st.never_started += 1;
+            continue;
+        };
+        let ready = c
+            .stage
+            .prev()
+            .and_then(|prev| done.get(&(prev, c.index)).copied())
+            .map_or(c.created_s, |d| d.max(c.created_s));
+        st.waiting_s += (start - ready).max(0.0);
+        for (n, &(a, b)) in c.attempts.iter().enumerate() {
+            st.attempts += 1;
+            last = last.max(b);
+            let run = (b - a).max(0.0);
+            // The worker's timestamp belongs to its last attempt.
+            let starting = match c.worker_started_s {
+                Some(w) if n + 1 == c.attempts.len() => (w - a).clamp(0.0, run),
+                _ => 0.0,
+            };
+            st.starting_s += starting;
+            st.working_s += run - starting;
+            let billed = match pf.compute {
+                Compute::Fargate => fargate_billed_s(run),
+                Compute::Ec2 => run.ceil(),
+            };
+            st.billed_s += billed;
+            if pf.compute == Compute::Fargate {
+                compute += billed * fargate_per_second(pf, p);
+            }
+        }
+    }
+    if pf.compute == Compute::Ec2 {
+        compute = ec2_instance_seconds(pf, p, observed) * p.ec2_instance_hour / 3600.0;
+    }
+    let children = observed
+        .iter()
+        .map(|c| c.index)
+        .max()
+        .map_or(0, |m| u64::from(m) + 1);
+    let (s3, efs, step_functions, lambda) = run_costs(i, children);
+    Measured {
+        stages,
+        wall_s: if last > first { last - first } else { 0.0 },
+        costs: Costs {
+            compute,
+            s3,
+            efs,
+            step_functions,
+            lambda,
+            total: 0.0,
+        }
+        .summed(),
+    }
+}
+
+/// The instance-seconds a run kept: at every moment the running attempts' vCPUs
+/// rounded up to whole instances, and at least a minute of each instance it needed.
+fn ec2_instance_seconds(pf: &Platform, p: &RegionPrices, observed: &[ObservedChild]) -> f64 {
+    let mut events: Vec<(f64, i64)> = observed
+        .iter()
+        .flat_map(|c| c.attempts.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]))
+        .collect();
+    // Stops before starts at the same instant: a slot handed on is not two.
+    events.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    let per_instance = f64::from(p.ec2_instance_vcpus);
+    let (mut running, mut at, mut seconds, mut peak) = (0i64, 0.0, 0.0, 0.0f64);
+    for (t, d) in events {
+        if running > 0 {
+            let instances = (running as f64 * pf.task_vcpus / per_instance).ceil();
+            peak = peak.max(instances);
+            seconds += instances * (t - at);
+        }
+        running += d;
+        at = t;
+    }
+    seconds.max(peak * 60.0)
 }
 
 /// The K (IDs per child) whose run costs least within `within_s` of wall time, among
