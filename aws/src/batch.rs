@@ -1319,8 +1319,7 @@ pub fn observed_child(
 /// Whether Batch ran `job` on Fargate (its platform capabilities), else EC2.
 pub fn on_fargate(job: &aws_sdk_batch::types::JobDetail) -> bool {
     job.platform_capabilities()
-        .iter()
-        .any(|p| *p == aws_sdk_batch::types::PlatformCapability::Fargate)
+        .contains(&aws_sdk_batch::types::PlatformCapability::Fargate)
 }
 
 /// Every child of `job_id`, as Batch describes them: an array job's `size` children
