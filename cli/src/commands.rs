@@ -364,6 +364,9 @@ struct LoadtestOutput {
     timings: Timings,
     records_per_second: f64,
     stages: Vec<StageStats>,
+    /// Per stage, summed over its children: waiting for the executor and working
+    /// (the breakdown `tandem watch --costs` gives for a run on Batch).
+    time: Vec<tandem_core::cost::StageTimes>,
     execution: ExecSummary,
     verify: Option<VerifyReport>,
     report: Option<String>,
@@ -471,6 +474,7 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
             },
             records_per_second: rps,
             stages: stats,
+            time: report::time_breakdown(&children),
             execution: exec_summary(&ex),
             verify: Some(v.clone()),
             report: a.report.as_ref().map(|p| p.display().to_string()),
@@ -501,6 +505,7 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
         }
         s.push('\n');
         s.push_str(&output::stats_table(&stats));
+        s.push_str(&time_text(&report::time_breakdown(&children)));
         s.push_str(&output::slowest_table(&report::slowest(&children, 5)));
         s.push_str(&format!("retries: {}\n\n", ex.retries()));
         s.push_str(&failures_text(&ex));
@@ -615,6 +620,7 @@ struct ReportOutput {
     array_size: u32,
     failed: Vec<report::ChildFailure>,
     stages: Vec<StageStats>,
+    time: Vec<tandem_core::cost::StageTimes>,
     slowest: Vec<report::SlowChild>,
     output: String,
 }
@@ -641,11 +647,13 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
             array_size: ctx.manifest.plan.array_size,
             failed: failures,
             stages: stats,
+            time: report::time_breakdown(&children),
             slowest: report::slowest(&children, 10),
             output: a.output.display().to_string(),
         })
     } else {
         let mut s = output::stats_table(&stats);
+        s.push_str(&time_text(&report::time_breakdown(&children)));
         s.push_str(&output::slowest_table(&report::slowest(&children, 5)));
         s.push_str(&format!(
             "{} of {} children have timings; report written to {}\n",
@@ -655,4 +663,19 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
         ));
         output::text(&s)
     }
+}
+
+/// Where each stage's time went, for people: waiting for a worker, working.
+fn time_text(times: &[tandem_core::cost::StageTimes]) -> String {
+    let mut s = String::from("time, summed over children (waiting for a worker / working):\n");
+    for t in times {
+        s.push_str(&format!(
+            "  {:<8} {:>10.1} ms / {:>10.1} ms\n",
+            t.stage.name(),
+            t.waiting_s * 1000.0,
+            t.working_s * 1000.0
+        ));
+    }
+    s.push('\n');
+    s
 }

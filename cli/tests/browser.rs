@@ -103,7 +103,7 @@ fn the_run_report_and_the_drill_report_render_cleanly_in_chromium() {
     // only ones judged against the RPO target).
     for (page, must, min_rects) in [
         ("failed.html", "The run did not succeed: 1 child failed", 10),
-        ("ok.html", "The run succeeded", 10),
+        ("ok.html", "Where the time went", 10),
         ("drill.html", "DR drill", 6 + 2),
     ] {
         let path = dir.path().join(page);

@@ -406,9 +406,38 @@ pub struct Measured {
 /// Batch's `startedAt` is not seen, so this is the least the bill can be); on EC2 the
 /// instances are the running attempts' vCPUs rounded up to whole instances, over time.
 pub fn measured(i: &Inputs, observed: &[ObservedChild]) -> Measured {
-    use std::collections::HashMap;
     let pf = &i.platform;
     let p = &i.prices;
+    let (stages, wall_s) = stage_times(observed, Some(pf.compute));
+    let compute = match pf.compute {
+        Compute::Fargate => stages.iter().map(|s| s.billed_s).sum::<f64>() * fargate_per_second(pf, p),
+        Compute::Ec2 => ec2_instance_seconds(pf, p, observed) * p.ec2_instance_hour / 3600.0,
+    };
+    let children = observed
+        .iter()
+        .map(|c| c.index)
+        .max()
+        .map_or(0, |m| u64::from(m) + 1);
+    let (s3, efs, step_functions, lambda) = run_costs(i, children);
+    Measured {
+        stages,
+        wall_s,
+        costs: Costs {
+            compute,
+            s3,
+            efs,
+            step_functions,
+            lambda,
+            total: 0.0,
+        }
+        .summed(),
+    }
+}
+
+/// Where each stage's time went (and, with `billing`, what each attempt is billed),
+/// and the wall time: the same breakdown for a run on Batch and one on this machine.
+pub fn stage_times(observed: &[ObservedChild], billing: Option<Compute>) -> (Vec<StageTimes>, f64) {
+    use std::collections::HashMap;
     let done: HashMap<(Stage, u32), f64> = observed
         .iter()
         .filter_map(|c| c.attempts.last().map(|a| ((c.stage, c.index), a.1)))
@@ -426,7 +455,7 @@ pub fn measured(i: &Inputs, observed: &[ObservedChild]) -> Measured {
             billed_s: 0.0,
         })
         .collect();
-    let (mut first, mut last, mut compute) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
+    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
     for c in observed {
         let Some(st) = stages.iter_mut().find(|s| s.stage == c.stage) else {
             continue;
@@ -454,38 +483,14 @@ pub fn measured(i: &Inputs, observed: &[ObservedChild]) -> Measured {
             };
             st.starting_s += starting;
             st.working_s += run - starting;
-            let billed = match pf.compute {
-                Compute::Fargate => fargate_billed_s(run),
-                Compute::Ec2 => run.ceil(),
+            st.billed_s += match billing {
+                Some(Compute::Fargate) => fargate_billed_s(run),
+                Some(Compute::Ec2) => run.ceil(),
+                None => 0.0,
             };
-            st.billed_s += billed;
-            if pf.compute == Compute::Fargate {
-                compute += billed * fargate_per_second(pf, p);
-            }
         }
     }
-    if pf.compute == Compute::Ec2 {
-        compute = ec2_instance_seconds(pf, p, observed) * p.ec2_instance_hour / 3600.0;
-    }
-    let children = observed
-        .iter()
-        .map(|c| c.index)
-        .max()
-        .map_or(0, |m| u64::from(m) + 1);
-    let (s3, efs, step_functions, lambda) = run_costs(i, children);
-    Measured {
-        stages,
-        wall_s: if last > first { last - first } else { 0.0 },
-        costs: Costs {
-            compute,
-            s3,
-            efs,
-            step_functions,
-            lambda,
-            total: 0.0,
-        }
-        .summed(),
-    }
+    (stages, if last > first { last - first } else { 0.0 })
 }
 
 /// The instance-seconds a run kept: at every moment the running attempts' vCPUs

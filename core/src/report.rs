@@ -61,6 +61,35 @@ pub fn from_execution(ex: &Execution) -> Vec<ChildTimes> {
         .collect()
 }
 
+/// The children's timings as the cost model reads a run (`cost::ObservedChild`):
+/// every child ready at the run's first start, each stage ready when its previous
+/// stage's output was written, one attempt each (the successful one).
+pub fn observed_children(children: &[ChildTimes]) -> Vec<crate::cost::ObservedChild> {
+    let Some((t0, _)) = bounds(children) else {
+        return Vec::new();
+    };
+    let s = |us: u64| us as f64 / 1e6;
+    children
+        .iter()
+        .flat_map(|c| {
+            c.history.iter().map(move |t| crate::cost::ObservedChild {
+                stage: t.stage,
+                index: c.index,
+                created_s: s(t0),
+                attempts: vec![(s(t.start_us), s(t.end_us.max(t.start_us)))],
+                worker_started_s: None,
+            })
+        })
+        .collect()
+}
+
+/// Where each stage's time went on this machine: waiting for the executor (from
+/// ready to its start) and working, the breakdown `tandem watch --costs` gives for a
+/// run on Batch (there, with starting and billed time too).
+pub fn time_breakdown(children: &[ChildTimes]) -> Vec<crate::cost::StageTimes> {
+    crate::cost::stage_times(&observed_children(children), None).0
+}
+
 /// A child that did not finish, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChildFailure {
@@ -379,6 +408,9 @@ pub fn render_html(r: &ReportInput<'_>) -> String {
         );
     }
     h.push_str("</table>");
+    if bounds(children).is_some() {
+        breakdown_svg(&mut h, &time_breakdown(children));
+    }
     if let Some((t0, t1)) = bounds(children) {
         timeline_svg(&mut h, children, r.failures, t0, t1);
         concurrency_svg(&mut h, children, t0, t1);
@@ -534,6 +566,54 @@ fn timeline_svg(h: &mut String, children: &[ChildTimes], failures: &[ChildFailur
     h.push_str("</svg>");
 }
 
+/// Waiting and working, summed over each stage's children: a stacked bar per stage.
+fn breakdown_svg(h: &mut String, times: &[crate::cost::StageTimes]) {
+    const WAITING: &str = "#bab0ac";
+    const STARTING: &str = "#edc948";
+    let (w, left, row) = (900.0, 80.0, 26.0);
+    let most = times
+        .iter()
+        .map(|t| t.waiting_s + t.starting_s + t.working_s)
+        .fold(0.0f64, f64::max);
+    let scale = if most > 0.0 { (w - left - 10.0) / most } else { 0.0 };
+    let _ = write!(
+        h,
+        "<h2>Where the time went</h2><p>Summed over each stage's children: \
+         <span class=\"k\" style=\"background:{WAITING}\"></span>waiting (ready, not yet started)\
+         <span class=\"k\" style=\"background:{STARTING}\"></span>starting\
+         <span class=\"k\" style=\"background:#4e79a7\"></span>working</p>\
+         <svg width=\"{w}\" height=\"{}\" viewBox=\"0 0 {w} {}\">",
+        row * times.len() as f64 + 8.0,
+        row * times.len() as f64 + 8.0
+    );
+    for (n, t) in times.iter().enumerate() {
+        let y = 4.0 + row * n as f64;
+        let _ = write!(
+            h,
+            "<text x=\"4\" y=\"{:.1}\" font-size=\"12\">{}</text>",
+            y + 14.0,
+            t.stage
+        );
+        let mut x = left;
+        for (what, secs, color) in [
+            ("waiting", t.waiting_s, WAITING),
+            ("starting", t.starting_s, STARTING),
+            ("working", t.working_s, COLORS[t.stage]),
+        ] {
+            let width = secs * scale;
+            if width > 0.0 {
+                let _ = write!(
+                    h,
+                    "<rect x=\"{x:.2}\" y=\"{y:.1}\" width=\"{width:.2}\" height=\"18\" fill=\"{color}\"><title>{} {what}: {secs:.3} s over {} children</title></rect>",
+                    t.stage, t.children
+                );
+                x += width;
+            }
+        }
+    }
+    h.push_str("</svg>");
+}
+
 fn concurrency_svg(h: &mut String, children: &[ChildTimes], t0: u64, t1: u64) {
     let bins = 300;
     let series = concurrency(children, bins);
@@ -584,6 +664,49 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// Child 0 starts at once and runs its stages back to back; child 1 is ready at
+    /// the same instant but its procure starts 2.5 ms later, and its process 0.5 ms
+    /// after its procure ended: waiting 2.5 ms in procure, 0.5 ms in process.
+    #[test]
+    fn the_breakdown_sums_each_stages_waiting_and_working() {
+        let t = |stage, start_us, end_us| StageTiming {
+            stage,
+            attempt: 1,
+            start_us,
+            end_us,
+        };
+        let children = [
+            child(0, 1_000_000),
+            ChildTimes {
+                index: 1,
+                history: vec![
+                    t(Stage::Procure, 1_002_500, 1_003_000),
+                    t(Stage::Process, 1_003_500, 1_004_000),
+                    t(Stage::Egress, 1_004_000, 1_004_250),
+                ],
+            },
+        ];
+        let b = time_breakdown(&children);
+        let us = |s: f64| (s * 1e6).round() as u64;
+        let got: Vec<(Stage, u64, u64, u64)> = b
+            .iter()
+            .map(|t| (t.stage, t.children, us(t.waiting_s), us(t.working_s)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Stage::Procure, 2, 2_500, 1_500),
+                (Stage::Process, 2, 500, 1_500),
+                (Stage::Egress, 2, 0, 1_250),
+            ]
+        );
+        assert!(
+            b.iter()
+                .all(|t| t.starting_s == 0.0 && t.billed_s == 0.0 && t.attempts == 2)
+        );
+        assert!(time_breakdown(&[]).iter().all(|t| t.children == 0));
     }
 
     #[test]
