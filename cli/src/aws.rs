@@ -259,6 +259,7 @@ fn run_costs(
     jobs: &[(Stage, String)],
     run: &RunRecords,
     region: Option<&str>,
+    rerun: bool,
 ) -> Result<tandem_core::cost::Measured> {
     let manifest = match (&run.root, &run.store) {
         (Some(root), _) => {
@@ -276,6 +277,34 @@ fn run_costs(
         let (children, on_fargate) = aws.block_on(batch::observed_children(client, *stage, id))?;
         fargate &= on_fargate;
         observed.extend(children);
+    }
+    // The workers' own start times, from the completion records in the results (a
+    // rerun's arrays are numbered apart from the run's: not matched).
+    if let (Some(store), false) = (&run.store, rerun) {
+        let view = tandem_core::stage::RunView {
+            manifest: manifest.clone(),
+            store: store.clone(),
+            layout: None,
+        };
+        match tandem_core::report::collect(&view, 32) {
+            Ok((children, _)) => {
+                let started: std::collections::HashMap<(Stage, u32), f64> = children
+                    .iter()
+                    .flat_map(|c| {
+                        c.history
+                            .iter()
+                            .map(move |t| ((t.stage, c.index), t.start_us as f64 / 1e6))
+                    })
+                    .collect();
+                for o in &mut observed {
+                    o.worker_started_s = started.get(&(o.stage, o.index)).copied();
+                }
+            }
+            Err(e) => crate::note!(
+                "tandem: --costs: the workers' start times are not in the breakdown (their results could not be read: {})",
+                tandem_core::error::chain(&e)
+            ),
+        }
     }
     let region = region
         .map(str::to_string)
@@ -520,7 +549,14 @@ pub fn watch(a: WatchArgs) -> Result<()> {
         }
     }
     let costs = match (&run, a.costs && report.finished) {
-        (Some(run), true) => Some(run_costs(&aws, &client, &jobs, run, a.price_region.as_deref())?),
+        (Some(run), true) => Some(run_costs(
+            &aws,
+            &client,
+            &jobs,
+            run,
+            a.price_region.as_deref(),
+            map.is_some(),
+        )?),
         _ => None,
     };
     if a.costs && costs.is_none() {
