@@ -514,6 +514,13 @@ pub struct ReportArgs {
     /// The HTML file to write.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: PathBuf,
+    /// With --stack: where the run's time went on Batch (waiting, starting, working,
+    /// billed, per stage) and what it cost, from its jobs' descriptions (docs/cost.md).
+    #[arg(long, requires = "stack")]
+    pub costs: bool,
+    /// With --costs: the region whose prices apply (default: the SDK's region).
+    #[arg(long, value_name = "REGION", requires = "costs")]
+    pub price_region: Option<String>,
     /// Print the statistics as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

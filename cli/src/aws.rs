@@ -328,6 +328,40 @@ fn run_costs(
     Ok(tandem_core::cost::measured(&inputs, &observed))
 }
 
+/// What run `view` cost on the deployed pipeline stack `stack`: its newest jobs,
+/// found by name in the stack's queues, described and priced (`tandem report --costs`).
+pub fn stack_run_costs(
+    stack: &str,
+    view: &tandem_core::stage::RunView,
+    region: Option<&str>,
+) -> Result<tandem_core::cost::Measured> {
+    let aws = Aws::from_env()?;
+    let outputs = pipeline_stack(&aws, stack)?;
+    let client = aws_sdk_batch_client(&aws);
+    let run_id = &view.manifest.run_id;
+    let found = aws
+        .block_on(batch::find_jobs(&client, &outputs.queues, run_id))
+        .with_context(|| format!("finding run {run_id}'s jobs in stack {stack}'s queues"))?;
+    if found.jobs.iter().any(|(_, id)| id.is_empty()) || found.jobs.is_empty() {
+        bail!(
+            "stack {stack}'s queues hold no jobs of run {run_id} (Batch forgets finished jobs after about a week)"
+        );
+    }
+    let records = RunRecords {
+        run_id: run_id.clone(),
+        root: None,
+        store: Some(view.store.clone()),
+    };
+    run_costs(
+        &aws,
+        &client,
+        &found.jobs,
+        &records,
+        region,
+        found.index_map().is_some(),
+    )
+}
+
 /// The cost section of `tandem watch --costs`, for people.
 pub fn costs_text(m: &tandem_core::cost::Measured) -> String {
     let mut s = format!(

@@ -378,6 +378,7 @@ fn write_report(
     children: &[ChildTimes],
     failures: &[report::ChildFailure],
     outcome: Result<(), &str>,
+    batch: Option<&tandem_core::cost::Measured>,
 ) -> Result<()> {
     let rows = vec![
         ("run".to_string(), m.run_id.to_string()),
@@ -394,6 +395,7 @@ fn write_report(
         children,
         failures,
         outcome,
+        batch,
     });
     std::fs::write(path, html).with_context(|| format!("writing the report to {}", path.display()))
 }
@@ -439,7 +441,7 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
             format!("verification failed: {}", v.problems().join("; "))
         };
         let outcome = if ok { Ok(()) } else { Err(why.as_str()) };
-        write_report(path, &ctx.manifest, &children, &failures, outcome)?;
+        write_report(path, &ctx.manifest, &children, &failures, outcome, None)?;
     }
     let keep = a.keep || !ok;
     let t2 = Instant::now();
@@ -614,7 +616,10 @@ fn rerun(a: RerunArgs) -> Result<()> {
 }
 
 #[derive(Serialize)]
-struct ReportOutput {
+struct ReportOutput<'a> {
+    /// With --costs: where the run's time went on Batch and what it cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    costs: Option<&'a tandem_core::cost::Measured>,
     run_id: RunId,
     children_with_timings: usize,
     array_size: u32,
@@ -638,10 +643,26 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
     } else {
         Err(why.as_str())
     };
-    write_report(&a.output, &ctx.manifest, &children, &failures, outcome)?;
+    let costs = match (&a.stack, a.costs) {
+        (Some(stack), true) => Some(crate::aws::stack_run_costs(
+            stack,
+            ctx,
+            a.price_region.as_deref(),
+        )?),
+        _ => None,
+    };
+    write_report(
+        &a.output,
+        &ctx.manifest,
+        &children,
+        &failures,
+        outcome,
+        costs.as_ref(),
+    )?;
     let stats = report::stage_stats(&children);
     if a.json {
         output::json(&ReportOutput {
+            costs: costs.as_ref(),
             run_id: ctx.manifest.run_id.clone(),
             children_with_timings: children.len(),
             array_size: ctx.manifest.plan.array_size,
@@ -655,6 +676,9 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
         let mut s = output::stats_table(&stats);
         s.push_str(&time_text(&report::time_breakdown(&children)));
         s.push_str(&output::slowest_table(&report::slowest(&children, 5)));
+        if let Some(m) = &costs {
+            s.push_str(&crate::aws::costs_text(m));
+        }
         s.push_str(&format!(
             "{} of {} children have timings; report written to {}\n",
             children.len(),

@@ -742,6 +742,27 @@ fn an_operator_watches_verifies_reports_and_reruns_from_the_stack_without_the_vo
     let out = run_op(&["report", "--run", run, "-o", html.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(std::fs::read_to_string(&html).unwrap().contains(run));
+    // With --costs: the run's jobs found in the stack's queues, described and priced
+    // (moto keeps no attempts: nothing billed), within the operator's contract.
+    let out = run_op(&[
+        "report",
+        "--run",
+        run,
+        "-o",
+        html.to_str().unwrap(),
+        "--json",
+        "--costs",
+        "--price-region",
+        "us-east-2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["costs"]["stages"].as_array().unwrap().len(), 3, "{r}");
+    assert!(
+        std::fs::read_to_string(&html)
+            .unwrap()
+            .contains("What the run cost on AWS")
+    );
     // The jobs come from the record submit published in the bucket.
     let out = run_op(&["watch", "--run", run, "--json", "--interval", "50ms"]);
     assert!(out.status.success(), "{}", stderr(&out));

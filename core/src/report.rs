@@ -349,6 +349,10 @@ pub struct ReportInput<'a> {
     /// Whether the run succeeded (every child finished and, where it was checked,
     /// verification passed), and if not, why, in one line.
     pub outcome: Result<(), &'a str>,
+    /// A run on Batch: where its time went and what it cost, from its jobs'
+    /// descriptions (`tandem report --costs`); drawn instead of this machine's
+    /// breakdown.
+    pub batch: Option<&'a crate::cost::Measured>,
 }
 
 /// Rows of the failed-children table the page lists in full.
@@ -408,8 +412,13 @@ pub fn render_html(r: &ReportInput<'_>) -> String {
         );
     }
     h.push_str("</table>");
-    if bounds(children).is_some() {
-        breakdown_svg(&mut h, &time_breakdown(children));
+    match r.batch {
+        Some(m) => {
+            breakdown_svg(&mut h, &m.stages);
+            cost_table(&mut h, m);
+        }
+        None if bounds(children).is_some() => breakdown_svg(&mut h, &time_breakdown(children)),
+        None => {}
     }
     if let Some((t0, t1)) = bounds(children) {
         timeline_svg(&mut h, children, r.failures, t0, t1);
@@ -564,6 +573,41 @@ fn timeline_svg(h: &mut String, children: &[ChildTimes], failures: &[ChildFailur
         }
     }
     h.push_str("</svg>");
+}
+
+/// What a run on Batch cost, part by part, and each stage's billed time.
+fn cost_table(h: &mut String, m: &crate::cost::Measured) {
+    let _ = write!(
+        h,
+        "<h2>What the run cost on AWS</h2><table><tr><th>part</th><th>dollars</th><th>share</th></tr>"
+    );
+    let parts = [
+        m.costs.compute,
+        m.costs.s3,
+        m.costs.efs,
+        m.costs.step_functions,
+        m.costs.lambda,
+    ];
+    for ((name, share), v) in m.costs.shares().iter().zip(parts) {
+        let _ = write!(
+            h,
+            "<tr><td>{name}</td><td>{v:.4}</td><td>{:.1}%</td></tr>",
+            share * 100.0
+        );
+    }
+    let _ = write!(
+        h,
+        "<tr><td>total</td><td>{:.4}</td><td></td></tr></table><table><tr><th>stage</th><th>children</th><th>attempts</th><th>never started</th><th>billed s</th></tr>",
+        m.costs.total
+    );
+    for t in &m.stages {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+            t.stage, t.children, t.attempts, t.never_started, t.billed_s
+        );
+    }
+    let _ = write!(h, "</table><p>Wall time on Batch: {:.0} s.</p>", m.wall_s);
 }
 
 /// Waiting and working, summed over each stage's children: a stacked bar per stage.
@@ -747,11 +791,56 @@ mod tests {
             children: &cs,
             failures: &[],
             outcome: Ok(()),
+            batch: None,
         });
         assert!(html.contains("<svg") && html.contains("run &lt;x&gt;"));
+        assert!(html.contains("Where the time went") && !html.contains("What the run cost"));
         assert!(html.contains("The run succeeded"));
         assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
         assert!(html.len() < 2_000_000, "{} bytes", html.len());
+    }
+
+    /// A run on Batch draws Batch's breakdown (starting included) and what it cost.
+    #[test]
+    fn a_run_on_batch_shows_its_breakdown_and_its_cost() {
+        let cs: Vec<ChildTimes> = (0..4).map(|i| child(i, u64::from(i) * 10)).collect();
+        let times = |stage| crate::cost::StageTimes {
+            stage,
+            children: 4,
+            never_started: 0,
+            attempts: 4,
+            waiting_s: 160.0,
+            starting_s: 120.0,
+            working_s: 4.0,
+            billed_s: 240.0,
+        };
+        let m = crate::cost::Measured {
+            stages: Stage::ALL.iter().map(|&s| times(s)).collect(),
+            wall_s: 300.0,
+            costs: crate::cost::Costs {
+                compute: 0.0025,
+                s3: 0.0001,
+                efs: 0.0,
+                step_functions: 0.0003,
+                lambda: 0.0001,
+                total: 0.003,
+            },
+        };
+        let html = render_html(&ReportInput {
+            title: "run",
+            rows: &[],
+            children: &cs,
+            failures: &[],
+            outcome: Ok(()),
+            batch: Some(&m),
+        });
+        assert!(html.contains("What the run cost on AWS"));
+        assert!(
+            html.contains("<tr><td>compute</td><td>0.0025</td><td>83.3%</td></tr>"),
+            "{html}"
+        );
+        assert!(html.contains("<title>procure starting: 120.000 s over 4 children</title>"));
+        assert!(html.contains("Wall time on Batch: 300 s."));
     }
 
     #[test]
@@ -771,6 +860,7 @@ mod tests {
             children: &cs,
             failures: &failures,
             outcome: Err("1 child failed"),
+            batch: None,
         });
         assert!(html.contains("The run did not succeed: 1 child failed"));
         assert!(
