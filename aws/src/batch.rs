@@ -1307,10 +1307,16 @@ pub fn observed_child(
         stage,
         index,
         created_s: s(job.created_at()?),
+        // An attempt that failed before RUNNING (an image that could not be pulled) has
+        // no start: it ran for no time, and Fargate still billed its task.
         attempts: job
             .attempts()
             .iter()
-            .filter_map(|a| Some((s(a.started_at()?), s(a.stopped_at()?))))
+            .filter_map(|a| {
+                let stop = a.stopped_at().filter(|t| *t > 0)?;
+                let start = a.started_at().filter(|t| *t > 0).unwrap_or(stop);
+                Some((s(start), s(stop.max(start))))
+            })
             .collect(),
         worker_started_s: None,
     })
@@ -1322,15 +1328,20 @@ pub fn on_fargate(job: &aws_sdk_batch::types::JobDetail) -> bool {
         .contains(&aws_sdk_batch::types::PlatformCapability::Fargate)
 }
 
+/// The children of a stage's job as Batch described them.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub children: Vec<tandem_core::cost::ObservedChild>,
+    /// Whether they ran on Fargate (else EC2).
+    pub fargate: bool,
+    /// Children Batch did not describe (it keeps finished jobs about a week).
+    pub missing: u32,
+}
+
 /// Every child of `job_id`, as Batch describes them: an array job's `size` children
 /// (`JOB:0` .. `JOB:size-1`, 100 to a DescribeJobs call, paced by
-/// [`DESCRIBE_PACE`]), or the job itself when it is not an array. Returns them and
-/// whether they ran on Fargate.
-pub async fn observed_children(
-    client: &Client,
-    stage: Stage,
-    job_id: &str,
-) -> Result<(Vec<tandem_core::cost::ObservedChild>, bool)> {
+/// [`DESCRIBE_PACE`]), or the job itself when it is not an array.
+pub async fn observed_children(client: &Client, stage: Stage, job_id: &str) -> Result<Described> {
     let describe = |ids: Vec<String>| async move {
         client
             .describe_jobs()
@@ -1346,7 +1357,13 @@ pub async fn observed_children(
     })?;
     let fargate = on_fargate(job);
     let Some(size) = job.array_properties().and_then(|a| a.size()) else {
-        return Ok((observed_child(stage, job).into_iter().collect(), fargate));
+        let children: Vec<_> = observed_child(stage, job).into_iter().collect();
+        let missing = u32::from(children.is_empty());
+        return Ok(Described {
+            children,
+            fargate,
+            missing,
+        });
     };
     let ids: Vec<String> = (0..size).map(|i| format!("{job_id}:{i}")).collect();
     let mut out = Vec::with_capacity(ids.len());
@@ -1358,7 +1375,12 @@ pub async fn observed_children(
         out.extend(page.jobs().iter().filter_map(|j| observed_child(stage, j)));
     }
     out.sort_by_key(|c| c.index);
-    Ok((out, fargate))
+    let missing = (size.max(0) as u32).saturating_sub(out.len() as u32);
+    Ok(Described {
+        children: out,
+        fargate,
+        missing,
+    })
 }
 
 #[cfg(test)]
@@ -1399,11 +1421,11 @@ mod tests {
             DescribeJobsOutput::builder().set_jobs(Some(jobs)).build()
         });
         let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe]);
-        let (children, fargate) = observed_children(&client, Stage::Egress, "big").await.unwrap();
-        assert!(!fargate);
+        let d = observed_children(&client, Stage::Egress, "big").await.unwrap();
+        assert!(!d.fargate && d.missing == 0);
         assert_eq!(describe.num_calls(), 4);
         assert_eq!(
-            children.iter().map(|c| c.index).collect::<Vec<_>>(),
+            d.children.iter().map(|c| c.index).collect::<Vec<_>>(),
             (0..250).collect::<Vec<_>>()
         );
     }
@@ -1482,10 +1504,15 @@ mod tests {
             answer(req.jobs())
         });
         let client = mock_client!(aws_sdk_batch, RuleMode::MatchAny, [&describe]);
-        let (mut observed, fargate) = observed_children(&client, Stage::Procure, "p0").await.unwrap();
-        assert!(fargate);
-        let (more, _) = observed_children(&client, Stage::Process, "q0").await.unwrap();
-        observed.extend(more);
+        let d = observed_children(&client, Stage::Procure, "p0").await.unwrap();
+        assert!(d.fargate && d.missing == 0);
+        let mut observed = d.children;
+        observed.extend(
+            observed_children(&client, Stage::Process, "q0")
+                .await
+                .unwrap()
+                .children,
+        );
         assert_eq!(observed.len(), 8);
         assert_eq!(
             describe.num_calls(),
@@ -1518,12 +1545,14 @@ mod tests {
         };
         let m = tandem_core::cost::measured(&inputs, &observed);
         let (pr, pc, eg) = (&m.stages[0], &m.stages[1], &m.stages[2]);
-        // procure: waits 40 + 45 + 50 + 60; runs 2 + 65 + 1.5 + 1 + 1, of which child
-        // 0's first 1.5 s were starting; billed 60 + (65 + 60) + 60 + 60.
-        assert_eq!((pr.children, pr.attempts, pr.never_started), (4, 5, 0));
-        assert_eq!(pr.waiting_s, 195.0);
+        // procure: waits 40 + 45 (+ 20 between child 1's attempts) + 49 (+ 1 between
+        // child 2's) + 60; runs 2 + 65 + 1.5 + 0 + 1 + 1, of which child 0's first 1.5 s
+        // were starting; billed 60 + (65 + 60) + (60 + 60) + 60: child 2's attempt that
+        // never ran still had a task.
+        assert_eq!((pr.children, pr.attempts, pr.never_started), (4, 6, 0));
+        assert_eq!(pr.waiting_s, 215.0);
         assert_eq!((pr.starting_s, pr.working_s), (1.5, 69.0));
-        assert_eq!(pr.billed_s, 305.0);
+        assert_eq!(pr.billed_s, 365.0);
         // process: each waits 40 s after its procure child stopped; child 3 never ran.
         assert_eq!((pc.children, pc.attempts, pc.never_started), (4, 3, 1));
         assert_eq!((pc.waiting_s, pc.working_s, pc.billed_s), (120.0, 3.0, 180.0));
@@ -1531,7 +1560,7 @@ mod tests {
         assert_eq!(m.wall_s, 172.5);
         let per_second = (0.25 * 0.04048 + 0.5 * 0.004445) / 3600.0;
         assert!(
-            (m.costs.compute - 485.0 * per_second).abs() < 1e-12,
+            (m.costs.compute - 545.0 * per_second).abs() < 1e-12,
             "{}",
             m.costs.compute
         );

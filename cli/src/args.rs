@@ -731,6 +731,11 @@ pub struct PlanArgs {
     /// The stack's tandem:maxvCpus (default 256).
     #[arg(long, default_value_t = 256)]
     pub max_vcpus: u32,
+    /// The account's vCPU quota for the compute (Fargate On-Demand vCPUs, or EC2
+    /// On-Demand Standard vCPUs) when it is below --max-vcpus: a new account's Fargate
+    /// quota is 6 (default: assumed not to bind).
+    #[arg(long, value_name = "VCPUS")]
+    pub vcpu_quota: Option<u32>,
     /// Seconds a task takes to be scheduled, pull its image and start (default: 40 on
     /// Fargate, 5 on EC2; an assumption, shown with the answer).
     #[arg(long, value_name = "SECONDS")]

@@ -274,9 +274,15 @@ fn run_costs(
     let mut observed = Vec::new();
     let mut fargate = true;
     for (stage, id) in jobs {
-        let (children, on_fargate) = aws.block_on(batch::observed_children(client, *stage, id))?;
-        fargate &= on_fargate;
-        observed.extend(children);
+        let d = aws.block_on(batch::observed_children(client, *stage, id))?;
+        if d.missing > 0 {
+            crate::note!(
+                "tandem: --costs: Batch no longer describes {} of {stage}'s children (it keeps finished jobs about a week): they are not counted",
+                d.missing
+            );
+        }
+        fargate &= d.fargate;
+        observed.extend(d.children);
     }
     // The workers' own start times, from the completion records in the results (a
     // rerun's arrays are numbered apart from the run's: not matched).
@@ -306,10 +312,12 @@ fn run_costs(
             ),
         }
     }
-    let region = region
+    let Some(region) = region
         .map(str::to_string)
         .or_else(|| aws.config().region().map(|r| r.to_string()))
-        .unwrap_or_else(|| "us-east-2".into());
+    else {
+        bail!("--costs needs the region whose prices apply: give --price-region or set AWS_REGION");
+    };
     let table = tandem_core::cost::PriceTable::committed();
     let compute = if fargate {
         tandem_core::cost::Compute::Fargate
@@ -381,7 +389,10 @@ pub fn costs_text(m: &tandem_core::cost::Measured) -> String {
             st.billed_s
         ));
     }
-    s.push_str(&format!("cost: ${:.4}", m.costs.total));
+    s.push_str(&format!(
+        "cost: at least ${:.4} (the image pulls and instance boots are not in Batch's job descriptions)",
+        m.costs.total
+    ));
     let parts = [
         m.costs.compute,
         m.costs.s3,

@@ -41,6 +41,11 @@ fn inputs(a: &PlanArgs) -> Result<Inputs> {
         bail!("--max-vcpus 0 runs nothing: use 1 or more");
     }
     platform.max_vcpus = f64::from(a.max_vcpus);
+    match a.vcpu_quota {
+        Some(0) => bail!("--vcpu-quota 0 runs nothing: use 1 or more"),
+        Some(q) => platform.vcpu_quota = Some(f64::from(q)),
+        None => {}
+    }
     if let Some(s) = a.startup {
         if !(s.is_finite() && (0.0..=3600.0).contains(&s)) {
             bail!("--startup {s} is out of range: use 0 to 3600 seconds");
@@ -139,8 +144,13 @@ fn table(i: &Inputs, e: &Estimate) -> String {
         out += &format!("    {name:<15} {:>10}  {:>5.1}%\n", dollars(v), share * 100.0);
     }
     out += &format!(
-        "  inputs: {} vCPUs most, a task {} vCPU and {} GB, {} s start-up{}; work {} ms a child + {} ms an ID a stage (measured locally); stage files {} B + {} B an ID\n",
+        "  inputs: {} vCPUs most{}, a task {} vCPU and {} GB, {} s start-up{}; work {} ms a child + {} ms an ID a stage (measured locally); stage files {} B + {} B an ID\n",
         pf.max_vcpus,
+        match pf.vcpu_quota {
+            Some(q) => format!(" (the account's quota: {q})"),
+            None =>
+                " (the account's vCPU quota assumed not to bind: a new account's Fargate quota is 6)".into(),
+        },
         pf.task_vcpus,
         pf.task_memory_gb,
         pf.startup_s,

@@ -150,7 +150,22 @@ pub struct Platform {
     pub startup_s: f64,
     /// EC2: an instance's boot before the first task runs on it.
     pub instance_boot_s: f64,
+    /// The account's vCPU quota for this compute (Fargate On-Demand vCPUs, or EC2
+    /// On-Demand Standard vCPUs), when it is below `max_vcpus`; `None`: assumed not
+    /// to bind. The default Fargate quota of a new account is 6 vCPUs.
+    pub vcpu_quota: Option<f64>,
 }
+
+/// Fargate starts at most 100 tasks at once and then 20 a second (Amazon ECS
+/// throttling quotas, "Fargate task launch rate").
+pub const FARGATE_LAUNCH_BURST: f64 = 100.0;
+pub const FARGATE_LAUNCHES_PER_SECOND: f64 = 20.0;
+/// EFS Elastic Throughput meters a data read or write at 32 KiB at least and a
+/// metadata operation at 4 KiB (Amazon EFS, "metered sizes").
+pub const EFS_MIN_DATA_BYTES: f64 = 32.0 * 1024.0;
+pub const EFS_METADATA_BYTES: f64 = 4.0 * 1024.0;
+/// Metadata operations per stage file (create, open, stat, rename), metered as reads.
+pub const EFS_METADATA_OPS_PER_FILE: f64 = 4.0;
 
 impl Platform {
     /// The stack's defaults for `compute`.
@@ -163,6 +178,7 @@ impl Platform {
                 task_memory_gb: 0.5,
                 startup_s: 40.0,
                 instance_boot_s: 0.0,
+                vcpu_quota: None,
             },
             Compute::Ec2 => Platform {
                 compute,
@@ -171,13 +187,16 @@ impl Platform {
                 task_memory_gb: 0.5,
                 startup_s: 5.0,
                 instance_boot_s: 120.0,
+                vcpu_quota: None,
             },
         }
     }
 
-    /// Tasks that run at once.
+    /// Tasks that run at once: the compute environment's vCPUs, or the account's
+    /// quota when lower, over a task's.
     pub fn concurrency(&self) -> u64 {
-        ((self.max_vcpus / self.task_vcpus).floor() as u64).max(1)
+        let vcpus = self.vcpu_quota.map_or(self.max_vcpus, |q| q.min(self.max_vcpus));
+        ((vcpus / self.task_vcpus).floor() as u64).max(1)
     }
 }
 
@@ -292,7 +311,15 @@ pub fn estimate(i: &Inputs) -> Result<Estimate> {
     let task_s = pf.startup_s + work_s;
     let task_seconds = starts as f64 * task_s;
     let waves = starts.div_ceil(concurrency) as f64;
-    let wall_s = (waves * task_s).max(3.0 * task_s) + pf.instance_boot_s;
+    // Fargate launches 100 tasks at once, then 20 a second: 30,000 starts take 25
+    // minutes to launch whatever the concurrency.
+    let launching = match pf.compute {
+        Compute::Fargate => {
+            (starts as f64 - FARGATE_LAUNCH_BURST).max(0.0) / FARGATE_LAUNCHES_PER_SECOND + task_s
+        }
+        Compute::Ec2 => 0.0,
+    };
+    let wall_s = (waves * task_s).max(3.0 * task_s).max(launching) + pf.instance_boot_s;
 
     let (billed_s_per_task, compute) = match pf.compute {
         Compute::Fargate => {
@@ -300,11 +327,14 @@ pub fn estimate(i: &Inputs) -> Result<Estimate> {
             (billed, starts as f64 * billed * fargate_per_second(pf, p))
         }
         Compute::Ec2 => {
-            // The instances Batch starts for the queue: its vCPUs up to maxvCpus.
-            let busy_vcpus = (starts as f64 * pf.task_vcpus).min(pf.max_vcpus);
+            // The instances Batch starts for the runnable jobs: a child's later stage
+            // waits PENDING for its earlier one, so at most one task per child runs,
+            // up to the concurrency, on whole instances.
+            let busy_vcpus = children.min(concurrency) as f64 * pf.task_vcpus;
+            let instances = (busy_vcpus / f64::from(p.ec2_instance_vcpus)).ceil();
             (
                 task_s.ceil(),
-                busy_vcpus * wall_s.max(60.0) * ec2_per_vcpu_second(p),
+                instances * wall_s.max(60.0) * p.ec2_instance_hour / 3600.0,
             )
         }
     };
@@ -340,20 +370,19 @@ fn fargate_per_second(pf: &Platform, p: &RegionPrices) -> f64 {
     (pf.task_vcpus * p.fargate_vcpu_hour + pf.task_memory_gb * p.fargate_gb_hour) / 3600.0
 }
 
-/// A second of one EC2 vCPU, dollars (the instance's price over its vCPUs).
-fn ec2_per_vcpu_second(p: &RegionPrices) -> f64 {
-    p.ec2_instance_hour / f64::from(p.ec2_instance_vcpus) / 3600.0
-}
-
 /// What a run of `children` costs besides its compute: (S3, EFS, Step Functions,
 /// Lambda).
 fn run_costs(i: &Inputs, children: u64) -> (f64, f64, f64, f64) {
     let p = &i.prices;
     let k = i.ids_per_node.min(i.records) as f64;
-    let file_gb = (i.rate.file_bytes_fixed + i.rate.file_bytes_per_id * k) / 1e9;
+    // Each stage file is written once and read once, each metered at 32 KiB at least,
+    // and created, opened, stat'ed and renamed (metadata, metered as 4 KiB reads).
+    let file = (i.rate.file_bytes_fixed + i.rate.file_bytes_per_id * k).max(EFS_MIN_DATA_BYTES);
+    let written_gb = file / 1e9;
+    let read_gb = (file + EFS_METADATA_OPS_PER_FILE * EFS_METADATA_BYTES) / 1e9;
     let s3 = children as f64 * (p.s3_put_per_1000 + p.s3_get_per_1000) / 1000.0
         + children.div_ceil(1000) as f64 * p.s3_list_per_1000 / 1000.0;
-    let efs = 3.0 * children as f64 * file_gb * (p.efs_write_per_gb + p.efs_read_per_gb);
+    let efs = 3.0 * children as f64 * (written_gb * p.efs_write_per_gb + read_gb * p.efs_read_per_gb);
     let step_functions = RUN_TRANSITIONS * p.sfn_transition_per_1000 / 1000.0;
     let lambda_gb_s = PREPARE_S_FIXED + PREPARE_S_PER_CHILD * children as f64 + 0.5 * WATCH_S;
     let lambda = lambda_gb_s * p.lambda_gb_second + 2.0 * p.lambda_request_per_million / 1e6;
@@ -475,6 +504,10 @@ pub fn stage_times(observed: &[ObservedChild], billing: Option<Compute>) -> (Vec
         for (n, &(a, b)) in c.attempts.iter().enumerate() {
             st.attempts += 1;
             last = last.max(b);
+            // A retry waits again: from the attempt before's end to its start.
+            if n > 0 {
+                st.waiting_s += (a - c.attempts[n - 1].1).max(0.0);
+            }
             let run = (b - a).max(0.0);
             // The worker's timestamp belongs to its last attempt.
             let starting = match c.worker_started_s {
@@ -586,8 +619,9 @@ mod tests {
     /// The reference workload on Fargate at K=40, by hand: 10,000 children, 30,000
     /// starts; a task runs 40 s + 0.306 ms, billed 60 s; a second of 0.25 vCPU and
     /// 0.5 GB costs (0.25 x 0.04048 + 0.5 x 0.004445) / 3600 = $3.428472e-6, so the
-    /// compute is 30,000 x 60 x 3.428472e-6 = $6.17125; 1,024 tasks at once make 30
-    /// waves of 40.000306 s.
+    /// compute is 30,000 x 60 x 3.428472e-6 = $6.17125; 1,024 tasks at once would make
+    /// 30 waves of 40.000306 s (1,200 s), but Fargate launches 100 and then 20 a
+    /// second: (30,000 - 100) / 20 = 1,495 s, and the last task's 40.000306 s.
     #[test]
     fn the_reference_workload_on_fargate_by_hand() {
         let e = estimate(&inputs(400_000, 40, Compute::Fargate)).unwrap();
@@ -602,15 +636,20 @@ mod tests {
             30_000.0 * 60.0 * (0.25 * 0.04048 + 0.5 * 0.004445) / 3600.0
         ));
         assert!(close(e.costs.compute, 6.17125), "{}", e.costs.compute);
-        assert!(close(e.wall_s, 30.0 * (40.0 + 0.000_306_24)), "{}", e.wall_s);
+        assert!(close(e.wall_s, 1495.0 + 40.0 + 0.000_306_24), "{}", e.wall_s);
+        // With the default quota of a new account (6 vCPUs: 24 tasks at once) the waves
+        // decide: 1,250 of them.
+        let mut quota = inputs(400_000, 40, Compute::Fargate);
+        quota.platform.vcpu_quota = Some(6.0);
+        let q = estimate(&quota).unwrap();
+        assert_eq!(q.concurrency, 24);
+        assert!(close(q.wall_s, 1250.0 * (40.0 + 0.000_306_24)), "{}", q.wall_s);
         // S3: 10,000 PUTs and GETs and 10 LISTs: 10 x 0.005 + 10 x 0.0004 + 10 x 0.000005.
         assert!(close(e.costs.s3, 0.05 + 0.004 + 0.00005), "{}", e.costs.s3);
-        // EFS: 30,000 files of 1,400 + 16.4 x 40 = 2,056 B, written and read: 0.09 $/GB.
-        assert!(
-            close(e.costs.efs, 30_000.0 * 2056.0 / 1e9 * 0.09),
-            "{}",
-            e.costs.efs
-        );
+        // EFS: 30,000 files of 1,400 + 16.4 x 40 = 2,056 B, each metered as 32 KiB
+        // written (0.06 $/GB) and 32 KiB read plus four 4 KiB metadata reads (0.03 $/GB).
+        let efs = 30_000.0 * (32_768.0 * 0.06 + (32_768.0 + 16_384.0) * 0.03) / 1e9;
+        assert!(close(e.costs.efs, efs), "{} {efs}", e.costs.efs);
         assert!(close(e.costs.step_functions, 12.0 * 0.025 / 1000.0));
         assert!(close(
             e.costs.total,
@@ -622,8 +661,8 @@ mod tests {
     }
 
     /// On EC2 the instances are billed for the run: at K=40, 30,000 one-vCPU tasks of
-    /// 5.000306 s on 256 vCPUs take 118 waves (590.04 s) plus a 120 s boot, and the 256
-    /// vCPUs cost 0.17 / 4 / 3600 $ a second each.
+    /// 5.000306 s on 256 vCPUs take 118 waves (590.04 s) plus a 120 s boot, on 64
+    /// c6i.xlarge (4 vCPUs) at 0.17 $ an hour each.
     #[test]
     fn the_reference_workload_on_ec2_by_hand() {
         let e = estimate(&inputs(400_000, 40, Compute::Ec2)).unwrap();
@@ -631,16 +670,14 @@ mod tests {
         let task = 5.0 + 0.000_306_24;
         assert!(close(e.wall_s, 118.0 * task + 120.0), "{}", e.wall_s);
         assert!(
-            close(e.costs.compute, 256.0 * e.wall_s * 0.17 / 4.0 / 3600.0),
+            close(e.costs.compute, 64.0 * e.wall_s * 0.17 / 3600.0),
             "{}",
             e.costs.compute
         );
-        // A run with four children keeps 12 vCPUs busy, not 256.
+        // A run with four children runs at most four tasks at once (a later stage waits
+        // PENDING for the earlier one): one instance, not 64.
         let small = estimate(&inputs(160, 40, Compute::Ec2)).unwrap();
-        assert!(close(
-            small.costs.compute,
-            12.0 * small.wall_s * 0.17 / 4.0 / 3600.0
-        ));
+        assert!(close(small.costs.compute, small.wall_s * 0.17 / 3600.0));
         assert!(
             close(small.wall_s, 3.0 * task + 120.0),
             "one child's three stages in a row"

@@ -579,7 +579,7 @@ fn timeline_svg(h: &mut String, children: &[ChildTimes], failures: &[ChildFailur
 fn cost_table(h: &mut String, m: &crate::cost::Measured) {
     let _ = write!(
         h,
-        "<h2>What the run cost on AWS</h2><table><tr><th>part</th><th>dollars</th><th>share</th></tr>"
+        "<h2>What the run cost on AWS</h2><p>At least: the image pulls and instance boots are not in Batch's job descriptions.</p><table><tr><th>part</th><th>dollars</th><th>share</th></tr>"
     );
     let parts = [
         m.costs.compute,
