@@ -530,3 +530,72 @@ async fn writes_and_failback(
     run.checks.push(CheckKind::LastWriterWins, ok, detail);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drill::client::Transport;
+    use axum::body::Bytes;
+    use axum::http::{Request, Response};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers every request with the product, served from us-east-1, and counts them.
+    #[derive(Debug, Default)]
+    struct Answers(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Transport for Answers {
+        async fn send(
+            &self,
+            _: Request<Bytes>,
+        ) -> std::result::Result<Response<Bytes>, crate::store::BoxError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::json!({
+                "product_id": "p", "product_category": "Books", "product_title": "t",
+                "sum_rating": 0, "count_rating": 0, "updated_at_us": 1
+            });
+            Ok(Response::builder()
+                .status(200)
+                .header(crate::api::REGION_HEADER, "us-east-1")
+                .body(Bytes::from(body.to_string()))
+                .unwrap())
+        }
+    }
+
+    /// The deadline is exclusive: a wait of no time asks nothing (on tokio's paused
+    /// clock the first poll would land exactly on it), and a wait of a second asks
+    /// until the answer comes.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_asks_until_its_deadline_and_not_at_it() {
+        let answers = Arc::new(Answers::default());
+        let client = ApiClient::new(answers.clone(), Duration::from_secs(1));
+        let ep = ApiEndpoint::new("the standby", "https://api.us-east-1.fake/prod", None);
+        let region: RegionName = "us-east-1".parse().unwrap();
+        let any = |r: &Reply| r.status.is_success();
+        let none = served_from(
+            &client,
+            &ep,
+            "p",
+            &region,
+            any,
+            Duration::ZERO,
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(none, (false, "no answer yet".to_string()));
+        assert_eq!(answers.0.load(Ordering::SeqCst), 0);
+        let (ok, _) = served_from(
+            &client,
+            &ep,
+            "p",
+            &region,
+            any,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert!(ok);
+        assert_eq!(answers.0.load(Ordering::SeqCst), 1);
+    }
+}
