@@ -426,6 +426,74 @@ mod tests {
         assert!(outcome(r).is_ok());
     }
 
+    /// Both listings follow every page: today's backup is on the second page of the
+    /// recovery points and its copy on the second page of the copy jobs; an empty
+    /// token (which AWS may send on the last page) ends a listing like none.
+    #[tokio::test]
+    async fn every_page_of_both_listings_is_read_and_an_empty_token_ends_one() {
+        let first_points = mock!(Client::list_recovery_points_by_backup_vault)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| {
+                ListRecoveryPointsByBackupVaultOutput::builder()
+                    .recovery_points(point(
+                        "arn:aws:backup:us-east-2:1:recovery-point:yesterday",
+                        NOW - DAY,
+                        RecoveryPointStatus::Completed,
+                    ))
+                    .next_token("points-2")
+                    .build()
+            });
+        let second_points = mock!(Client::list_recovery_points_by_backup_vault)
+            .match_requests(|r| r.next_token() == Some("points-2"))
+            .then_output(|| {
+                ListRecoveryPointsByBackupVaultOutput::builder()
+                    .recovery_points(point(TODAY, NOW - 15 * MIN, RecoveryPointStatus::Completed))
+                    .next_token("")
+                    .build()
+            });
+        let first_copies = mock!(Client::list_copy_jobs)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| ListCopyJobsOutput::builder().next_token("copies-2").build());
+        let second_copies = mock!(Client::list_copy_jobs)
+            .match_requests(|r| r.next_token() == Some("copies-2"))
+            .then_output(|| {
+                ListCopyJobsOutput::builder()
+                    .copy_jobs(
+                        CopyJob::builder()
+                            .copy_job_id("plan-copy")
+                            .source_recovery_point_arn(TODAY)
+                            .destination_backup_vault_arn(DEST)
+                            .state(CopyJobState::Completed)
+                            .build(),
+                    )
+                    .next_token("")
+                    .build()
+            });
+        let r = run(
+            &[&first_points, &second_points, &first_copies, &second_copies],
+            NOW,
+        )
+        .await;
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.todays_backup.as_deref(), Some(TODAY));
+        assert_eq!(r.copy_job_id.as_deref(), Some("plan-copy"));
+        // One call per page: an empty token asked for nothing more.
+        assert_eq!((first_points.num_calls(), second_points.num_calls()), (1, 1));
+        assert_eq!((first_copies.num_calls(), second_copies.num_calls()), (1, 1));
+
+        // No copy on any page: the last page's empty token ends the search (the copy
+        // is pending within its hour), it does not ask again.
+        let first = mock!(Client::list_copy_jobs)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| ListCopyJobsOutput::builder().next_token("copies-2").build());
+        let last = mock!(Client::list_copy_jobs)
+            .match_requests(|r| r.next_token() == Some("copies-2"))
+            .then_output(|| ListCopyJobsOutput::builder().next_token("").build());
+        let r = run(&[&todays(), &first, &last], NOW).await;
+        assert!(r.ok && r.copy_pending && r.copy_job_id.is_none(), "{r:?}");
+        assert_eq!((first.num_calls(), last.num_calls()), (1, 1));
+    }
+
     #[tokio::test]
     async fn a_copy_not_listed_yet_is_pending_within_the_grace_and_a_failure_after_it() {
         // 10 minutes after the backup completed: the plan's copy may not be listed yet.
