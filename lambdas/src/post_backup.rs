@@ -373,6 +373,12 @@ mod tests {
                         NOW - DAY,
                         RecoveryPointStatus::Completed,
                     ))
+                    // Days, not weeks, old: kept (retention is 30 days).
+                    .recovery_points(point(
+                        "arn:aws:backup:us-east-2:1:recovery-point:last-week",
+                        NOW - 7 * DAY,
+                        RecoveryPointStatus::Completed,
+                    ))
                     .recovery_points(point(
                         "arn:aws:backup:us-east-2:1:recovery-point:old",
                         NOW - 31 * DAY,
