@@ -302,6 +302,26 @@ async fn a_standby_that_is_switched_off_and_never_switched_on_fails() {
         !c.ok && c.detail.contains("still switched off") && c.detail.contains("standby-api"),
         "{c:?}"
     );
+
+    // A failover that did not happen still reports what the replica had lost by then.
+    let (m, _) = drill_one(
+        Method::PilotLight,
+        50,
+        Faults {
+            standby_stays_off: true,
+            replica_lag: Some(Duration::from_secs(30)),
+            ..Faults::default()
+        },
+    )
+    .await;
+    assert!(!m.passed);
+    assert!(
+        m.canaries_acknowledged > 0 && m.canaries_lost > 0 && m.rpo_ms > 0.0,
+        "{} acknowledged, {} lost, RPO {} ms",
+        m.canaries_acknowledged,
+        m.canaries_lost,
+        m.rpo_ms
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -585,6 +585,64 @@ mod tests {
         assert!(r.ok && r.copy_pending, "{r:?}");
     }
 
+    /// A check that fails fails the run even when today's backup and its copy are
+    /// there: here an expiry the service refused.
+    #[tokio::test]
+    async fn a_failed_expiry_fails_the_run_with_the_backup_and_its_copy_in_place() {
+        let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
+            ListRecoveryPointsByBackupVaultOutput::builder()
+                .recovery_points(point(TODAY, NOW - 15 * MIN, RecoveryPointStatus::Completed))
+                // Exactly the retention old: kept. A day more: expired.
+                .recovery_points(point(
+                    "arn:aws:backup:us-east-2:1:recovery-point:thirty",
+                    NOW - 30 * DAY,
+                    RecoveryPointStatus::Completed,
+                ))
+                .recovery_points(point(
+                    "arn:aws:backup:us-east-2:1:recovery-point:old",
+                    NOW - 31 * DAY,
+                    RecoveryPointStatus::Completed,
+                ))
+                .build()
+        });
+        let copies = mock!(Client::list_copy_jobs).then_output(|| {
+            ListCopyJobsOutput::builder()
+                .copy_jobs(
+                    CopyJob::builder()
+                        .copy_job_id("plan-copy")
+                        .source_recovery_point_arn(TODAY)
+                        .destination_backup_vault_arn(DEST)
+                        .state(CopyJobState::Completed)
+                        .build(),
+                )
+                .build()
+        });
+        let refused = mock!(Client::delete_recovery_point)
+            .match_requests(|r| r.recovery_point_arn() == Some("arn:aws:backup:us-east-2:1:recovery-point:old"))
+            .then_error(|| {
+                aws_sdk_backup::operation::delete_recovery_point::DeleteRecoveryPointError::InvalidRequestException(
+                    aws_sdk_backup::types::error::InvalidRequestException::builder()
+                        .message("the recovery point is in use")
+                        .build(),
+                )
+            });
+        let r = run(&[&list, &copies, &refused], NOW).await;
+        assert_eq!(r.copy_job_id.as_deref(), Some("plan-copy"));
+        assert!(!r.ok, "{r:?}");
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("expiring") && p.contains(":old")),
+            "{r:?}"
+        );
+        assert_eq!(
+            refused.num_calls(),
+            1,
+            "only the point past the retention is expired"
+        );
+        assert!(outcome(r).is_err());
+    }
+
     #[tokio::test]
     async fn an_incomplete_backup_fails() {
         let list = mock!(Client::list_recovery_points_by_backup_vault).then_output(|| {
