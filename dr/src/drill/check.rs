@@ -10,6 +10,9 @@ use serde::ser::SerializeStruct;
 pub enum CheckKind {
     /// The method ran to its end (its failure is the detail otherwise).
     MethodCompleted,
+    /// The disaster the method recovers from happened as staged: the PITR method's bad
+    /// deploy deleted and corrupted the items it names in the live table.
+    DisasterStaged,
     /// Everything the method made was removed.
     CleanedUp,
     /// The recovered API answered a read correctly within the answer timeout.
@@ -48,6 +51,7 @@ impl CheckKind {
     pub fn name(self) -> &'static str {
         match self {
             CheckKind::MethodCompleted => "method completed",
+            CheckKind::DisasterStaged => "disaster staged",
             CheckKind::CleanedUp => "cleaned up",
             CheckKind::ApiAnswers => "recovered API answers",
             CheckKind::ItemsMatch => "items match",

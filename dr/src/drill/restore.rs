@@ -74,6 +74,30 @@ pub(super) async fn point_in_time(ctx: &Ctx<'_>, run: &mut Run) -> Result<Measur
     tokio::time::sleep(g.canary_run / 2).await;
     let damaged = bad_deploy(b.store(&primary)?.as_ref(), &truth, b.now_us()).await?;
     run.step(format!("bad deploy deleted and corrupted {damaged} items"));
+    // A restore proves something only if the table it undoes was damaged: every 20th
+    // seeded item, the first of each pair deleted and the second corrupted.
+    let seeded = |items: &[Product]| -> Vec<Product> {
+        items
+            .iter()
+            .filter(|p| p.product_id.starts_with("seed-"))
+            .cloned()
+            .collect()
+    };
+    let victims = seeded(&truth).len().div_ceil(20);
+    let want = Diff {
+        missing: victims.div_ceil(2),
+        extra: 0,
+        different: victims / 2,
+    };
+    let live = compare(&seeded(&truth), &seeded(&b.scan(&primary).await?));
+    run.checks.push(
+        CheckKind::DisasterStaged,
+        victims > 0 && damaged == victims && live == want,
+        format!(
+            "the bad deploy left {} missing and {} different of the seeded items (expected {} and {}: every 20th)",
+            live.missing, live.different, want.missing, want.different
+        ),
+    );
     tokio::time::sleep(g.canary_run / 2).await;
     let disaster = Instant::now();
     run.step("disaster declared");
