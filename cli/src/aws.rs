@@ -393,14 +393,7 @@ pub fn costs_text(m: &tandem_core::cost::Measured) -> String {
         "cost: at least ${:.4} (the image pulls and instance boots are not in Batch's job descriptions)",
         m.costs.total
     ));
-    let parts = [
-        m.costs.compute,
-        m.costs.s3,
-        m.costs.efs,
-        m.costs.step_functions,
-        m.costs.lambda,
-    ];
-    for ((name, share), v) in m.costs.shares().iter().zip(parts) {
+    for (name, v, share) in m.costs.parts() {
         s.push_str(&format!(", {name} ${v:.4} ({:.0}%)", share * 100.0));
     }
     s.push('\n');

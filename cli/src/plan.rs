@@ -133,14 +133,7 @@ fn table(i: &Inputs, e: &Estimate) -> String {
         dollars(e.costs.total),
         i.prices_as_of
     );
-    let parts = [
-        e.costs.compute,
-        e.costs.s3,
-        e.costs.efs,
-        e.costs.step_functions,
-        e.costs.lambda,
-    ];
-    for ((name, share), v) in e.costs.shares().iter().zip(parts) {
+    for (name, v, share) in e.costs.parts() {
         out += &format!("    {name:<15} {:>10}  {:>5.1}%\n", dollars(v), share * 100.0);
     }
     out += &format!(

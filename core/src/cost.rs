@@ -252,16 +252,16 @@ impl Costs {
         self
     }
 
-    /// Each part's share of the total, in the order compute, S3, EFS, Step
-    /// Functions, Lambda (0 when the total is 0).
-    pub fn shares(&self) -> [(&'static str, f64); 5] {
-        let share = |v: f64| if self.total > 0.0 { v / self.total } else { 0.0 };
+    /// Each part: its name, dollars and share of the total, in the order compute, S3,
+    /// EFS, Step Functions, Lambda (a share is 0 when the total is 0).
+    pub fn parts(&self) -> [(&'static str, f64, f64); 5] {
+        let part = |name, v: f64| (name, v, if self.total > 0.0 { v / self.total } else { 0.0 });
         [
-            ("compute", share(self.compute)),
-            ("s3", share(self.s3)),
-            ("efs", share(self.efs)),
-            ("step_functions", share(self.step_functions)),
-            ("lambda", share(self.lambda)),
+            part("compute", self.compute),
+            part("s3", self.s3),
+            part("efs", self.efs),
+            part("step_functions", self.step_functions),
+            part("lambda", self.lambda),
         ]
     }
 }
@@ -338,7 +338,6 @@ pub fn estimate(i: &Inputs) -> Result<Estimate> {
             )
         }
     };
-    let (s3, efs, step_functions, lambda) = run_costs(i, children);
     Ok(Estimate {
         children,
         container_starts: starts,
@@ -348,15 +347,7 @@ pub fn estimate(i: &Inputs) -> Result<Estimate> {
         billed_s_per_task,
         task_seconds,
         wall_s,
-        costs: Costs {
-            compute,
-            s3,
-            efs,
-            step_functions,
-            lambda,
-            total: 0.0,
-        }
-        .summed(),
+        costs: run_costs(i, children, compute),
     })
 }
 
@@ -370,9 +361,9 @@ fn fargate_per_second(pf: &Platform, p: &RegionPrices) -> f64 {
     (pf.task_vcpus * p.fargate_vcpu_hour + pf.task_memory_gb * p.fargate_gb_hour) / 3600.0
 }
 
-/// What a run of `children` costs besides its compute: (S3, EFS, Step Functions,
-/// Lambda).
-fn run_costs(i: &Inputs, children: u64) -> (f64, f64, f64, f64) {
+/// What a run of `children` costs: `compute`, and its S3, EFS, Step Functions and
+/// Lambda, summed.
+fn run_costs(i: &Inputs, children: u64, compute: f64) -> Costs {
     let p = &i.prices;
     let k = i.ids_per_node.min(i.records) as f64;
     // Each stage file is written once and read once, each metered at 32 KiB at least,
@@ -386,7 +377,15 @@ fn run_costs(i: &Inputs, children: u64) -> (f64, f64, f64, f64) {
     let step_functions = RUN_TRANSITIONS * p.sfn_transition_per_1000 / 1000.0;
     let lambda_gb_s = PREPARE_S_FIXED + PREPARE_S_PER_CHILD * children as f64 + 0.5 * WATCH_S;
     let lambda = lambda_gb_s * p.lambda_gb_second + 2.0 * p.lambda_request_per_million / 1e6;
-    (s3, efs, step_functions, lambda)
+    Costs {
+        compute,
+        s3,
+        efs,
+        step_functions,
+        lambda,
+        total: 0.0,
+    }
+    .summed()
 }
 
 /// One stage child as AWS Batch saw it, in seconds since the epoch: when its job was
@@ -447,19 +446,10 @@ pub fn measured(i: &Inputs, observed: &[ObservedChild]) -> Measured {
         .map(|c| c.index)
         .max()
         .map_or(0, |m| u64::from(m) + 1);
-    let (s3, efs, step_functions, lambda) = run_costs(i, children);
     Measured {
         stages,
         wall_s,
-        costs: Costs {
-            compute,
-            s3,
-            efs,
-            step_functions,
-            lambda,
-            total: 0.0,
-        }
-        .summed(),
+        costs: run_costs(i, children, compute),
     }
 }
 
@@ -655,9 +645,9 @@ mod tests {
             e.costs.total,
             e.costs.compute + e.costs.s3 + e.costs.efs + e.costs.step_functions + e.costs.lambda
         ));
-        let shares: f64 = e.costs.shares().iter().map(|(_, s)| s).sum();
+        let shares: f64 = e.costs.parts().iter().map(|(_, _, s)| s).sum();
         assert!(close(shares, 1.0));
-        assert!(e.costs.shares()[0].1 > 0.95, "compute is nearly all of it");
+        assert!(e.costs.parts()[0].2 > 0.95, "compute is nearly all of it");
     }
 
     /// On EC2 the instances are billed for the run: at K=40, 30,000 one-vCPU tasks of

@@ -581,14 +581,7 @@ fn cost_table(h: &mut String, m: &crate::cost::Measured) {
         h,
         "<h2>What the run cost on AWS</h2><p>At least: the image pulls and instance boots are not in Batch's job descriptions.</p><table><tr><th>part</th><th>dollars</th><th>share</th></tr>"
     );
-    let parts = [
-        m.costs.compute,
-        m.costs.s3,
-        m.costs.efs,
-        m.costs.step_functions,
-        m.costs.lambda,
-    ];
-    for ((name, share), v) in m.costs.shares().iter().zip(parts) {
+    for (name, v, share) in m.costs.parts() {
         let _ = write!(
             h,
             "<tr><td>{name}</td><td>{v:.4}</td><td>{:.1}%</td></tr>",
