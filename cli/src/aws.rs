@@ -373,22 +373,10 @@ pub fn stack_run_costs(
 /// The cost section of `tandem watch --costs`, for people.
 pub fn costs_text(m: &tandem_core::cost::Measured) -> String {
     let mut s = format!(
-        "time per stage (waiting / starting / working, billed), {:.0} s wall:\n",
+        "on Batch, {:.0} s from the first job created to the last attempt's end\n",
         m.wall_s
     );
-    for st in &m.stages {
-        s.push_str(&format!(
-            "  {:<8} {} children ({} attempts, {} never started): {:.0} / {:.0} / {:.0} s, billed {:.0} s\n",
-            st.stage.name(),
-            st.children,
-            st.attempts,
-            st.never_started,
-            st.waiting_s,
-            st.starting_s,
-            st.working_s,
-            st.billed_s
-        ));
-    }
+    s.push_str(&output::times_table(&m.stages, true));
     s.push_str(&format!(
         "cost: at least ${:.4} (the image pulls and instance boots are not in Batch's job descriptions)",
         m.costs.total
@@ -586,18 +574,28 @@ pub fn watch(a: WatchArgs) -> Result<()> {
             }
         }
     }
+    // The costs add to the watch's verdict and never replace it: when Batch or the
+    // prices cannot give them, the report still prints, and the note says why.
     let costs = match (&run, a.costs && report.finished) {
-        (Some(run), true) => Some(run_costs(
-            &aws,
-            &client,
-            &jobs,
-            run,
-            a.price_region.as_deref(),
-            map.is_some(),
-        )?),
+        (Some(run), true) => {
+            match run_costs(
+                &aws,
+                &client,
+                &jobs,
+                run,
+                a.price_region.as_deref(),
+                map.is_some(),
+            ) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    crate::note!("tandem: --costs: {e:#}");
+                    None
+                }
+            }
+        }
         _ => None,
     };
-    if a.costs && costs.is_none() {
+    if a.costs && !report.finished {
         crate::note!("tandem: --costs: the run has not finished; its costs come once it has");
     }
     if a.json {

@@ -507,7 +507,7 @@ fn loadtest(a: LoadtestArgs) -> Result<()> {
         }
         s.push('\n');
         s.push_str(&output::stats_table(&stats));
-        s.push_str(&time_text(&report::time_breakdown(&children)));
+        s.push_str(&output::times_table(&report::time_breakdown(&children), false));
         s.push_str(&output::slowest_table(&report::slowest(&children, 5)));
         s.push_str(&format!("retries: {}\n\n", ex.retries()));
         s.push_str(&failures_text(&ex));
@@ -674,7 +674,7 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
         })
     } else {
         let mut s = output::stats_table(&stats);
-        s.push_str(&time_text(&report::time_breakdown(&children)));
+        s.push_str(&output::times_table(&report::time_breakdown(&children), false));
         s.push_str(&output::slowest_table(&report::slowest(&children, 5)));
         if let Some(m) = &costs {
             s.push_str(&crate::aws::costs_text(m));
@@ -687,19 +687,4 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
         ));
         output::text(&s)
     }
-}
-
-/// Where each stage's time went, for people: waiting for a worker, working.
-fn time_text(times: &[tandem_core::cost::StageTimes]) -> String {
-    let mut s = String::from("time, summed over children (waiting for a worker / working):\n");
-    for t in times {
-        s.push_str(&format!(
-            "  {:<8} {:>10.1} ms / {:>10.1} ms\n",
-            t.stage.name(),
-            t.waiting_s * 1000.0,
-            t.working_s * 1000.0
-        ));
-    }
-    s.push('\n');
-    s
 }

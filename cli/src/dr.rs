@@ -181,14 +181,20 @@ pub fn drill(a: DrDrillArgs) -> Result<()> {
 }
 
 /// Keeps the drill's report (HTML and JSON), or the error that stopped it
-/// (`error.json`), in `store` under `STACK/TIME/`; returns where.
+/// (`error.json`), in `store` under `STACK/TIME/` (`YYYYMMDDTHHMMSSZ-xxxxxx`);
+/// returns where.
 fn keep_report(
     store: &dyn tandem_core::store::ObjectStore,
     stack: Option<&str>,
     result: &Result<DrillReport>,
 ) -> Result<String> {
-    let stamp = tandem_core::time::compact_stamp(tandem_core::time::now_micros());
-    let dir = format!("{}/{stamp}", stack.unwrap_or("embedded"));
+    // A run id's stamp and salt: sortable, and two drills ending in the same second
+    // (a game day and one started by hand) keep both reports.
+    let dir = format!(
+        "{}/{}",
+        stack.unwrap_or("embedded"),
+        tandem_core::layout::RunId::generate()
+    );
     let files: Vec<(&str, Vec<u8>)> = match result {
         Ok(report) => vec![
             ("report.html", drill::report::html(report).into_bytes()),

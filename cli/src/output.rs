@@ -45,6 +45,35 @@ pub fn text(s: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where each stage's time went, summed over its children: one table for a run on
+/// this machine (waiting for a worker, working) and one on Batch (starting and
+/// billed too, with attempts and children that never started).
+pub fn times_table(times: &[tandem_core::cost::StageTimes], batch: bool) -> String {
+    let mut s = String::from("time, s     waiting   starting    working");
+    if batch {
+        s.push_str("     billed  attempts  never started");
+    }
+    s.push('\n');
+    for t in times {
+        s.push_str(&format!(
+            "{:<10} {:>10.3} {:>10.3} {:>10.3}",
+            t.stage.name(),
+            t.waiting_s,
+            t.starting_s,
+            t.working_s
+        ));
+        if batch {
+            s.push_str(&format!(
+                " {:>10.0} {:>9} {:>14}",
+                t.billed_s, t.attempts, t.never_started
+            ));
+        }
+        s.push('\n');
+    }
+    s.push('\n');
+    s
+}
+
 /// The per-stage statistics table.
 pub fn stats_table(stats: &[StageStats]) -> String {
     let mut s = String::from("stage       children    mean ms     p50 ms     p95 ms     p99 ms     max ms\n");

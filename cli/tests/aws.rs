@@ -288,20 +288,23 @@ fn submit_then_watch_a_run_on_batch() {
     let url = fixtures::bucket(&aws, "tandem-cli-batch");
     let dir = tempfile::tempdir().unwrap();
     let run_id = prepare(dir.path(), &url, &["--records", "400000"]);
-    let out = tandem(
-        dir.path(),
-        &[
-            "submit",
-            "--run",
-            &run_id,
-            "--queue",
-            "tandem-cli-queue",
-            "--job-definition",
-            "tandem-cli-worker",
-            "--container-root",
-            "/mnt/efs",
-        ],
-    );
+    let submit = |run: &str| {
+        tandem(
+            dir.path(),
+            &[
+                "submit",
+                "--run",
+                run,
+                "--queue",
+                "tandem-cli-queue",
+                "--job-definition",
+                "tandem-cli-worker",
+                "--container-root",
+                "/mnt/efs",
+            ],
+        )
+    };
+    let out = submit(&run_id);
     assert!(out.status.success(), "{}", stderr(&out));
     let s: Submitted = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((s.run_id.as_str(), s.array_size), (run_id.as_str(), 10_000));
@@ -335,20 +338,7 @@ fn submit_then_watch_a_run_on_batch() {
     // --costs describes every child (100 to a call, within watch's contract) and prices
     // the run; moto keeps no child jobs and no attempts, so nothing was billed.
     let small = prepare(dir.path(), &url, &["--records", "160"]);
-    let out = tandem(
-        dir.path(),
-        &[
-            "submit",
-            "--run",
-            &small,
-            "--queue",
-            "tandem-cli-queue",
-            "--job-definition",
-            "tandem-cli-worker",
-            "--container-root",
-            "/mnt/efs",
-        ],
-    );
+    let out = submit(&small);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = tandem(
         dir.path(),
@@ -372,6 +362,49 @@ fn submit_then_watch_a_run_on_batch() {
     assert_eq!(stages.len(), 3, "{v}");
     assert!(stages.iter().all(|s| s["billed_s"] == 0.0), "{v}");
     assert!(v["costs"]["costs"]["s3"].as_f64().unwrap() > 0.0, "{v}");
+    // Costs that cannot be had (a region the price table lacks) are said; the watch's
+    // own report and verdict stand.
+    let out = tandem(
+        dir.path(),
+        &[
+            "watch",
+            "--run",
+            &small,
+            "--interval",
+            "100ms",
+            "--timeout",
+            "20s",
+            "--costs",
+            "--price-region",
+            "eu-west-9",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["finished"] == true && v.get("costs").is_none(), "{v}");
+    assert!(
+        stderr(&out).contains("no region \"eu-west-9\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = tandem(
+        dir.path(),
+        &[
+            "watch",
+            "--run",
+            &small,
+            "--interval",
+            "100ms",
+            "--timeout",
+            "20s",
+            "--costs",
+            "--price-region",
+            "us-east-2",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let describes = recorded(dir.path(), "watch")
         .iter()
         .filter(|c| c.operation == "DescribeJobs")

@@ -517,7 +517,11 @@ fn dr_drill_runs_every_method_and_writes_its_report() {
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     let stamp = kept[0].file_name().unwrap().to_str().unwrap().to_string();
-    assert!(stamp.len() == 16 && stamp.ends_with('Z'), "{stamp}");
+    // A run id's shape: the stamp and a random suffix (YYYYMMDDTHHMMSSZ-xxxxxx).
+    assert!(
+        stamp.parse::<tandem_core::layout::RunId>().is_ok() && stamp.len() == 23,
+        "{stamp}"
+    );
     assert_eq!(
         std::fs::read_to_string(kept[0].join("report.html")).unwrap(),
         html
@@ -539,9 +543,12 @@ fn a_drill_stopped_by_sigterm_removes_what_it_made_and_exits_143() {
     let stale = work.join("tandem-dr-drill/us-east-2/tables");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("Product-drill-pitr-1.redb"), b"half a table").unwrap();
+    let reports = env.dir.path().join("reports");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .args(["dr-drill", "--products", "300000", "--dir"])
         .arg(&work)
+        .arg("--report-to")
+        .arg(format!("file://{}", reports.display()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -587,6 +594,14 @@ fn a_drill_stopped_by_sigterm_removes_what_it_made_and_exits_143() {
         !work.join("tandem-dr-drill").exists(),
         "the stopped drill left its regions behind"
     );
+    // What stopped it is kept where its report would have gone.
+    let kept: Vec<_> = std::fs::read_dir(reports.join("embedded"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("error.json"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let error = std::fs::read_to_string(&kept[0]).unwrap();
+    assert!(error.contains("SIGTERM"), "{error}");
 }
 
 #[test]

@@ -335,6 +335,16 @@ mod tests {
         }
     }
 
+    /// A copy job of today's backup to the destination vault.
+    fn copy_of_today(id: &str, state: CopyJobState) -> CopyJob {
+        CopyJob::builder()
+            .copy_job_id(id)
+            .source_recovery_point_arn(TODAY)
+            .destination_backup_vault_arn(DEST)
+            .state(state)
+            .build()
+    }
+
     fn no_copies() -> aws_smithy_mocks::Rule {
         mock!(Client::list_copy_jobs).then_output(|| ListCopyJobsOutput::builder().build())
     }
@@ -394,22 +404,8 @@ mod tests {
         let copies = mock!(Client::list_copy_jobs).then_output(|| {
             ListCopyJobsOutput::builder()
                 // A failed attempt does not count; the running one does.
-                .copy_jobs(
-                    CopyJob::builder()
-                        .copy_job_id("failed-1")
-                        .source_recovery_point_arn(TODAY)
-                        .destination_backup_vault_arn(DEST)
-                        .state(CopyJobState::Failed)
-                        .build(),
-                )
-                .copy_jobs(
-                    CopyJob::builder()
-                        .copy_job_id("plan-copy")
-                        .source_recovery_point_arn(TODAY)
-                        .destination_backup_vault_arn(DEST)
-                        .state(CopyJobState::Running)
-                        .build(),
-                )
+                .copy_jobs(copy_of_today("failed-1", CopyJobState::Failed))
+                .copy_jobs(copy_of_today("plan-copy", CopyJobState::Running))
                 .build()
         });
         let delete = mock!(Client::delete_recovery_point)
@@ -464,14 +460,7 @@ mod tests {
             .match_requests(|r| r.next_token() == Some("copies-2"))
             .then_output(|| {
                 ListCopyJobsOutput::builder()
-                    .copy_jobs(
-                        CopyJob::builder()
-                            .copy_job_id("plan-copy")
-                            .source_recovery_point_arn(TODAY)
-                            .destination_backup_vault_arn(DEST)
-                            .state(CopyJobState::Completed)
-                            .build(),
-                    )
+                    .copy_jobs(copy_of_today("plan-copy", CopyJobState::Completed))
                     .next_token("")
                     .build()
             });
@@ -607,14 +596,7 @@ mod tests {
         });
         let copies = mock!(Client::list_copy_jobs).then_output(|| {
             ListCopyJobsOutput::builder()
-                .copy_jobs(
-                    CopyJob::builder()
-                        .copy_job_id("plan-copy")
-                        .source_recovery_point_arn(TODAY)
-                        .destination_backup_vault_arn(DEST)
-                        .state(CopyJobState::Completed)
-                        .build(),
-                )
+                .copy_jobs(copy_of_today("plan-copy", CopyJobState::Completed))
                 .build()
         });
         let refused = mock!(Client::delete_recovery_point)
