@@ -340,22 +340,25 @@ fn submit_then_watch_a_run_on_batch() {
     let small = prepare(dir.path(), &url, &["--records", "160"]);
     let out = submit(&small);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = tandem(
-        dir.path(),
-        &[
-            "watch",
-            "--run",
-            &small,
-            "--interval",
-            "100ms",
-            "--timeout",
-            "20s",
-            "--costs",
-            "--price-region",
-            "us-east-2",
-            "--json",
-        ],
-    );
+    let watch_costs = |region: &str| {
+        tandem(
+            dir.path(),
+            &[
+                "watch",
+                "--run",
+                &small,
+                "--interval",
+                "100ms",
+                "--timeout",
+                "20s",
+                "--costs",
+                "--price-region",
+                region,
+                "--json",
+            ],
+        )
+    };
+    let out = watch_costs("us-east-2");
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let stages = v["costs"]["stages"].as_array().unwrap();
@@ -364,22 +367,7 @@ fn submit_then_watch_a_run_on_batch() {
     assert!(v["costs"]["costs"]["s3"].as_f64().unwrap() > 0.0, "{v}");
     // Costs that cannot be had (a region the price table lacks) are said; the watch's
     // own report and verdict stand.
-    let out = tandem(
-        dir.path(),
-        &[
-            "watch",
-            "--run",
-            &small,
-            "--interval",
-            "100ms",
-            "--timeout",
-            "20s",
-            "--costs",
-            "--price-region",
-            "eu-west-9",
-            "--json",
-        ],
-    );
+    let out = watch_costs("eu-west-9");
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["finished"] == true && v.get("costs").is_none(), "{v}");
@@ -388,22 +376,7 @@ fn submit_then_watch_a_run_on_batch() {
         "{}",
         stderr(&out)
     );
-    let out = tandem(
-        dir.path(),
-        &[
-            "watch",
-            "--run",
-            &small,
-            "--interval",
-            "100ms",
-            "--timeout",
-            "20s",
-            "--costs",
-            "--price-region",
-            "us-east-2",
-            "--json",
-        ],
-    );
+    let out = watch_costs("us-east-2");
     assert!(out.status.success(), "{}", stderr(&out));
     let describes = recorded(dir.path(), "watch")
         .iter()
