@@ -94,6 +94,51 @@ pub(super) struct Table {
     pub pitr_since: Option<u64>,
     /// The other regions of a global table.
     pub replicas: Vec<String>,
+    /// Where each item's writes are in `log`, so a read of a few items replays
+    /// theirs only (the canaries' writes make the log long).
+    by_id: HashMap<String, Vec<usize>>,
+}
+
+impl Table {
+    fn new(
+        arn: String,
+        ready_us: u64,
+        log: Vec<Write>,
+        pitr_since: Option<u64>,
+        replicas: Vec<String>,
+    ) -> Self {
+        let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, w) in log.iter().enumerate() {
+            by_id.entry(w.id.clone()).or_default().push(i);
+        }
+        Self {
+            arn,
+            ready_us,
+            log,
+            pitr_since,
+            replicas,
+            by_id,
+        }
+    }
+
+    fn push(&mut self, w: Write) {
+        self.by_id.entry(w.id.clone()).or_default().push(self.log.len());
+        self.log.push(w);
+    }
+
+    /// The writes of the items `ids`, in the log's order.
+    fn writes_of(&self, ids: &[&str]) -> Vec<&Write> {
+        let mut at: Vec<usize> = ids
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|id| self.by_id.get(*id))
+            .flatten()
+            .copied()
+            .collect();
+        at.sort_unstable();
+        at.into_iter().map(|i| &self.log[i]).collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -331,13 +376,13 @@ impl Account {
         let (name, recovery) = (self.names.table.clone(), self.names.recovery.clone());
         self.tables.insert(
             (primary.clone(), name.clone()),
-            Table {
-                arn: Self::table_arn(&primary, &name),
-                ready_us: born,
+            Table::new(
+                Self::table_arn(&primary, &name),
+                born,
                 log,
-                pitr_since: Some(born),
-                replicas: vec![recovery],
-            },
+                Some(born),
+                vec![recovery],
+            ),
         );
     }
 
@@ -408,9 +453,18 @@ impl Account {
     /// The items of `log` as `region` sees them at `at`: its own writes at once, the
     /// other region's after each write's lag; last writer wins.
     fn state(&self, log: &[Write], region: &str, at: u64) -> BTreeMap<String, Product> {
+        self.replay(log.iter(), region, at)
+    }
+
+    /// [`Account::state`] of `writes` (a log, or the part of it some items' writes are).
+    fn replay<'a>(
+        &self,
+        writes: impl Iterator<Item = &'a Write>,
+        region: &str,
+        at: u64,
+    ) -> BTreeMap<String, Product> {
         let lag_max = self.lag_max_us();
-        let mut visible: Vec<&Write> = log
-            .iter()
+        let mut visible: Vec<&Write> = writes
             .filter(|w| {
                 let arrives = if w.origin == region {
                     w.ts
@@ -439,6 +493,19 @@ impl Account {
         (now >= t.ready_us).then(|| self.state(&t.log, region, now))
     }
 
+    /// [`Account::view`] of the items `ids` only: what a read of those keys sees.
+    pub fn view_of(
+        &self,
+        region: &str,
+        name: &str,
+        ids: &[&str],
+        now: u64,
+    ) -> Option<BTreeMap<String, Product>> {
+        let key = self.locate(region, name)?;
+        let t = &self.tables[&key];
+        (now >= t.ready_us).then(|| self.replay(t.writes_of(ids).into_iter(), region, now))
+    }
+
     /// Appends a write made in `region` to the table `name`.
     pub fn write(
         &mut self,
@@ -455,7 +522,7 @@ impl Account {
         if now < t.ready_us {
             return refuse("ResourceNotFoundException", "Requested resource not found");
         }
-        t.log.push(Write {
+        t.push(Write {
             ts: now,
             id: id.to_string(),
             item,
@@ -490,13 +557,7 @@ impl Account {
             .collect();
         self.tables.insert(
             (region.to_string(), name.to_string()),
-            Table {
-                arn: Self::table_arn(region, name),
-                ready_us,
-                log,
-                pitr_since: None,
-                replicas: Vec::new(),
-            },
+            Table::new(Self::table_arn(region, name), ready_us, log, None, Vec::new()),
         );
     }
 
@@ -962,6 +1023,26 @@ mod tests {
         for r in ["us-east-1", "us-east-2"] {
             let v = a.view(r, "Served", t + 200 * SEC_US).unwrap();
             assert_eq!(v["c00"].updated_at_us, t + 101 * SEC_US, "{r}");
+        }
+        // A read of a few keys sees of them what the whole table's view sees.
+        a.write("us-east-2", "Served", "c01", None, t + 102 * SEC_US)
+            .unwrap();
+        let keys = ["c00", "c01", "c07", "c31", "absent"];
+        for r in ["us-east-1", "us-east-2"] {
+            for at in [
+                t + 3 * SEC_US,
+                t + 7 * SEC_US,
+                t + 100 * SEC_US,
+                t + 103 * SEC_US,
+                t + 200 * SEC_US,
+            ] {
+                let whole = a.view(r, "Served", at).unwrap();
+                let want: BTreeMap<String, Product> = whole
+                    .into_iter()
+                    .filter(|(k, _)| keys.contains(&k.as_str()))
+                    .collect();
+                assert_eq!(a.view_of(r, "Served", &keys, at).unwrap(), want, "{r} at {at}");
+            }
         }
         assert_eq!(
             a.delete_table("us-east-2", "Served", t).unwrap_err().code,

@@ -37,13 +37,20 @@ fn key_id(key: Option<&HashMap<String, AttributeValue>>) -> String {
         .unwrap_or_default()
 }
 
+/// The items of table `name` a read in `region` sees at `now`: all of them for a
+/// scan (`ids` None), else the keys `ids` only.
 fn view(
     a: &Account,
     region: &str,
     name: &str,
+    ids: Option<&[&str]>,
     now: u64,
 ) -> Result<std::collections::BTreeMap<String, Product>, Refusal> {
-    match a.view(region, name, now) {
+    let v = match ids {
+        None => a.view(region, name, now),
+        Some(ids) => a.view_of(region, name, ids, now),
+    };
+    match v {
         Some(v) => Ok(v),
         None => refuse("ResourceNotFoundException", "Requested resource not found"),
     }
@@ -181,7 +188,7 @@ impl FakeAws {
             let name = req.table_name().unwrap_or_default();
             match from_item(name, req.item().unwrap_or(&HashMap::new())) {
                 Err(_) => refuse("ValidationException", "bad item"),
-                Ok(p) => view(a, region, name, now).and_then(|v| {
+                Ok(p) => view(a, region, name, Some(&[p.product_id.as_str()]), now).and_then(|v| {
                     if v.contains_key(&p.product_id) && req.condition_expression().is_some() {
                         return refuse(
                             "ConditionalCheckFailedException",
@@ -223,14 +230,22 @@ impl FakeAws {
         });
         rules.answer(mock!(Client::get_item), |a, now, region, req| {
             let id = key_id(req.key());
-            view(a, region, req.table_name().unwrap_or_default(), now)
-                .map(|v| GetItemOutput::builder().set_item(v.get(&id).map(to_item)).build())
+            view(
+                a,
+                region,
+                req.table_name().unwrap_or_default(),
+                Some(&[id.as_str()]),
+                now,
+            )
+            .map(|v| GetItemOutput::builder().set_item(v.get(&id).map(to_item)).build())
         });
         rules.answer(mock!(Client::batch_get_item), |a, now, region, req| {
             let mut responses = HashMap::new();
             let mut result = Ok(());
             for (name, keys) in req.request_items().cloned().unwrap_or_default() {
-                match view(a, region, &name, now) {
+                let ids: Vec<String> = keys.keys().iter().map(|k| key_id(Some(k))).collect();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                match view(a, region, &name, Some(&ids), now) {
                     Ok(v) => {
                         let items = keys
                             .keys()
@@ -251,7 +266,7 @@ impl FakeAws {
         rules.answer(mock!(Client::update_item), |a, now, region, req| {
             let name = req.table_name().unwrap_or_default();
             let id = key_id(req.key());
-            view(a, region, name, now).and_then(|v| {
+            view(a, region, name, Some(&[id.as_str()]), now).and_then(|v| {
                 let Some(mut p) = v.get(&id).cloned() else {
                     return refuse(
                         "ConditionalCheckFailedException",
@@ -277,7 +292,7 @@ impl FakeAws {
         rules.answer(mock!(Client::delete_item), |a, now, region, req| {
             let name = req.table_name().unwrap_or_default();
             let id = key_id(req.key());
-            view(a, region, name, now).and_then(|v| {
+            view(a, region, name, Some(&[id.as_str()]), now).and_then(|v| {
                 let old = v.get(&id).map(to_item);
                 if old.is_some() {
                     a.write(region, name, &id, None, now)?;
@@ -288,7 +303,7 @@ impl FakeAws {
         rules.answer(mock!(Client::scan), |a, now, region, req| {
             let after = key_id(req.exclusive_start_key());
             let limit = req.limit().unwrap_or(1000).max(1) as usize;
-            view(a, region, req.table_name().unwrap_or_default(), now).map(|v| {
+            view(a, region, req.table_name().unwrap_or_default(), None, now).map(|v| {
                 let mut items: Vec<&Product> = v
                     .values()
                     .filter(|p| after.is_empty() || p.product_id > after)
