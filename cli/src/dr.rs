@@ -401,13 +401,7 @@ fn empty_vaults(a: &EmptyVaultsArgs) -> Result<()> {
         ];
         let cleanup = Cleanup::new();
         let say = |line: String| crate::note!("tandem: {line}");
-        let wait = Waiter {
-            limit: Duration::from_secs(1800),
-            poll: Duration::from_secs(2),
-            max_poll: Duration::from_secs(30),
-            say: &say,
-            cleanup: &cleanup,
-        };
+        let wait = Waiter::emptying_vaults(&say, &cleanup);
         for (region, vault) in &vaults {
             let client = tandem_dr::calls::backup_client(&config, Some(region.as_str()));
             if a.yes {
@@ -445,14 +439,7 @@ pub fn standby(command: DrCommand) -> Result<()> {
         let clients = SwitchClients::new(&config, &a.region);
         let cleanup = Cleanup::new();
         let say = |line: String| crate::note!("tandem: {line}");
-        let wait = Waiter {
-            // Long enough for Route 53 to see a recovered primary (a few intervals).
-            limit: Duration::from_secs(600),
-            poll: Duration::from_secs(1),
-            max_poll: Duration::from_secs(10),
-            say: &say,
-            cleanup: &cleanup,
-        };
+        let wait = Waiter::standby_switch(&say, &cleanup);
         let did = match &command {
             DrCommand::Failover(_) => tandem_dr::standby::failover(&clients, &s, &wait).await?,
             DrCommand::Failback(_) => tandem_dr::standby::failback(&clients, &s, &wait).await?,

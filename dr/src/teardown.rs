@@ -130,7 +130,6 @@ pub async fn empty_vault(client: &Client, vault: &str, wait: &Waiter<'_>) -> Res
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::time::Duration;
 
     use aws_sdk_backup::operation::delete_recovery_point::DeleteRecoveryPointOutput;
     use aws_sdk_backup::operation::list_recovery_points_by_backup_vault::ListRecoveryPointsByBackupVaultOutput;
@@ -160,13 +159,7 @@ mod tests {
         let cleanup = Cleanup::new();
         let said = Mutex::new(Vec::new());
         let say = |s: String| said.lock().unwrap().push(s);
-        let wait = Waiter {
-            limit: Duration::from_secs(600),
-            poll: Duration::from_secs(1),
-            max_poll: Duration::from_secs(10),
-            say: &say,
-            cleanup: &cleanup,
-        };
+        let wait = Waiter::emptying_vaults(&say, &cleanup);
         let e = empty_vault(&client, "tandem-dr-primary", &wait).await.unwrap();
         (e, said.into_inner().unwrap())
     }

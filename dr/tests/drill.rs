@@ -350,13 +350,7 @@ async fn failover_and_back(faults: Faults) -> (Vec<String>, tandem_dr::store::Re
     let cleanup = Cleanup::new();
     let said = Mutex::new(Vec::new());
     let say = |s: String| said.lock().unwrap().push(s);
-    let wait = Waiter {
-        limit: Duration::from_secs(600),
-        poll: Duration::from_secs(1),
-        max_poll: Duration::from_secs(10),
-        say: &say,
-        cleanup: &cleanup,
-    };
+    let wait = Waiter::standby_switch(&say, &cleanup);
     let over = tandem_dr::standby::failover(&clients, &standby, &wait)
         .await
         .unwrap();

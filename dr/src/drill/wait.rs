@@ -115,6 +115,34 @@ impl Waiter<'_> {
     }
 }
 
+impl<'a> Waiter<'a> {
+    /// The pace of `tandem dr failover` and `failback`: up to ten minutes a wait,
+    /// long enough for Route 53 to see a recovered primary (a few of its 30 s
+    /// intervals), polled every second at first and every ten at most.
+    pub fn standby_switch(say: Say<'a>, cleanup: &'a Cleanup) -> Self {
+        Self {
+            limit: Duration::from_secs(600),
+            poll: Duration::from_secs(1),
+            max_poll: Duration::from_secs(10),
+            say,
+            cleanup,
+        }
+    }
+
+    /// The pace of `tandem dr empty-vaults`: up to half an hour for a vault's
+    /// deleted recovery points to be gone (AWS Backup deletes them asynchronously),
+    /// polled every two seconds at first and every thirty at most.
+    pub fn emptying_vaults(say: Say<'a>, cleanup: &'a Cleanup) -> Self {
+        Self {
+            limit: Duration::from_secs(1800),
+            poll: Duration::from_secs(2),
+            max_poll: Duration::from_secs(30),
+            say,
+            cleanup,
+        }
+    }
+}
+
 /// `3 min 20 s`, `850 ms`.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
