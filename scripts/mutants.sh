@@ -8,8 +8,12 @@
 #   ids               core/src/ids.rs: the ID file's header and range checks
 #   executor          core/src/executor.rs: the worker's dependency failures and
 #                     retries, the stage slots, rerun's object check (rerun_tasks)
+#   rerun-check       core/src/stage.rs, core/src/error.rs: what rerun calls a
+#                     finished child (a stage file's completion record, the result
+#                     object through verify's check) and which errors lose a child
 #   embedded-commit   dr/src/embedded.rs: the group commit path
-#   api-guards        dr/src/api.rs: the write guard and the input checks
+#   api-guards        dr/src/api.rs: the write guard, the input checks and
+#                     createBackup's empty body
 #   drill-verdict     dr/src/drill/{verdict,check}.rs: the drill's comparisons (items,
 #                     RPO, convergence) and its checks' verdict
 #   drill-judges      dr/src/drill/{restore,failover}.rs: the restore and failover
@@ -27,7 +31,8 @@
 #                               kept apart so a run does not lock the everyday one)
 #        TANDEM_MUTANTS_OUT     where mutants.out goes (default target/mutants)
 # exit:  0 when no scope has a missed mutant (timeouts are hangs the suite did not
-#        pass: listed, not failed), 1 otherwise.
+#        pass: listed, not failed), 1 otherwise (a missed mutant, or cargo-mutants
+#        failing to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,14 +47,15 @@ mkdir -p "$out"
 # name ; package ; files (space-separated) ; regex of the mutants in scope ; test targets
 scopes=(
     "verify;tandem-core;core/src/verify.rs;^;--lib --test pipeline --test integrity"
-    "exchange;tandem-core;core/src/exchange.rs;(replace|in) (seal|check_seal|seal_position|crc_with_blank_seal|read_footer|read_completion|completion_of|decode|Completion::check_identity)( |\$);--lib --test pipeline --test integrity"
-    "ids;tandem-core;core/src/ids.rs;(replace|in) IdFile::(from_buffer|check_range|check_all)( |\$);--lib --test pipeline"
-    "executor;tandem-core;core/src/executor.rs;(replace|in) (worker|sleep_counted|State::take|rerun_tasks)( |\$);--lib --test pipeline"
-    "embedded-commit;tandem-dr;dr/src/embedded.rs;(replace|in) (TableFile::commit_group|TableFile::apply_all|TableFile::writer|TableFile::next_ts|Writer<'_>::write|Committer::start|Committer::submit)( |\$);--lib"
-    "api-guards;tandem-dr;dr/src/api.rs;(replace|in) (guard_writes|check_api_key|check_same_origin|check_json_content_type|object|string_field|id_param|.*visit_map)( |\$);--test api --test serve"
-    "drill-verdict;tandem-dr;dr/src/drill/verdict.rs dr/src/drill/check.rs;(replace|in) (Diff::is_empty|compare|differing_ids|settled|rpo|convergence|Checks::(push|get|failed|all_held))( |\$);--lib --test drill --features drill-aws"
-    "post-backup;tandem-lambdas;lambdas/src/post_backup.rs;(replace|in) (handle|outcome|plan_points|existing_copy)( |\$);--lib"
-    "drill-judges;tandem-dr;dr/src/drill/restore.rs dr/src/drill/failover.rs;(replace|in) (bad_deploy|correct_answer|first_answer|judge_restore|judge_restore_around|items_match|is_answer|served_from)( |\$);--lib --test drill --features drill-aws"
+    "exchange;tandem-core;core/src/exchange.rs;(replace|in) (seal|check_seal|seal_position|crc_with_blank_seal|read_footer|read_completion|completion_of|decode|Completion::check_identity)( |::|\$);--lib --test pipeline --test integrity"
+    "ids;tandem-core;core/src/ids.rs;(replace|in) IdFile::(from_buffer|check_range|check_all)( |::|\$);--lib --test pipeline"
+    "rerun-check;tandem-core;core/src/stage.rs core/src/error.rs;(replace|in) (RunContext::(check_completion|check_output|read_stage_file)|Error::(is_missing_or_corrupt|is_not_found))( |::|\$);--lib --test pipeline --test integrity"
+    "executor;tandem-core;core/src/executor.rs;(replace|in) (worker|sleep_counted|State::take|rerun_tasks)( |::|\$);--lib --test pipeline"
+    "embedded-commit;tandem-dr;dr/src/embedded.rs;(replace|in) (TableFile::commit_group|TableFile::apply_all|TableFile::writer|TableFile::next_ts|Writer<'_>::write|Committer::start|Committer::submit)( |::|\$);--lib"
+    "api-guards;tandem-dr;dr/src/api.rs;(replace|in) (guard_writes|check_api_key|check_same_origin|check_json_content_type|object|string_field|id_param|create_backup|.*visit_map)( |::|\$);--test api --test serve"
+    "drill-verdict;tandem-dr;dr/src/drill/verdict.rs dr/src/drill/check.rs;(replace|in) (Diff::is_empty|compare|differing_ids|settled|rpo|convergence|Checks::(push|get|failed|all_held))( |::|\$);--lib --test drill --features drill-aws"
+    "post-backup;tandem-lambdas;lambdas/src/post_backup.rs;(replace|in) (handle|outcome|plan_points|existing_copy)( |::|\$);--lib"
+    "drill-judges;tandem-dr;dr/src/drill/restore.rs dr/src/drill/failover.rs;(replace|in) (bad_deploy|correct_answer|first_answer|judge_restore|judge_restore_around|items_match|is_answer|served_from)( |::|\$);--lib --test drill --features drill-aws"
 )
 # Equivalent mutants, by name (each explained where it lives).
 exclude=(
@@ -89,10 +95,14 @@ print(f"{name}: {data['total_mutants']} mutants, {data['caught']} caught, {data[
 EOF
 )
     summary+=("$line")
-    # cargo-mutants: 0 all caught, 2 missed, 3 timeouts (and none missed); anything
+    # The verdict is the count, not cargo-mutants' status: it exits 3 when a mutant
+    # timed out even if others were missed. 0, 2 and 3 are its verdicts; anything
     # else is a harness failure. A timeout is a mutant the suite did not pass (it
     # hung until cargo-mutants killed it): a catch, slow, listed below.
-    case "$status" in 0 | 3) ;; *) failed=1 ;; esac
+    case "$status" in 0 | 2 | 3) ;; *) failed=1 ;; esac
+    missed=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["missed"])' \
+        "$out/$name/mutants.out/outcomes.json")
+    [ "$missed" -eq 0 ] || failed=1
 done
 printf '\n==> summary\n' >&2
 printf '%s\n' "${summary[@]}"

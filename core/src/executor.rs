@@ -422,8 +422,6 @@ mod tests {
         log: Mutex<Vec<(Stage, u32, u32)>>,
         /// (stage, index) -> attempts that fail (1-based); u32::MAX: every attempt.
         failing: HashMap<(Stage, u32), u32>,
-        running: AtomicUsize,
-        peak: AtomicUsize,
     }
 
     impl Fake {
@@ -431,19 +429,14 @@ mod tests {
             Self {
                 log: Mutex::new(Vec::new()),
                 failing: failing.iter().copied().collect(),
-                running: AtomicUsize::new(0),
-                peak: AtomicUsize::new(0),
             }
         }
     }
 
     impl ChildRunner for Fake {
         fn run(&self, stage: Stage, index: u32, attempt: u32) -> Result<Completion> {
-            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-            self.peak.fetch_max(now, Ordering::SeqCst);
             std::thread::sleep(std::time::Duration::from_micros(200));
             self.log.lock().unwrap().push((stage, index, attempt));
-            self.running.fetch_sub(1, Ordering::SeqCst);
             if self
                 .failing
                 .get(&(stage, index))

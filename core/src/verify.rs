@@ -400,6 +400,9 @@ pub fn check_result(manifest: &Manifest, index: u32, bytes: bytes::Bytes) -> std
 /// A pool of `threads` threads for visiting every child of a run: the number of
 /// reads in flight is the caller's choice (one per core for local files, more for
 /// S3), not the machine's default.
+///
+/// Not a check: `scripts/mutants.sh` leaves it out by name (its one mutant, a
+/// default pool, does not build; a changed thread count changes only the speed).
 pub fn reader_pool(threads: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
