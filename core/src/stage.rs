@@ -314,6 +314,52 @@ mod tests {
         ctx.run_child(Stage::Process, 3, 1).unwrap();
     }
 
+    /// A stage file self-consistent and stamped for this run, child and stage, with
+    /// as many rows as the child owns but other IDs (the run id reused for a run
+    /// prepared from another first ID) is not the child's output: the id sum alone
+    /// tells it apart, for rerun and for the next stage.
+    #[test]
+    fn a_file_with_the_childs_row_count_but_other_ids_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |root: &str, first_id: u64| {
+            let bucket = store::open(&format!(
+                "file://{}",
+                dir.path().join(root).join("bucket").display()
+            ))
+            .unwrap();
+            let opts = PrepareOptions {
+                root: dir.path().join(root).join("vol"),
+                run_id: Some("reused".parse().unwrap()),
+                records: 100,
+                first_id,
+                ids_per_node: 10,
+                seed: 42,
+                overwrite: false,
+            };
+            let (layout, _) = prepare(&opts, bucket.as_ref()).unwrap();
+            RunContext::open(layout.root(), layout.run_id(), None).unwrap()
+        };
+        let (old, new) = (run("old", 1), run("new", 1001));
+        old.run_child(Stage::Procure, 3, 1).unwrap();
+        new.run_child(Stage::Procure, 3, 1).unwrap();
+        new.check_output(Stage::Procure, 3).unwrap();
+        std::fs::copy(
+            old.layout.stage_file(Stage::Procure, 3),
+            new.layout.stage_file(Stage::Procure, 3),
+        )
+        .unwrap();
+        for err in [
+            new.check_output(Stage::Procure, 3).unwrap_err(),
+            new.run_child(Stage::Process, 3, 1).unwrap_err(),
+        ] {
+            let text = crate::error::chain(&err);
+            assert!(
+                text.contains("holds 10 rows (id sum 355) but child 3 owns 10 IDs (id sum 10355)"),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn close_reports_the_error_the_file_system_gives() {
         use std::os::fd::AsRawFd;

@@ -536,7 +536,7 @@ mod tests {
     use super::*;
     use crate::drill::client::Transport;
     use axum::body::Bytes;
-    use axum::http::{Request, Response};
+    use axum::http::{Request, Response, StatusCode};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -597,5 +597,44 @@ mod tests {
         .await;
         assert!(ok);
         assert_eq!(answers.0.load(Ordering::SeqCst), 1);
+    }
+
+    /// A correct answer is a success carrying the very product expected: a 200 with
+    /// another version of it (a standby reading a stale table), a 404 the recovery
+    /// region says itself (a standby reading another table) or API Gateway's 500 (a
+    /// pilot light still off) is not one, and the RTO is not measured at it.
+    #[test]
+    fn only_a_success_with_the_expected_product_is_a_correct_answer() {
+        let expected = Product {
+            product_id: "p".into(),
+            product_category: "Books".into(),
+            product_title: "t".into(),
+            sum_rating: 0,
+            count_rating: 0,
+            updated_at_us: 1,
+        };
+        let reply = |status: u16, body: String| Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            region: Some("us-east-1".into()),
+            body: Bytes::from(body),
+        };
+        let json = |p: &Product| serde_json::to_string(p).unwrap();
+        let stale = Product {
+            product_title: "t, as it was".into(),
+            ..expected.clone()
+        };
+        assert!(is_answer(&reply(200, json(&expected)), &expected));
+        assert!(!is_answer(&reply(200, json(&stale)), &expected));
+        assert!(!is_answer(&reply(200, "{}".into()), &expected));
+        assert!(!is_answer(
+            &reply(404, r#"{"message":"product p not found"}"#.into()),
+            &expected
+        ));
+        assert!(!is_answer(
+            &reply(500, r#"{"message":"Internal server error"}"#.into()),
+            &expected
+        ));
+        // The product expected, but not a success (a body echoed on an error).
+        assert!(!is_answer(&reply(409, json(&expected)), &expected));
     }
 }
