@@ -370,6 +370,11 @@ impl EmbeddedTable {
             Database::open(path)
         }
         .map_err(|e| Error::storage(format!("open table {}", path.display()), e))?;
+        Self::in_database(name, path, db)
+    }
+
+    /// The table `name` in `db`, the database of the file at `path`.
+    fn in_database(name: &str, path: &Path, db: Database) -> Result<Self> {
         let t = TableFile {
             name: name.to_string(),
             path: path.to_path_buf(),
@@ -847,6 +852,98 @@ mod tests {
 
     /// Waits for an event; the bound only keeps a broken build from hanging.
     const NEVER: std::time::Duration = std::time::Duration::from_secs(120);
+
+    /// The table's file as redb reaches it, with a switch that makes every sync fail
+    /// as a disk or an NFS server can (`EIO` from fsync): commits then fail.
+    #[derive(Debug)]
+    struct FailingSync {
+        file: redb::backends::FileBackend,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl redb::StorageBackend for FailingSync {
+        fn len(&self) -> std::io::Result<u64> {
+            self.file.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.file.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.file.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                // EIO (5 on Linux, where the tests run).
+                return Err(std::io::Error::from_raw_os_error(5));
+            }
+            self.file.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.file.write(offset, data)
+        }
+        fn close(&self) -> std::io::Result<()> {
+            self.file.close()
+        }
+    }
+
+    /// A new table whose file's syncs fail once the returned switch is on.
+    fn table_with_failing_sync(dir: &Path) -> (EmbeddedTable, Arc<std::sync::atomic::AtomicBool>) {
+        let path = dir.join("failing.redb");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let backend = FailingSync {
+            file: redb::backends::FileBackend::new(file).unwrap(),
+            failing: failing.clone(),
+        };
+        let db = redb::Builder::new().create_with_backend(backend).unwrap();
+        (EmbeddedTable::in_database("Product", &path, db).unwrap(), failing)
+    }
+
+    /// A commit that cannot be made durable answers every write of its group with
+    /// the failure, naming the table's file: none is told it is stored. The writes
+    /// that queued behind it (the next group) are refused the same way.
+    #[test]
+    fn a_commit_that_fails_fails_every_write_of_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, failing) = table_with_failing_sync(dir.path());
+        let committer = Committer::start(t.inner.clone()).unwrap();
+        let (held, release) = gate(&t);
+        let sender = committer.tx.lock().unwrap().clone().unwrap();
+        let mut answers = Vec::new();
+        let mut send = |op: Op| {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            sender.send((op, reply)).unwrap();
+            answers.push(answer);
+        };
+        send(Op::Create(item("a", 100)));
+        held.recv_timeout(NEVER)
+            .expect("the first group reached its commit");
+        for id in ["b", "c", "d"] {
+            send(Op::Create(item(id, 200)));
+        }
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        release.send(()).unwrap();
+        let file = t.path().display().to_string();
+        for (i, answer) in answers.into_iter().enumerate() {
+            let answered = answer.blocking_recv().expect("the committer answered");
+            let e = answered.expect_err("a write was told it is stored by a failed commit");
+            let text = e.to_string();
+            assert!(text.contains(&file), "write {i}: {text}");
+            if i == 0 {
+                assert!(
+                    text.starts_with("commit") && text.contains("Input/output error"),
+                    "{text}"
+                );
+            }
+        }
+        drop(sender);
+    }
 
     #[test]
     fn an_answer_leaves_only_after_its_commit_returns() {
