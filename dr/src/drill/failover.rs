@@ -544,6 +544,36 @@ mod tests {
     #[derive(Debug, Default)]
     struct Answers(AtomicUsize);
 
+    /// Answers every request with `status` (the product when it is a 200), saying
+    /// it was served from `region`.
+    #[derive(Debug)]
+    struct From {
+        status: u16,
+        region: &'static str,
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for From {
+        async fn send(
+            &self,
+            _: Request<Bytes>,
+        ) -> std::result::Result<Response<Bytes>, crate::store::BoxError> {
+            let body = if self.status == 200 {
+                serde_json::json!({
+                    "product_id": "p", "product_category": "Books", "product_title": "t",
+                    "sum_rating": 0, "count_rating": 0, "updated_at_us": 1
+                })
+            } else {
+                serde_json::json!({"message": "product p not found"})
+            };
+            Ok(Response::builder()
+                .status(self.status)
+                .header(crate::api::REGION_HEADER, self.region)
+                .body(Bytes::from(body.to_string()))
+                .unwrap())
+        }
+    }
+
     #[async_trait::async_trait]
     impl Transport for Answers {
         async fn send(
@@ -597,6 +627,37 @@ mod tests {
         .await;
         assert!(ok);
         assert_eq!(answers.0.load(Ordering::SeqCst), 1);
+    }
+
+    /// A wait that ends without its answer says what it saw last: a correct answer
+    /// from the other region is named as such, anything else by its status.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_that_ends_unanswered_says_what_it_saw_last() {
+        let region: RegionName = "us-east-1".parse().unwrap();
+        let ep = ApiEndpoint::new("the clients' name", "https://api.example.fake/prod", None);
+        let last = |status: u16, from: &'static str| {
+            let client = ApiClient::new(Arc::new(From { status, region: from }), Duration::from_secs(1));
+            let (ep, region) = (ep.clone(), region.clone());
+            async move {
+                served_from(
+                    &client,
+                    &ep,
+                    "p",
+                    &region,
+                    |r: &Reply| r.status.is_success(),
+                    Duration::from_secs(10),
+                    Duration::from_secs(1),
+                )
+                .await
+            }
+        };
+        assert_eq!(
+            last(200, "us-east-2").await,
+            (false, "a correct answer, but from us-east-2".to_string())
+        );
+        assert_eq!(last(404, "us-east-2").await, (false, "404 Not Found".to_string()));
+        assert_eq!(last(404, "us-east-1").await, (false, "404 Not Found".to_string()));
+        assert!(last(200, "us-east-1").await.0);
     }
 
     /// A correct answer is a success carrying the very product expected: a 200 with

@@ -448,3 +448,40 @@ pub(super) fn rto_check(ctx: &Ctx<'_>, run: &mut Run, rto: Duration) {
         format!("{} (target {})", human(rto), human(ctx.opts.rto_target)),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::EmbeddedTable;
+
+    fn product(id: &str, title: &str) -> Product {
+        Product {
+            product_id: id.into(),
+            product_category: "Books".into(),
+            product_title: title.into(),
+            sum_rating: 0,
+            count_rating: 0,
+            updated_at_us: 1,
+        }
+    }
+
+    /// The recovered API's answer is correct only when it is the very product
+    /// expected: an item the restore lacks (404), or holds in another version, is
+    /// not an answer the RTO may be measured at.
+    #[tokio::test]
+    async fn only_the_expected_product_is_a_correct_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = EmbeddedTable::open_file("Product", &dir.path().join("t.redb")).unwrap();
+        let stored = product("p", "as restored");
+        table.create(&stored).await.unwrap();
+        let api = ApiState {
+            store: Arc::new(table),
+            backups: None,
+            api_key: None,
+            region: Some("us-east-2".into()),
+        };
+        assert!(correct_answer(&api, &stored).await);
+        assert!(!correct_answer(&api, &product("p", "as it was before")).await);
+        assert!(!correct_answer(&api, &product("missing", "as restored")).await);
+    }
+}
