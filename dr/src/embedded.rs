@@ -850,8 +850,11 @@ mod tests {
         EmbeddedTable::open_file("Product", &copy).unwrap()
     }
 
-    /// Waits for an event; the bound only keeps a broken build from hanging.
-    const NEVER: std::time::Duration = std::time::Duration::from_secs(120);
+    /// Waits for an event; the bound only turns a broken build's hang into a
+    /// failure. The events take milliseconds; three tests wait on them, two at a
+    /// time, and a broken commit path must fail them well within the mutation
+    /// runs' four minutes (`scripts/mutants.sh`).
+    const NEVER: std::time::Duration = std::time::Duration::from_secs(20);
 
     /// The table's file as redb reaches it, with a switch that makes every sync fail
     /// as a disk or an NFS server can (`EIO` from fsync): commits then fail.
