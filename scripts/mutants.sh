@@ -18,6 +18,8 @@
 #                     RPO, convergence) and its checks' verdict
 #   drill-judges      dr/src/drill/{restore,failover}.rs: the restore and failover
 #                     methods' judgements (the bad deploy, correct answers, items)
+#   drill-waits       dr/src/drill/wait.rs: the waits those judgements rest on (a
+#                     wait's deadline, its backoff, what it says it saw last)
 #   post-backup       lambdas/src/post_backup.rs: the daily check of the plan's backup
 #                     and its copy, and the failed check failing the invocation
 # A mutant that survives and cannot be caught (it behaves exactly like the original)
@@ -56,6 +58,7 @@ scopes=(
     "drill-verdict;tandem-dr;dr/src/drill/verdict.rs dr/src/drill/check.rs;(replace|in) (Diff::is_empty|compare|differing_ids|settled|rpo|convergence|Checks::(push|get|failed|all_held))( |::|\$);--lib --test drill --features drill-aws"
     "post-backup;tandem-lambdas;lambdas/src/post_backup.rs;(replace|in) (handle|outcome|plan_points|existing_copy)( |::|\$);--lib"
     "drill-judges;tandem-dr;dr/src/drill/restore.rs dr/src/drill/failover.rs;(replace|in) (bad_deploy|correct_answer|first_answer|judge_restore|judge_restore_around|items_match|is_answer|served_from)( |::|\$);--lib --test drill --features drill-aws"
+    "drill-waits;tandem-dr;dr/src/drill/wait.rs;(replace|in) (ask_until|Backoff::(new|next_pause)|Waiter<'_>::until)( |::|\$);--lib --test drill --features drill-aws"
 )
 # Equivalent mutants, by name (each explained where it lives).
 exclude=(

@@ -29,7 +29,7 @@ use super::cleanup::Resource;
 use super::client::{ApiClient, ApiEndpoint, Reply};
 use super::restore::rto_check;
 use super::verdict::convergence;
-use super::wait::{Backoff, Poll, Waiter, human};
+use super::wait::{Backoff, Poll, Waiter, ask_until, human};
 use super::{Ctx, Measured, Run};
 use crate::product::Product;
 use crate::region::RegionName;
@@ -136,24 +136,23 @@ async fn served_from(
     timeout: Duration,
     max_pause: Duration,
 ) -> (bool, String) {
-    let deadline = Instant::now() + timeout;
-    let mut backoff = Backoff::new(Duration::from_millis(5), max_pause.min(Duration::from_secs(5)));
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline {
+    let backoff = Backoff::new(Duration::from_millis(5), max_pause.min(Duration::from_secs(5)));
+    let answered = ask_until(timeout, backoff, || async {
         match client.get(ep, id).await {
-            Ok(r) if ok(&r) && r.region.as_deref() == Some(region.as_str()) => return (true, last),
-            Ok(r) if ok(&r) => {
-                last = format!(
-                    "a correct answer, but from {}",
-                    r.region.as_deref().unwrap_or("an unnamed region")
-                )
-            }
-            Ok(r) => last = format!("{}", r.status),
-            Err(e) => last = e.to_string(),
+            Ok(r) if ok(&r) && r.region.as_deref() == Some(region.as_str()) => Ok(()),
+            Ok(r) if ok(&r) => Err(format!(
+                "a correct answer, but from {}",
+                r.region.as_deref().unwrap_or("an unnamed region")
+            )),
+            Ok(r) => Err(format!("{}", r.status)),
+            Err(e) => Err(e.to_string()),
         }
-        backoff.sleep().await;
+    })
+    .await;
+    match answered {
+        Ok(()) => (true, String::new()),
+        Err(last) => (false, last),
     }
-    (false, last)
 }
 
 /// The failover family's driver.
@@ -538,11 +537,6 @@ mod tests {
     use axum::body::Bytes;
     use axum::http::{Request, Response, StatusCode};
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Answers every request with the product, served from us-east-1, and counts them.
-    #[derive(Debug, Default)]
-    struct Answers(AtomicUsize);
 
     /// Answers every request with `status` (the product when it is a 200), saying
     /// it was served from `region`.
@@ -572,61 +566,6 @@ mod tests {
                 .body(Bytes::from(body.to_string()))
                 .unwrap())
         }
-    }
-
-    #[async_trait::async_trait]
-    impl Transport for Answers {
-        async fn send(
-            &self,
-            _: Request<Bytes>,
-        ) -> std::result::Result<Response<Bytes>, crate::store::BoxError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            let body = serde_json::json!({
-                "product_id": "p", "product_category": "Books", "product_title": "t",
-                "sum_rating": 0, "count_rating": 0, "updated_at_us": 1
-            });
-            Ok(Response::builder()
-                .status(200)
-                .header(crate::api::REGION_HEADER, "us-east-1")
-                .body(Bytes::from(body.to_string()))
-                .unwrap())
-        }
-    }
-
-    /// The deadline is exclusive: a wait of no time asks nothing (on tokio's paused
-    /// clock the first poll would land exactly on it), and a wait of a second asks
-    /// until the answer comes.
-    #[tokio::test(start_paused = true)]
-    async fn a_wait_asks_until_its_deadline_and_not_at_it() {
-        let answers = Arc::new(Answers::default());
-        let client = ApiClient::new(answers.clone(), Duration::from_secs(1));
-        let ep = ApiEndpoint::new("the standby", "https://api.us-east-1.fake/prod", None);
-        let region: RegionName = "us-east-1".parse().unwrap();
-        let any = |r: &Reply| r.status.is_success();
-        let none = served_from(
-            &client,
-            &ep,
-            "p",
-            &region,
-            any,
-            Duration::ZERO,
-            Duration::from_secs(1),
-        )
-        .await;
-        assert_eq!(none, (false, "no answer yet".to_string()));
-        assert_eq!(answers.0.load(Ordering::SeqCst), 0);
-        let (ok, _) = served_from(
-            &client,
-            &ep,
-            "p",
-            &region,
-            any,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        )
-        .await;
-        assert!(ok);
-        assert_eq!(answers.0.load(Ordering::SeqCst), 1);
     }
 
     /// A wait that ends without its answer says what it saw last: a correct answer

@@ -16,7 +16,7 @@ use super::canaries::{CANARY_CATEGORY, Canaries, StoreSink};
 use super::check::CheckKind;
 use super::cleanup::Resource;
 use super::verdict::{Acked, Diff, compare, differing_ids, rpo, seed_items, settled};
-use super::wait::{Backoff, Poll, human};
+use super::wait::{Backoff, Poll, ask_until, human};
 use super::{Ctx, Measured, Method, Run};
 use crate::api::{ApiState, router};
 use crate::product::Product;
@@ -302,16 +302,16 @@ async fn first_answer(
         api_key: None,
         region: Some(table.region.to_string()),
     };
-    let deadline = Instant::now() + ctx.opts.answer_timeout;
-    let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(250));
-    let mut answered = false;
-    while Instant::now() < deadline {
+    let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(250));
+    let answered = ask_until(ctx.opts.answer_timeout, backoff, || async {
         if correct_answer(&api, probe).await {
-            answered = true;
-            break;
+            Ok(())
+        } else {
+            Err(String::new())
         }
-        backoff.sleep().await;
-    }
+    })
+    .await
+    .is_ok();
     let rto = disaster.elapsed();
     run.checks.push(
         CheckKind::ApiAnswers,

@@ -40,6 +40,31 @@ impl Backoff {
     }
 }
 
+/// Asks `ask` until it answers `Ok` or `timeout` has passed, pausing by `backoff`
+/// between asks: the loop of every "ask the API until it answers correctly" wait.
+/// The deadline is exclusive (a timeout of zero asks nothing). `Err` carries what
+/// the last ask saw (`"no answer yet"` when none was made).
+pub async fn ask_until<T, F, Fut>(
+    timeout: Duration,
+    mut backoff: Backoff,
+    mut ask: F,
+) -> std::result::Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        match ask().await {
+            Ok(v) => return Ok(v),
+            Err(seen) => last = seen,
+        }
+        backoff.sleep().await;
+    }
+    Err(last)
+}
+
 /// One look at something being waited for.
 #[derive(Debug)]
 pub enum Poll<T> {
@@ -214,6 +239,44 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v, 3);
+    }
+
+    /// The deadline is exclusive: a wait of no time asks nothing (on tokio's paused
+    /// clock the first ask would land exactly on it); a wait asks until its answer
+    /// comes, and one that ends without it says what it saw last.
+    #[tokio::test(start_paused = true)]
+    async fn an_ask_is_made_before_the_deadline_and_never_at_it() {
+        let asks = std::sync::atomic::AtomicUsize::new(0);
+        let backoff = || Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
+        let ask = |answer_at: usize| {
+            let asks = &asks;
+            move || async move {
+                let n = asks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if n >= answer_at {
+                    Ok(n)
+                } else {
+                    Err(format!("ask {n}: 503"))
+                }
+            }
+        };
+        assert_eq!(
+            ask_until(Duration::ZERO, backoff(), ask(1)).await,
+            Err("no answer yet".into())
+        );
+        assert_eq!(asks.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(ask_until(Duration::from_secs(1), backoff(), ask(1)).await, Ok(1));
+        asks.store(0, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(ask_until(Duration::from_secs(60), backoff(), ask(3)).await, Ok(3));
+        asks.store(0, std::sync::atomic::Ordering::SeqCst);
+        // Pauses of 5, 10, 20 ... 640 ms: asks at 0, 5, 15, 35, 75, 155, 315 and 635
+        // ms; the next would be at 1.275 s, past the deadline.
+        let started = Instant::now();
+        assert_eq!(
+            ask_until(Duration::from_secs(1), backoff(), ask(usize::MAX)).await,
+            Err("ask 8: 503".into())
+        );
+        assert_eq!(asks.load(std::sync::atomic::Ordering::SeqCst), 8);
+        assert!(started.elapsed() >= Duration::from_secs(1));
     }
 
     #[test]
