@@ -138,6 +138,19 @@ async fn every_method_recovers_exactly_on_the_embedded_backend() {
             assert!(check(r, kind).ok, "{m:?} {kind:?}");
         }
     }
+    // The embedded plan's backup is an instant: nothing written about its start is
+    // left out, and the verdict says nothing of items not judged.
+    let scheduled = method(&report, Method::Scheduled);
+    assert!(
+        scheduled
+            .steps
+            .iter()
+            .any(|s| s.what.contains("(0 written within")),
+        "{:#?}",
+        scheduled.steps
+    );
+    let items = check(scheduled, CheckKind::ItemsMatch);
+    assert!(items.ok && !items.detail.contains("not judged"), "{items:?}");
     // Nothing is left in the regions.
     for region in ["us-east-2", "us-east-1"] {
         for sub in ["tables", "backups"] {
