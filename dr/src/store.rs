@@ -91,7 +91,8 @@ pub async fn scan_all(store: &dyn ProductStore) -> Result<Vec<Product>> {
 pub mod suite {
     use super::*;
 
-    fn item(id: &str, title: &str) -> Product {
+    /// A product in "Books" titled `title`, never rated, last written at 1 µs.
+    pub fn item(id: &str, title: &str) -> Product {
         Product {
             product_id: id.into(),
             product_category: "Books".into(),

@@ -605,14 +605,7 @@ mod tests {
     /// pilot light still off) is not one, and the RTO is not measured at it.
     #[test]
     fn only_a_success_with_the_expected_product_is_a_correct_answer() {
-        let expected = Product {
-            product_id: "p".into(),
-            product_category: "Books".into(),
-            product_title: "t".into(),
-            sum_rating: 0,
-            count_rating: 0,
-            updated_at_us: 1,
-        };
+        let expected = crate::store::suite::item("p", "t");
         let reply = |status: u16, body: String| Reply {
             status: StatusCode::from_u16(status).unwrap(),
             region: Some("us-east-1".into()),

@@ -453,17 +453,7 @@ pub(super) fn rto_check(ctx: &Ctx<'_>, run: &mut Run, rto: Duration) {
 mod tests {
     use super::*;
     use crate::embedded::EmbeddedTable;
-
-    fn product(id: &str, title: &str) -> Product {
-        Product {
-            product_id: id.into(),
-            product_category: "Books".into(),
-            product_title: title.into(),
-            sum_rating: 0,
-            count_rating: 0,
-            updated_at_us: 1,
-        }
-    }
+    use crate::store::suite::item as product;
 
     /// The recovered API's answer is correct only when it is the very product
     /// expected: an item the restore lacks (404), or holds in another version, is
