@@ -239,6 +239,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v, 3);
+        // A wait of a second or more says when it ended; one that was ready at once
+        // says nothing.
+        assert_eq!(
+            said.lock().unwrap().last().map(String::as_str),
+            Some("the count: done after 15.0 s")
+        );
+        let before = said.lock().unwrap().len();
+        w.until("the ready", || async { Ok(Poll::Ready(())) })
+            .await
+            .unwrap();
+        assert_eq!(said.lock().unwrap().len(), before);
     }
 
     /// The deadline is exclusive: a wait of no time asks nothing (on tokio's paused
