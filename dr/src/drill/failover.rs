@@ -541,13 +541,13 @@ mod tests {
     /// Answers every request with `status` (the product when it is a 200), saying
     /// it was served from `region`.
     #[derive(Debug)]
-    struct From {
+    struct Answering {
         status: u16,
         region: &'static str,
     }
 
     #[async_trait::async_trait]
-    impl Transport for From {
+    impl Transport for Answering {
         async fn send(
             &self,
             _: Request<Bytes>,
@@ -575,7 +575,10 @@ mod tests {
         let region: RegionName = "us-east-1".parse().unwrap();
         let ep = ApiEndpoint::new("the clients' name", "https://api.example.fake/prod", None);
         let last = |status: u16, from: &'static str| {
-            let client = ApiClient::new(Arc::new(From { status, region: from }), Duration::from_secs(1));
+            let client = ApiClient::new(
+                Arc::new(Answering { status, region: from }),
+                Duration::from_secs(1),
+            );
             let (ep, region) = (ep.clone(), region.clone());
             async move {
                 served_from(

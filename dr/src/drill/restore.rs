@@ -15,7 +15,7 @@ use super::backend::{BackupKind, TableRef};
 use super::canaries::{CANARY_CATEGORY, Canaries, StoreSink};
 use super::check::CheckKind;
 use super::cleanup::Resource;
-use super::verdict::{Acked, Diff, compare, differing_ids, rpo, seed_items, settled};
+use super::verdict::{Acked, Diff, compare, differing_ids, is_seeded, rpo, seed_items, settled};
 use super::wait::{Backoff, Poll, ask_until, human};
 use super::{Ctx, Measured, Method, Run};
 use crate::api::{ApiState, router};
@@ -76,13 +76,8 @@ pub(super) async fn point_in_time(ctx: &Ctx<'_>, run: &mut Run) -> Result<Measur
     run.step(format!("bad deploy deleted and corrupted {damaged} items"));
     // A restore proves something only if the table it undoes was damaged: every 20th
     // seeded item, the first of each pair deleted and the second corrupted.
-    let seeded = |items: &[Product]| -> Vec<Product> {
-        items
-            .iter()
-            .filter(|p| p.product_id.starts_with("seed-"))
-            .cloned()
-            .collect()
-    };
+    let seeded =
+        |items: &[Product]| -> Vec<Product> { items.iter().filter(|p| is_seeded(p)).cloned().collect() };
     let victims = seeded(&truth).len().div_ceil(20);
     let want = Diff {
         missing: victims.div_ceil(2),
@@ -253,11 +248,7 @@ pub(super) async fn scheduled(ctx: &Ctx<'_>, run: &mut Run) -> Result<Measured> 
 /// The PITR method's "bad deploy": deletes every 40th seeded item of `before` and
 /// corrupts as many others. Returns how many items it damaged.
 async fn bad_deploy(store: &dyn ProductStore, before: &[Product], now_us: u64) -> Result<usize> {
-    let victims: Vec<&Product> = before
-        .iter()
-        .filter(|p| p.product_id.starts_with("seed-"))
-        .step_by(20)
-        .collect();
+    let victims: Vec<&Product> = before.iter().filter(|p| is_seeded(p)).step_by(20).collect();
     for (i, v) in victims.iter().enumerate() {
         if i % 2 == 0 {
             store.delete(&v.product_id).await?;
@@ -270,21 +261,30 @@ async fn bad_deploy(store: &dyn ProductStore, before: &[Product], now_us: u64) -
     Ok(victims.len())
 }
 
-/// Asks the API for a product and checks the answer equals `expected`.
-async fn correct_answer(state: &ApiState, expected: &Product) -> bool {
+/// Asks the API for a product and checks the answer equals `expected`; `Err` says
+/// what it answered instead.
+async fn correct_answer(state: &ApiState, expected: &Product) -> std::result::Result<(), String> {
     let req = Request::builder()
         .uri(format!("/getProduct?product_id={}", expected.product_id))
         .body(Body::empty())
         .unwrap_or_default();
     // The router's error type is Infallible: every request gets a response.
     let Ok(resp) = router(state.clone()).oneshot(req).await;
-    if resp.status() != StatusCode::OK {
-        return false;
+    let status = resp.status();
+    if status != StatusCode::OK {
+        return Err(status.to_string());
     }
     let Ok(bytes) = axum::body::to_bytes(resp.into_body(), 1 << 20).await else {
-        return false;
+        return Err(format!("{status} with a body that could not be read"));
     };
-    serde_json::from_slice::<Product>(&bytes).is_ok_and(|p| p == *expected)
+    match serde_json::from_slice::<Product>(&bytes) {
+        Ok(p) if p == *expected => Ok(()),
+        Ok(p) => Err(format!(
+            "{status} with another version of {}: {p:?}",
+            expected.product_id
+        )),
+        Err(e) => Err(format!("{status} with a body that is not a product: {e}")),
+    }
 }
 
 /// RTO: from the disaster to the first correct answer of the API's router over
@@ -303,33 +303,30 @@ async fn first_answer(
         region: Some(table.region.to_string()),
     };
     let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(250));
-    let answered = ask_until(ctx.opts.answer_timeout, backoff, || async {
-        if correct_answer(&api, probe).await {
-            Ok(())
-        } else {
-            Err(String::new())
-        }
-    })
-    .await
-    .is_ok();
+    let answered = ask_until(ctx.opts.answer_timeout, backoff, || correct_answer(&api, probe)).await;
     let rto = disaster.elapsed();
-    run.checks.push(
-        CheckKind::ApiAnswers,
-        answered,
-        if answered {
+    let (ok, detail) = match &answered {
+        Ok(()) => (
+            true,
             format!(
                 "GET /getProduct over {table} answered correctly {} after the disaster",
                 human(rto)
-            )
-        } else {
-            format!("no correct answer within {}", human(ctx.opts.answer_timeout))
-        },
-    );
-    run.step(if answered {
+            ),
+        ),
+        Err(last) => (
+            false,
+            format!(
+                "no correct answer within {} (last: {last})",
+                human(ctx.opts.answer_timeout)
+            ),
+        ),
+    };
+    run.step(if ok {
         "first correct answer from the recovered API".to_string()
     } else {
-        format!("no correct answer within {}", human(ctx.opts.answer_timeout))
+        detail.clone()
     });
+    run.checks.push(CheckKind::ApiAnswers, ok, detail);
     Ok(rto)
 }
 
@@ -470,8 +467,12 @@ mod tests {
             api_key: None,
             region: Some("us-east-2".into()),
         };
-        assert!(correct_answer(&api, &stored).await);
-        assert!(!correct_answer(&api, &product("p", "as it was before")).await);
-        assert!(!correct_answer(&api, &product("missing", "as restored")).await);
+        assert_eq!(correct_answer(&api, &stored).await, Ok(()));
+        let stale = correct_answer(&api, &product("p", "as it was before"))
+            .await
+            .unwrap_err();
+        assert!(stale.starts_with("200 OK with another version of p"), "{stale}");
+        let missing = correct_answer(&api, &product("missing", "as restored")).await;
+        assert_eq!(missing, Err("404 Not Found".to_string()));
     }
 }

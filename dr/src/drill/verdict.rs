@@ -180,11 +180,19 @@ pub fn convergence(
     c
 }
 
+/// What every seeded item's id starts with (canaries and API writes do not).
+pub(crate) const SEED_PREFIX: &str = "seed-";
+
+/// Whether `p` is one of [`seed_items`].
+pub fn is_seeded(p: &Product) -> bool {
+    p.product_id.starts_with(SEED_PREFIX)
+}
+
 /// The seeded products: `seed-0000000` onwards, stamped `now_us`.
 pub fn seed_items(n: usize, now_us: u64) -> Vec<Product> {
     (0..n)
         .map(|i| Product {
-            product_id: format!("seed-{i:07}"),
+            product_id: format!("{SEED_PREFIX}{i:07}"),
             product_category: ["Books", "Audio", "Games", "Home"][i % 4].into(),
             product_title: format!("product {i}"),
             sum_rating: (i % 50) as i64,

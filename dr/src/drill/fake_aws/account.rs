@@ -636,7 +636,7 @@ impl Account {
     fn drop_items(&self, mut items: BTreeMap<String, Product>, from_end: bool) -> BTreeMap<String, Product> {
         let products: Vec<String> = items
             .keys()
-            .filter(|k| k.starts_with("seed-") || k.starts_with("product-"))
+            .filter(|k| k.starts_with(crate::drill::verdict::SEED_PREFIX) || k.starts_with("product-"))
             .cloned()
             .collect();
         let n = self.faults.restore_drops.min(products.len());
